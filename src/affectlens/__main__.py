@@ -1,0 +1,3 @@
+from affectlens.cli import main
+
+main()

@@ -1,0 +1,32 @@
+"""The errors affectlens raises for bad input: each names the file (or row) and the problem."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AffectlensError(Exception):
+    """Base class: a one-line, user-facing message about bad input or a failed step."""
+
+
+class MediaError(AffectlensError):
+    """A media file that is missing, not media, empty, corrupt or lacks a needed stream."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DataError(AffectlensError):
+    """A dataset file (labels, manifest, records) with a malformed row or wrong content."""
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None):
+        self.path = str(path)
+        self.reason = reason
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class ShapeError(AffectlensError):
+    """An array or tensor whose shape does not match the documented contract."""

@@ -1,0 +1,1 @@
+"""Plots (PNG) and self-contained HTML reports."""

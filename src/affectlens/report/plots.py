@@ -1,0 +1,90 @@
+"""Plots every room shares: confusion matrices, training curves, per-class bars, timelines.
+
+Each function writes a PNG (atomically) and returns its path; matplotlib runs headless (Agg).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from affectlens.utils import atomic_path  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix_png(cm, class_names: Sequence[str], path, title: str = "Confusion matrix",
+                         normalize: bool = False) -> Path:
+    """Counts (or row-normalised shares) with the number in every cell; rows are true classes."""
+    cm = np.asarray(cm, dtype=np.float64)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.6 * k))
+    im = ax.imshow(shown, cmap="Blues")
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    hi = shown.max() if shown.size else 1
+    for i in range(k):
+        for j in range(k):
+            text = f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if shown[i, j] > hi / 2 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def curves_png(history: Mapping[str, Sequence[float]], path, title: str = "Training curves",
+               xlabel: str = "epoch") -> Path:
+    """One line per series (e.g. ``{"train_loss": [...], "val_acc": [...]}``)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in history.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def per_class_png(report: Mapping, path, title: str = "Per-class metrics") -> Path:
+    """Grouped bars of precision / recall / F1 per class from ``classification_report``."""
+    names = list(report["per_class"])
+    metrics = ("precision", "recall", "f1")
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(names), 3.5))
+    for k, m in enumerate(metrics):
+        ax.bar(x + (k - 1) * 0.27, [report["per_class"][n][m] for n in names], width=0.27, label=m)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)
+
+
+def timeline_png(times: Sequence[float], probabilities, class_names: Sequence[str], path,
+                 title: str = "Timeline") -> Path:
+    """Stacked class probabilities over time (one column per window centre)."""
+    p = np.asarray(probabilities, dtype=np.float64)  # (n_windows, n_classes)
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    ax.stackplot(np.asarray(times), p.T, labels=class_names, alpha=0.85)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
