@@ -54,6 +54,7 @@ def curves_png(history: Mapping[str, Sequence[float]], path, title: str = "Train
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, values in history.items():
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=name)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
