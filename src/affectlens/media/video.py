@@ -70,6 +70,8 @@ def open_media(path: str | Path) -> av.container.InputContainer:
         return av.open(str(path))
     except av.error.InvalidDataError:
         raise MediaError(path, "not a media file (no known container format)") from None
+    except av.error.EOFError:
+        raise MediaError(path, "zero-length or truncated (the container holds no media data)") from None
     except (av.error.FFmpegError, OSError) as e:
         raise MediaError(path, f"cannot be opened ({e})") from None
 
