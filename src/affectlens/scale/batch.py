@@ -1,0 +1,180 @@
+"""One batch runner for every folder command: local (one process) or spread over Ray.
+
+A folder command (``affectlens group features``, ``affectlens anonymize``) describes its work
+as *items* (usually input paths), a function that processes one item and writes one output
+atomically, and where that output goes::
+
+    from affectlens.scale import run_batch
+
+    def out_of(src: Path) -> Path:
+        return out_dir / f"{src.stem}.anon.mp4"
+
+    def anonymize_one(src: Path) -> Path:          # must be picklable for Ray: a module-level
+        anonymize_video(src, out_of(src), mode)    # function or functools.partial of one
+        return out_of(src)
+
+    result = run_batch(sorted(in_dir.glob("*.mp4")), anonymize_one, out_of,
+                       backend=backend, address=address, num_workers=workers)
+    result.print_summary()
+    raise typer.Exit(result.exit_code)
+
+Contract (identical for both backends):
+  * resume: an item whose output already exists is *skipped* (``resume=False`` redoes it);
+    ``fn`` must therefore write atomically (``affectlens.utils.atomic_path``) — and when it writes
+    several files, write the one ``out_path_of`` names last;
+  * an item whose ``fn`` raises is *failed* with a one-line reason and the others go on; an
+    output path equal to the item's own path fails the item (outputs never overwrite inputs);
+  * ``fn`` returns the path it wrote; a returned path that does not exist fails the item.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import typer
+
+from affectlens.errors import AffectlensError
+
+BACKENDS = ("local", "ray")
+
+# Typer options the folder commands share, e.g.
+#   def anonymize(..., backend: str = BACKEND_OPTION, address: Optional[str] = ADDRESS_OPTION,
+#                 workers: Optional[int] = WORKERS_OPTION, resume: bool = RESUME_OPTION): ...
+BACKEND_OPTION = typer.Option("local", "--backend", help="local (this process) or ray (spread files over Ray).")
+ADDRESS_OPTION = typer.Option(None, "--address",
+                              help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local one.")
+WORKERS_OPTION = typer.Option(None, "--workers", min=1, help="Ray workers of a local cluster (default: all CPUs).")
+RESUME_OPTION = typer.Option(True, "--resume/--no-resume", help="Skip files whose output already exists.")
+
+
+@dataclass
+class BatchResult:
+    """What happened to every item: ``done`` and ``skipped`` hold (item, output), ``failed`` (item, reason)."""
+
+    backend: str
+    done: list[tuple[Any, Path]] = field(default_factory=list)
+    skipped: list[tuple[Any, Path]] = field(default_factory=list)
+    failed: list[tuple[Any, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def exit_code(self) -> int:
+        """What a batch command exits with: 1 when any item failed, else 0."""
+        return 0 if self.ok else 1
+
+    def outputs(self) -> list[Path]:
+        """Outputs of done and skipped items (everything that exists now)."""
+        return [p for _, p in self.done + self.skipped]
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (for a run log beside the outputs)."""
+        return {"backend": self.backend, "seconds": round(self.seconds, 3),
+                "done": [[str(i), str(p)] for i, p in self.done],
+                "skipped": [[str(i), str(p)] for i, p in self.skipped],
+                "failed": [[str(i), r] for i, r in self.failed]}
+
+    def print_summary(self, console=None, title: str = "batch") -> None:
+        """One line of counts, then one line per failed item (to stderr)."""
+        from rich.console import Console
+        from rich.markup import escape
+
+        console = console or Console(stderr=True)
+        console.print(f"{title}: {len(self.done)} done, {len(self.skipped)} skipped (output exists), "
+                      f"{len(self.failed)} failed — {self.seconds:.1f} s on {self.backend}")
+        for item, reason in self.failed:
+            line = reason if reason.startswith(str(item)) else f"{item}: {reason}"  # errors name their file
+            console.print("[red]failed:[/red] " + escape(line), highlight=False, soft_wrap=True)
+
+
+def run_one(fn: Callable[[Any], Any], item: Any) -> tuple[str, str]:
+    """Run ``fn(item)`` and turn every outcome into ``("done", output)`` or ``("failed", reason)``.
+
+    Runs inside Ray workers too, so a failure crosses the process boundary as a plain string.
+    """
+    try:
+        out = fn(item)
+    except AffectlensError as e:  # already one line naming the file
+        return "failed", str(e)
+    except Exception as e:  # a crashing item must not stop the corpus
+        first = (str(e).strip().splitlines() or [""])[0]
+        return "failed", f"{type(e).__name__}: {first}" if first else type(e).__name__
+    if out is None or not Path(out).exists():
+        return "failed", f"produced no output (returned {out!r})"
+    return "done", str(out)
+
+
+def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool) -> tuple[list, list, list]:
+    """Split item indices into (to do, skipped with output, failed with reason); reject two items
+    writing one output."""
+    todo, skipped, failed, owners = [], [], [], {}
+    for k, item in enumerate(items):
+        out = Path(out_path_of(item))
+        key = out.resolve()
+        if key in owners:
+            raise AffectlensError(f"{items[owners[key]]} and {item} would both write {out}")
+        owners[key] = k
+        if isinstance(item, (str, Path)) and Path(item).resolve() == key:
+            failed.append((k, f"output {out} is the input itself (outputs never overwrite inputs)"))
+        elif resume and out.exists():
+            skipped.append((k, out))
+        else:
+            todo.append(k)
+    return todo, skipped, failed
+
+
+def _progress(description: str, enabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[failed]} failed"), disable=not enabled)
+
+
+def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Callable[[Any], Any], *,
+              backend: str = "local", address: Optional[str] = None, num_workers: Optional[int] = None,
+              resume: bool = True, description: str = "processing", progress: bool = True) -> BatchResult:
+    """Apply ``fn`` to every item, locally or over Ray, with resume and per-item failure reports.
+
+    ``fn(item) -> output path`` writes atomically; ``out_path_of(item)`` says where (without doing
+    any work) so finished items can be skipped. With ``backend="ray"`` the items become Ray tasks
+    (one CPU each) on the cluster at ``address`` or, by default, on a local cluster of
+    ``num_workers`` CPUs started for this call (an already-initialised Ray session is reused and
+    left running). ``fn`` must then be picklable and importable on the workers. Never raises for
+    a bad item; see :class:`BatchResult`.
+    """
+    if backend not in BACKENDS:
+        raise AffectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    items = list(items)
+    start = time.monotonic()
+    todo, skipped, failed = _plan(items, out_path_of, resume)
+    done: list[tuple[int, Path]] = []
+    with _progress(description, progress) as bar:
+        task = bar.add_task(description, total=len(items), failed=len(failed))
+        bar.advance(task, len(items) - len(todo))
+
+        def record(k: int, status: str, payload: str) -> None:
+            if status == "done":
+                done.append((k, Path(payload)))
+            else:
+                failed.append((k, payload))
+            bar.update(task, advance=1, failed=len(failed))
+
+        if backend == "local":
+            for k in todo:
+                record(k, *run_one(fn, items[k]))
+        elif todo:
+            from affectlens.scale.ray import run_on_ray
+
+            run_on_ray([(k, items[k]) for k in todo], fn, record, address=address, num_workers=num_workers)
+
+    def in_input_order(part: list) -> list:  # Ray finishes in any order; reports follow the input
+        return [(items[k], x) for k, x in sorted(part, key=lambda pair: pair[0])]
+
+    return BatchResult(backend, in_input_order(done), in_input_order(skipped), in_input_order(failed),
+                       time.monotonic() - start)
