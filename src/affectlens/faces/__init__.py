@@ -1,0 +1,1 @@
+"""Shared face tools: detection, 68-point landmarks, masks."""
