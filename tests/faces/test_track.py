@@ -1,0 +1,78 @@
+"""Tracking: missed detections inside a track are filled, boxes never shrink below the detection."""
+from __future__ import annotations
+
+import numpy as np
+
+from affectlens.faces.detect import Detections
+from affectlens.faces.track import FaceTracker, TrackerConfig, box_iou, track_boxes
+
+
+def _moving(n: int, x0: float = 10.0, vx: float = 4.0, y: float = 20.0, size: float = 30.0) -> np.ndarray:
+    xs = x0 + vx * np.arange(n)
+    return np.stack([xs, np.full(n, y), xs + size, np.full(n, y + size)], 1).astype(np.float32)  # (n, 4)
+
+
+def _covers(outer: np.ndarray, inner: np.ndarray, tol: float = 1e-3) -> bool:
+    return bool((outer[:2] <= inner[:2] + tol).all() and (outer[2:] >= inner[2:] - tol).all())
+
+
+def test_box_iou_hand_computed():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30]])
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0.0]])
+
+
+def test_missed_frames_inside_a_track_are_interpolated():
+    truth = _moving(20)
+    dets = [truth[i:i + 1] if i not in (7, 8) else np.zeros((0, 4)) for i in range(20)]
+    out = track_boxes(dets, TrackerConfig(max_gap=3, smooth=0))
+    assert [f.index for f in out] == list(range(20))
+    for i in (7, 8):
+        assert len(out[i].boxes) == 1 and not out[i].detected[0]
+        np.testing.assert_allclose(out[i].boxes[0], truth[i], atol=1e-4)  # linear motion: exact
+    assert len({int(f.track_ids[0]) for f in out}) == 1
+
+
+def test_smoothed_box_always_contains_the_detection():
+    rng = np.random.default_rng(0)
+    truth = _moving(30) + rng.normal(0, 2, (30, 4)).astype(np.float32)
+    out = track_boxes([t[None] for t in truth], TrackerConfig(smooth=2))
+    for f, t in zip(out, truth):
+        assert len(f.boxes) == 1 and _covers(f.boxes[0], t)
+
+
+def test_track_end_is_held_then_dropped_and_start_has_pre_roll():
+    truth = _moving(10)
+    dets = [np.zeros((0, 4))] * 5 + [t[None] for t in truth] + [np.zeros((0, 4))] * 10
+    cfg = TrackerConfig(max_gap=4, pre_roll=2, smooth=0)
+    out = track_boxes(dets, cfg)
+    counts = [len(f.boxes) for f in out]
+    assert counts == [0, 0, 0, 1, 1] + [1] * 10 + [1] * 4 + [0] * 6
+    held = out[15].boxes[0]
+    assert _covers(held, truth[-1])  # the held box grows around the last detection
+
+
+def test_two_faces_keep_their_own_tracks():
+    a, b = _moving(12, x0=0), _moving(12, x0=200, vx=-3)
+    dets = [np.stack([a[i], b[i]]) if i != 5 else a[i:i + 1] for i in range(12)]
+    out = track_boxes(dets, TrackerConfig(smooth=0))
+    assert all(len(f.boxes) == 2 for f in out)
+    assert set(out[5].track_ids.tolist()) == {0, 1}
+    filled = out[5].boxes[~out[5].detected][0]
+    np.testing.assert_allclose(filled, b[5], atol=1e-4)
+
+
+def test_streaming_has_fixed_delay_and_matches_batch():
+    truth = _moving(15)
+    dets = [Detections(t[None], np.ones(1, np.float32), np.zeros((1, 5, 2), np.float32)) for t in truth]
+    tracker = FaceTracker(TrackerConfig(max_gap=3))
+    got = []
+    for i, d in enumerate(dets):
+        new = tracker.push(d)
+        assert [f.index for f in new] == ([i - tracker.lag] if i >= tracker.lag else [])
+        got.extend(new)
+    got.extend(tracker.flush())
+    ref = track_boxes(dets, TrackerConfig(max_gap=3))
+    assert len(got) == len(ref) == 15
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g.boxes, r.boxes)
