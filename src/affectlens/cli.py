@@ -26,7 +26,7 @@ app = typer.Typer(help="Privacy-first multimodal affect and video understanding.
 synth_app = typer.Typer(help="Write synthetic datasets in the real on-disk formats.", no_args_is_help=True)
 app.add_typer(synth_app, name="synth")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error = one line, however long the path
 
 
 @app.command()
@@ -89,7 +89,9 @@ _mount_rooms()
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: bad input prints one line naming the file and exits 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except AffectlensError as e:
         err_console.print(f"[red]error:[/red] {e}")
         sys.exit(1)

@@ -172,7 +172,7 @@ def test_bad_inputs_raise_one_line_media_errors(tmp_path):
     data = good.read_bytes()
     (tmp_path / "trunc.mp4").write_bytes(data[: len(data) // 2])
     cases = {"missing.mp4": "not found", "notes.txt": "not a media file", "empty.mp4": "empty file",
-             "trunc.mp4": ""}
+             "trunc.mp4": "corrupt or truncated"}
     for name, reason in cases.items():
         with pytest.raises(MediaError) as err:
             sample_frames(tmp_path / name, 3)

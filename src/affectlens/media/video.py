@@ -19,9 +19,16 @@ from affectlens.errors import MediaError
 
 Size = Union[int, Tuple[int, int], None]  # int = square side; (height, width); None = native
 
-# Seek when fewer than this share of the frames is asked for; measured in bench/ingest.py:
-# one seek costs about as much as decoding a GOP's worth of frames sequentially.
-SEEK_MAX_SHARE = 0.05
+
+def _prefer_seek(n: int, frame_count: int, keyframes: int) -> bool:
+    """Seek only when it decodes fewer frames than one pass would.
+
+    A seek lands on the keyframe before the target and decodes on from there: on average half a
+    GOP plus the frame itself. One pass decodes every frame. bench/ingest.py measures both; decode
+    time is close to proportional to frames decoded, so this count is the whole cost model.
+    """
+    gop = frame_count / max(keyframes, 1)
+    return n * (gop / 2 + 1) < 0.8 * frame_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +51,7 @@ class MediaInfo:
     width: int
     height: int
     rotation: int
+    keyframes: int
     codec: str
     time_base: Fraction
     rate: Fraction
@@ -69,11 +77,23 @@ def open_media(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(path))
     except av.error.InvalidDataError:
-        raise MediaError(path, "not a media file (no known container format)") from None
+        raise MediaError(path, _unreadable_reason(path)) from None
     except av.error.EOFError:
         raise MediaError(path, "zero-length or truncated (the container holds no media data)") from None
     except (av.error.FFmpegError, OSError) as e:
         raise MediaError(path, f"cannot be opened ({e})") from None
+
+
+_MAGIC = {b"ftyp": "MP4/MOV", b"\x1aE\xdf\xa3": "Matroska/WebM", b"RIFF": "RIFF (AVI/WAV)", b"fLaC": "FLAC"}
+
+
+def _unreadable_reason(path: Path) -> str:
+    """Tell a damaged media file (known signature) from something that is not media at all."""
+    head = path.open("rb").read(12)
+    for magic, name in _MAGIC.items():
+        if magic in head:
+            return f"corrupt or truncated {name} file (its index or headers cannot be read)"
+    return "not a media file (no known container format)"
 
 
 def _video_stream(container, path) -> av.video.stream.VideoStream:
@@ -82,12 +102,18 @@ def _video_stream(container, path) -> av.video.stream.VideoStream:
     return container.streams.video[0]
 
 
-def _scan_video_pts(container, stream, path) -> np.ndarray:
-    """Presentation times (stream time base) of every video packet, sorted; demux only, no decode."""
-    pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
+def _scan_video_pts(container, stream, path) -> tuple[np.ndarray, int]:
+    """Presentation times (stream time base) of every video packet, sorted, and the keyframe count.
+
+    Demux only, no decode: cheap even for long clips."""
+    pts, keyframes = [], 0
+    for p in container.demux(stream):
+        if p.pts is not None and p.size > 0:
+            pts.append(p.pts)
+            keyframes += bool(p.is_keyframe)
     if not pts:
         raise MediaError(path, "zero-length video (no frames)")
-    return np.sort(np.asarray(pts, dtype=np.int64))
+    return np.sort(np.asarray(pts, dtype=np.int64)), keyframes
 
 
 def _rotation(container, stream) -> int:
@@ -105,7 +131,7 @@ def probe(path: str | Path) -> MediaInfo:
         try:
             stream = _video_stream(container, path)
             tb = stream.time_base
-            pts = _scan_video_pts(container, stream, path)
+            pts, keyframes = _scan_video_pts(container, stream, path)
             deltas = np.diff(pts)
             frame_dur = int(np.median(deltas)) if deltas.size else 0
             if frame_dur == 0 and stream.average_rate:
@@ -130,7 +156,7 @@ def probe(path: str | Path) -> MediaInfo:
             raise MediaError(path, f"corrupt or truncated ({e})") from None
         return MediaInfo(
             path=str(path), duration=duration, fps=float(rate_measured), variable_fps=variable,
-            frame_count=int(len(pts)), width=w, height=h, rotation=rotation, codec=stream.codec_context.name,
+            frame_count=int(len(pts)), width=w, height=h, rotation=rotation, keyframes=keyframes, codec=stream.codec_context.name,
             time_base=tb, rate=Fraction(rate), start_time=float(pts[0] * tb), audio=audio,
         )
 
@@ -160,15 +186,16 @@ def sample_frames(path: str | Path, n: int, size: Size = None, method: str = "au
                   times: Optional[np.ndarray] = None) -> np.ndarray:
     """``(n, 3, H, W)`` uint8 RGB frames shown at ``t_i = (i + 0.5) * D / n`` (or at ``times``).
 
-    ``method``: ``"seek"`` (one seek per frame; cheap when ``n`` is small), ``"scan"`` (one
-    sequential pass), or ``"auto"``, which seeks when ``n`` is below ``SEEK_MAX_SHARE`` of the
-    frames. Correct on variable-frame-rate clips: selection is by presentation time.
+    ``method``: ``"seek"`` (one seek per frame; cheap when ``n`` is small against the clip's
+    length), ``"scan"`` (one sequential pass), or ``"auto"``, which picks the one that decodes
+    fewer frames (see ``_prefer_seek``). Correct on variable-frame-rate clips: selection is by
+    presentation time.
     """
     path = Path(path)
     info = probe(path)
     times = frame_times(info.duration, n) if times is None else np.asarray(times, dtype=np.float64)
     if method == "auto":
-        method = "seek" if len(times) < SEEK_MAX_SHARE * info.frame_count else "scan"
+        method = "seek" if _prefer_seek(len(times), info.frame_count, info.keyframes) else "scan"
     hw = _target_hw(size, info.rotation, info.width, info.height)
     with open_media(path) as container:
         stream = _video_stream(container, path)

@@ -29,7 +29,8 @@ class VideoWriter:
 
     def __init__(self, path: str | Path, fps, width: int, height: int, *, time_base: Optional[Fraction] = None,
                  audio_from: str | Path | None = None, audio_sample_rate: Optional[int] = None,
-                 crf: int = 20, preset: str = "veryfast", codec: str = "libx264"):
+                 crf: int = 20, preset: str = "veryfast", codec: str = "libx264",
+                 options: Optional[dict] = None):
         self.path = Path(path)
         if audio_from is not None and Path(audio_from).resolve() == self.path.resolve():
             raise MediaError(self.path, "output path is the input path; refusing to overwrite the input")
@@ -41,7 +42,8 @@ class VideoWriter:
         self._out = av.open(str(self._tmp), mode="w")
         rate = Fraction(fps).limit_denominator(1_000_000)
         self.time_base = Fraction(time_base) if time_base is not None else 1 / rate
-        v = self._out.add_stream(codec, rate=rate, options={"crf": str(crf), "preset": preset})
+        opts = {"crf": str(crf), "preset": preset, **(options or {})}  # e.g. {"g": "30"} for 1-s GOPs
+        v = self._out.add_stream(codec, rate=rate, options=opts)
         if codec == "libx264" and (width % 2 or height % 2):
             self.abort()
             raise MediaError(self.path, f"H.264 in yuv420p needs even width and height, got {width}×{height}")
