@@ -1,0 +1,1 @@
+"""Face anonymization and identity obfuscation (paper 004)."""

@@ -1,0 +1,304 @@
+"""Stage 2 of paper 004: a U-Net that rebuilds the face from landmarks, context and attributes.
+
+Input (111 channels at 128 × 64, H × W, the paper's size after squashing the whole image):
+  * 68 landmark heat-maps (one Gaussian per dlib point),
+  * the RGB image with the face ellipse blacked out (the image context, 3 channels),
+  * 40 attribute planes (all ones where the attribute is present, zeros otherwise).
+Network: ``ConvBlock2d`` = conv 3×3 → batch-norm → ReLU; each encoder stack is 2 blocks then a
+2×2 max-pool; each decoder stack concatenates the skip, runs 3 blocks, then up-samples; a 1×1
+conv and a sigmoid give RGB in [0, 1]. Loss: 1 − SSIM (pytorch-msssim); Adam(2e-5, β1 = 0.5).
+``recon_paper()`` (widths 64…1024) has about the paper's 45 M parameters; ``recon_small()`` is the
+CPU size.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from affectlens.faces.landmarks import N_LANDMARKS
+
+IN_HW = (128, 64)
+N_ATTR = 40
+IN_CHANNELS = N_LANDMARKS + 3 + N_ATTR  # 111
+
+
+@dataclass(frozen=True)
+class ReconConfig:
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    in_channels: int = IN_CHANNELS
+    hw: tuple[int, int] = IN_HW
+    sigma: float = 1.5  # landmark heat-map width in pixels of the 128 × 64 grid
+    mask_margin: float = 1.08
+    # mean landmark positions of the training crops (68 × (x, y), in ``template_hw`` pixels): stage 3
+    # warps any face onto this template so it looks like the crops the net was trained on.
+    template_hw: tuple[int, int] = (109, 89)
+    template_points: tuple[float, ...] = ()
+
+
+def recon_tiny(**kw) -> "ReconNet":
+    return ReconNet(ReconConfig(widths=(4, 8), **kw))
+
+
+def recon_small(**kw) -> "ReconNet":
+    return ReconNet(ReconConfig(widths=(16, 32, 64, 128), **kw))
+
+
+def recon_paper(**kw) -> "ReconNet":
+    return ReconNet(ReconConfig(widths=(64, 128, 256, 512, 1024), **kw))
+
+
+class ConvBlock2d(nn.Sequential):
+    """conv 3×3 ('same' padding) → batch-norm → ReLU."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ReconNet(nn.Module):
+    """``(B, 111, 128, 64)`` → ``(B, 3, 128, 64)`` RGB in [0, 1]."""
+
+    def __init__(self, config: ReconConfig):
+        super().__init__()
+        self.config = config
+        w = config.widths
+        self.encoders = nn.ModuleList()
+        cin = config.in_channels
+        for width in w[:-1]:
+            self.encoders.append(nn.Sequential(ConvBlock2d(cin, width), ConvBlock2d(width, width)))
+            cin = width
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = nn.Sequential(ConvBlock2d(cin, w[-1]), ConvBlock2d(w[-1], w[-1]))
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.decoders = nn.ModuleList()
+        cin = w[-1]
+        for width in reversed(w[:-1]):
+            self.decoders.append(nn.Sequential(ConvBlock2d(cin + width, width), ConvBlock2d(width, width),
+                                               ConvBlock2d(width, width)))
+            cin = width
+        self.to_rgb = nn.Conv2d(cin, 3, 1)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Encoder: the bottleneck ``(B, C, H/2^L, W/2^L)`` and the skips, finest first."""
+        skips = []
+        for enc in self.encoders:
+            x = enc(x)
+            skips.append(x)
+            x = self.pool(x)
+        return self.bottleneck(x), skips
+
+    def forward_head(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Decoder: up-sample, concatenate the skip, three blocks; then RGB."""
+        for dec, skip in zip(self.decoders, reversed(skips)):
+            x = dec(torch.cat([self.up(x), skip], dim=1))  # (B, C_skip + C, h, w)
+        return torch.sigmoid(self.to_rgb(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(*self.forward_features(x))
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 − SSIM on [0, 1] images (pytorch-msssim, 11-px Gaussian window)."""
+    from pytorch_msssim import ssim
+
+    return 1.0 - ssim(pred, target, data_range=1.0, size_average=True)
+
+
+def ssim_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    from pytorch_msssim import ssim
+
+    return ssim(pred, target, data_range=1.0, size_average=False)
+
+
+# ------------------------------------------------------------------------------- the 111 channels
+def heatmaps_torch(points: torch.Tensor, hw: tuple[int, int], sigma: float) -> torch.Tensor:
+    """``(B, 68, 2)`` (x, y) grid points → ``(B, 68, H, W)`` Gaussians."""
+    ys = torch.arange(hw[0], dtype=torch.float32).view(1, 1, -1, 1)
+    xs = torch.arange(hw[1], dtype=torch.float32).view(1, 1, 1, -1)
+    px, py = points[..., 0, None, None], points[..., 1, None, None]  # (B, 68, 1, 1)
+    return torch.exp(-((xs - px) ** 2 + (ys - py) ** 2) / (2 * sigma**2))
+
+
+def build_input(images: np.ndarray, masks: np.ndarray, points: np.ndarray, attrs: np.ndarray,
+                sigma: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage-2 input and target from 128 × 64 crops.
+
+    images ``(B, H, W, 3)`` uint8, masks ``(B, H, W)`` {0, 1}, points ``(B, 68, 2)`` in the grid,
+    attrs ``(B, 40)`` {0, 1} → (``(B, 111, H, W)`` input, ``(B, 3, H, W)`` target in [0, 1]).
+    """
+    images, masks = np.asarray(images), np.asarray(masks)
+    b, h, w = masks.shape
+    rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+    keep = 1.0 - torch.as_tensor(masks).float()[:, None]  # (B, 1, H, W)
+    heat = heatmaps_torch(torch.as_tensor(np.asarray(points), dtype=torch.float32), (h, w), sigma)
+    planes = torch.as_tensor(np.asarray(attrs), dtype=torch.float32)[:, :, None, None].expand(b, N_ATTR, h, w)
+    return torch.cat([heat, rgb * keep, planes], dim=1), rgb
+
+
+@dataclass
+class Stage2Data:
+    """Every usable image prepared once at 128 × 64 (uint8 / small arrays)."""
+
+    index: np.ndarray  # (n,) rows of the CelebA index
+    images: np.ndarray  # (n, 128, 64, 3) uint8
+    masks: np.ndarray  # (n, 128, 64) uint8
+    points: np.ndarray  # (n, 68, 2) float32 in the 128 × 64 grid
+    attrs: np.ndarray  # (n, 40) uint8
+
+
+def prepare_crops(images: np.ndarray, points: np.ndarray, hw=IN_HW, margin: float = 1.08):
+    """Squash ``(n, H0, W0, 3)`` crops and their points to ``hw``; the ellipse mask is drawn in the
+    original geometry and then resized (nearest) so it stays an ellipse over the face."""
+    import cv2
+
+    from affectlens.faces.landmarks import ellipse_mask
+
+    n, h0, w0 = images.shape[:3]
+    out_im = np.zeros((n, hw[0], hw[1], 3), np.uint8)
+    out_mask = np.zeros((n, hw[0], hw[1]), np.uint8)
+    for i in range(n):
+        out_im[i] = cv2.resize(images[i], (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+        m = ellipse_mask((h0, w0), points[i], margin)
+        out_mask[i] = cv2.resize(m, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
+    scale = np.array([hw[1] / w0, hw[0] / h0], np.float32)
+    return out_im, out_mask, (np.asarray(points, np.float32) + 0.5) * scale - 0.5
+
+
+def prepare_stage2(ds, idx: np.ndarray, points: np.ndarray, found: np.ndarray, margin: float = 1.08) -> Stage2Data:
+    """Keep the images of ``idx`` where dlib found a face (the paper filters the rest away)."""
+    from affectlens.privacy.attributes import load_images
+
+    idx = np.asarray([i for i in idx if found[i]], np.int64)
+    h0, w0 = _native_hw(ds)
+    raw = load_images(ds, idx, (h0, w0))
+    ims, masks, pts = prepare_crops(raw, points[idx], IN_HW, margin)
+    return Stage2Data(idx, ims, masks, pts, ds.attributes[idx])
+
+
+def _native_hw(ds) -> tuple[int, int]:
+    from affectlens.privacy.celeba import read_rgb
+
+    return read_rgb(ds.path(0)).shape[:2]
+
+
+# ----------------------------------------------------------------------------------------- recipe
+@dataclass(frozen=True)
+class ReconTrainConfig:
+    data: str = "../shared/data/celeba"
+    out: str = "runs/privacy/reconstruct"
+    landmark_cache: str | None = None  # default: ~/.cache/affectlens/privacy/
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    epochs: int = 4
+    batch_size: int = 16
+    lr: float = 2e-5
+    beta1: float = 0.5
+    sigma: float = 1.5
+    seed: int = 0
+    threads: int = 1
+    train_limit: int = 0  # >0: train on the first `train_limit` usable images only (CPU budget)
+    eval_limit: int = 0  # >0: also cap val / test (smoke runs)
+
+
+def template_from(points: np.ndarray) -> tuple[float, ...]:
+    """Mean landmark layout of the training crops, flattened for the JSON config."""
+    return tuple(float(v) for v in np.asarray(points, np.float64).mean(axis=0).ravel())
+
+
+def _stage2_splits(cfg: ReconTrainConfig):
+    from affectlens.privacy.celeba import celeba_landmarks, load_celeba
+
+    ds = load_celeba(cfg.data, seed=cfg.seed)
+    points, found = celeba_landmarks(ds, cfg.landmark_cache)
+    data = {}
+    for s in ("train", "val", "test"):
+        idx = ds.indices(s)
+        cap = cfg.train_limit if s == "train" else cfg.eval_limit
+        idx = idx[found[idx]][: cap or None]
+        data[s] = prepare_stage2(ds, idx, points, found)
+    template = template_from(points[data["train"].index])
+    return ds, data, template, _native_hw(ds)
+
+
+@torch.no_grad()
+def reconstruct_ssim(model: ReconNet, d: Stage2Data, batch_size: int = 64, flip: np.ndarray | None = None) -> np.ndarray:
+    """Per-image SSIM of the reconstruction (attributes optionally XOR-flipped by ``flip`` (40,))."""
+    model.eval()
+    out = []
+    for s in range(0, len(d.index), batch_size):
+        attrs = d.attrs[s:s + batch_size] if flip is None else d.attrs[s:s + batch_size] ^ flip
+        x, y = build_input(d.images[s:s + batch_size], d.masks[s:s + batch_size], d.points[s:s + batch_size],
+                           attrs, model.config.sigma)
+        out.append(ssim_per_image(model(x), y).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def context_only_ssim(d: Stage2Data) -> np.ndarray:
+    """Baseline: the masked context with the face filled by the context's mean colour."""
+    im = d.images.astype(np.float32) / 255.0
+    m = d.masks[..., None].astype(np.float32)
+    mean = (im * (1 - m)).sum(axis=(1, 2), keepdims=True) / np.maximum((1 - m).sum(axis=(1, 2), keepdims=True), 1)
+    filled = im * (1 - m) + mean * m
+    to_t = lambda a: torch.as_tensor(a).permute(0, 3, 1, 2)  # noqa: E731  (n, 3, H, W)
+    return ssim_per_image(to_t(filled), to_t(im)).numpy()
+
+
+def train_reconstruct(cfg: ReconTrainConfig, log=print) -> dict:
+    """Fit the U-Net with 1 − SSIM on train identities, select on val, report test SSIM once."""
+    from affectlens.privacy.trainer import batches, fit
+    from affectlens.training import load_checkpoint, seed_everything
+    from affectlens.utils import write_json
+
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    ds, data, template, native_hw = _stage2_splits(cfg)
+    mcfg = ReconConfig(widths=cfg.widths, sigma=cfg.sigma, template_hw=tuple(native_hw), template_points=template)
+    model = ReconNet(mcfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    tr = data["train"]
+
+    def train_batches(epoch):
+        for b in batches(np.arange(len(tr.index)), cfg.batch_size, epoch, cfg.seed):
+            yield build_input(tr.images[b], tr.masks[b], tr.points[b], tr.attrs[b], cfg.sigma)
+
+    def step(batch):
+        x, y = batch
+        loss = ssim_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def evaluate():
+        return {"val_ssim": float(reconstruct_ssim(model, data["val"]).mean())}
+
+    steps = -(-len(tr.index) // cfg.batch_size)
+    state = fit(model, opt, train_batches, step, evaluate, epochs=cfg.epochs, out=cfg.out, config=mcfg,
+                monitor="val_ssim", steps_per_epoch=steps, log=log)
+    model.load_state_dict(load_checkpoint(Path(cfg.out) / "best.pt")["state_dict"])
+    test = data["test"]
+    metrics = {"test_ssim": float(reconstruct_ssim(model, test).mean()), "paper_test_ssim": 0.8752,
+               "context_only_ssim": float(context_only_ssim(test).mean()),
+               "n_train": len(tr.index), "n_val": len(data["val"].index), "n_test": len(test.index),
+               "n_params": sum(p.numel() for p in model.parameters()), "history": state.history,
+               "train_config": json.loads(json.dumps(asdict(cfg)))}
+    write_json(Path(cfg.out) / "metrics.json", metrics)
+    from affectlens.report.plots import curves_png
+
+    curves_png(state.history, Path(cfg.out) / "curves.png")
+    return metrics
+
+
+def load_recon_model(path: str | Path) -> ReconNet:
+    from affectlens.training import load_checkpoint
+
+    ck = load_checkpoint(path)
+    c = dict(ck["config"])
+    for k in ("widths", "hw", "template_hw", "template_points"):
+        c[k] = tuple(c[k])
+    model = ReconNet(ReconConfig(**c))
+    model.load_state_dict(ck["state_dict"])
+    return model.eval()
