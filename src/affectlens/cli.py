@@ -59,11 +59,12 @@ def probe(files: List[Path] = typer.Argument(..., help="Media files to describe.
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the report and metrics.")):
+def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the report and metrics."),
+         only: Optional[List[str]] = typer.Option(None, "--only", help="Run only these steps (repeatable).")):
     """Run what every room can show on built-in data, then write report.html and metrics.json."""
     from affectlens.demo import run_demo
 
-    run_demo(out, console=console)
+    run_demo(out, console=console, only=only or None)
 
 
 def _mount_rooms() -> None:

@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from affectlens.errors import MediaError
+from affectlens.utils import _umask
 from affectlens.media.video import open_media, probe
 
 
@@ -38,6 +39,7 @@ class VideoWriter:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4", dir=self.path.parent)
         os.close(fd)
         self._tmp = Path(tmp)
+        os.chmod(self._tmp, 0o666 & ~_umask())
         self._src = None
         self._out = av.open(str(self._tmp), mode="w")
         rate = Fraction(fps).limit_denominator(1_000_000)
