@@ -18,8 +18,8 @@ from tests.report.conftest import CLASSES
 def _rows(page: str) -> dict[str, list[str]]:
     """First cell → the other cells, for every table row of the page."""
     out = {}
-    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.S):
-        cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr, re.S)
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.DOTALL):
+        cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", tr, re.DOTALL)
         if cells:
             out.setdefault(cells[0], cells[1:])
     return out

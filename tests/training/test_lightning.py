@@ -19,8 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_options_become_trainer_kwargs():
-    from affectlens.training.lightning import (ACCELERATOR_OPTION, DEVICES_OPTION, NUM_NODES_OPTION,
-                                               STRATEGY_OPTION, trainer_kwargs)
+    from affectlens.training.lightning import (
+        ACCELERATOR_OPTION,
+        DEVICES_OPTION,
+        NUM_NODES_OPTION,
+        STRATEGY_OPTION,
+        trainer_kwargs,
+    )
 
     app = typer.Typer()
     seen = {}

@@ -77,7 +77,7 @@ def check_images(html_path: str | Path, timeout: float = 120) -> tuple[int, list
         probe = Path(d) / html_path.name
         probe.write_text(page.replace("</body>", _CHECK_JS + "</body>", 1), encoding="utf-8")
         dom = dump_dom(probe, timeout)
-    m = re.search(r'<div id="affectlens-img-check" data-total="(\d+)">(.*?)</div>', dom, re.S)
+    m = re.search(r'<div id="affectlens-img-check" data-total="(\d+)">(.*?)</div>', dom, re.DOTALL)
     if m is None:
         raise AffectlensError(f"{html_path}: the image check did not run (page never fired `load`)")
     import html as _html

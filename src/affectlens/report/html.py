@@ -22,19 +22,23 @@ import base64
 import html
 import io
 import math
-import os
 import re
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import typer
 
 from affectlens.errors import DataError
 from affectlens.utils import atomic_path
 
-__all__ = ["Report", "write_eval_report", "image_data_uri"]
+__all__ = ["REPORT_OPTION", "Report", "image_data_uri", "write_eval_report"]
+
+# For every room's eval:  def eval(..., report: Optional[Path] = REPORT_OPTION): ...
+REPORT_OPTION = typer.Option(None, "--report", help="Also write a self-contained HTML report (plots embedded) here.")
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d232b}
@@ -56,12 +60,6 @@ figcaption{font-size:13px;color:#5b6673;margin-top:4px}
 code{background:#eef1f4;padding:0 4px;border-radius:3px}
 footer{margin-top:30px;font-size:12px;color:#8a94a0}
 """
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _esc(text: Any) -> str:
@@ -157,28 +155,28 @@ class Report:
         self._tmp = tempfile.TemporaryDirectory(prefix="affectlens-report-")
 
     # --- structure -------------------------------------------------------------------------
-    def section(self, title: str) -> "Report":
+    def section(self, title: str) -> Report:
         """Start a new section (an ``<h2>`` with an anchor listed in the page's contents)."""
         self._sections.append((_slug(title, self._anchors), title, []))
         return self
 
-    def _add(self, part: str) -> "Report":
+    def _add(self, part: str) -> Report:
         if not self._sections:
             self._sections.append(("", "", []))  # content before the first section
         self._sections[-1][2].append(part)
         return self
 
-    def heading(self, text: str) -> "Report":
+    def heading(self, text: str) -> Report:
         return self._add(f"<h3>{_esc(text)}</h3>")
 
-    def text(self, text: str) -> "Report":
+    def text(self, text: str) -> Report:
         """Paragraphs separated by blank lines; escaped, with `code`, **bold** and *italic*."""
         paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
         return self._add("".join(f"<p>{_inline_md(p)}</p>" for p in paras))
 
     # --- tables ----------------------------------------------------------------------------
     def table(self, rows: Iterable[Sequence[Any] | Mapping[str, Any]], headers: Sequence[str] | None = None,
-              caption: str | None = None, floatfmt: str = ".3f", highlight: int | None = None) -> "Report":
+              caption: str | None = None, floatfmt: str = ".3f", highlight: int | None = None) -> Report:
         """A table from row sequences (with ``headers``) or dicts (headers = their keys, in order).
 
         ``highlight`` marks one row index (e.g. the best ablation) in bold.
@@ -194,13 +192,13 @@ class Report:
         cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
         return self._add(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
-    def kv(self, mapping: Mapping[str, Any], floatfmt: str = ".4f") -> "Report":
+    def kv(self, mapping: Mapping[str, Any], floatfmt: str = ".4f") -> Report:
         """A two-column table of names and values (scalars; nested values are shown as text)."""
         return self.table([[k, v] for k, v in mapping.items()], ["metric", "value"], floatfmt=floatfmt)
 
     # --- images ----------------------------------------------------------------------------
     def image(self, image: str | Path | bytes | np.ndarray, caption: str | None = None,
-              width: int | None = None, max_side: int | None = None) -> "Report":
+              width: int | None = None, max_side: int | None = None) -> Report:
         """Embed one image (PNG/JPEG path, bytes, or an RGB array)."""
         uri = image_data_uri(image, max_side=max_side)
         style = f' style="width:{int(width)}px"' if width else ""
@@ -209,7 +207,7 @@ class Report:
         return self._add(f'<figure><img src="{uri}" alt="{alt}"{style}>{cap}</figure>')
 
     def images_grid(self, items: Sequence[tuple[Any, str] | Any], columns: int = 4,
-                    max_side: int = 320) -> "Report":
+                    max_side: int = 320) -> Report:
         """Thumbnails in a grid, row-major; ``items`` are ``(image, caption)`` or bare images.
 
         For before/after pairs pass ``[(before, "clip 1 before"), (after, "clip 1 after"), ...]``
@@ -224,7 +222,7 @@ class Report:
         style = f"grid-template-columns:repeat({max(1, int(columns))},minmax(0,1fr))"
         return self._add(f'<div class="grid" style="{style}">{"".join(cells)}</div>')
 
-    def before_after(self, pairs: Sequence[tuple[Any, Any, str]], max_side: int = 320) -> "Report":
+    def before_after(self, pairs: Sequence[tuple[Any, Any, str]], max_side: int = 320) -> Report:
         """Rows of (before, after, label) thumbnails, e.g. a frame and its anonymized version."""
         items = [x for b, a, label in pairs for x in ((b, f"{label} — before"), (a, f"{label} — after"))]
         return self.images_grid(items, columns=2, max_side=max_side)
@@ -235,7 +233,7 @@ class Report:
         return fn(*args, path=Path(self._tmp.name) / f"plot{n}.png", **kwargs)
 
     # --- result blocks ---------------------------------------------------------------------
-    def metrics(self, report: Mapping[str, Any], title: str | None = None) -> "Report":
+    def metrics(self, report: Mapping[str, Any], title: str | None = None) -> Report:
         """Summary, per-class table, confusion matrix and P/R/F1 bars from a
         ``metrics.classification.classification_report`` dict."""
         from affectlens.report import plots
@@ -255,7 +253,7 @@ class Report:
         return self.image(self._plot(plots.per_class_png, report), "precision / recall / F1 per class")
 
     def curves(self, history: Mapping[str, Sequence[float]], caption: str = "training curves",
-               xlabel: str = "epoch") -> "Report":
+               xlabel: str = "epoch") -> Report:
         """Training curves; losses and [0, 1] scores go on separate plots so neither is squashed."""
         from affectlens.report import plots
 
@@ -269,7 +267,7 @@ class Report:
         return self
 
     def timeline(self, times: Sequence[float], probabilities, class_names: Sequence[str],
-                 caption: str = "class probabilities over time", title: str = "Timeline") -> "Report":
+                 caption: str = "class probabilities over time", title: str = "Timeline") -> Report:
         """A stacked probability timeline (e.g. group emotion over a video)."""
         from affectlens.report import plots
 
@@ -295,7 +293,6 @@ class Report:
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_text(self.to_html(), encoding="utf-8")
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is meant to be shared
         return path
 
 

@@ -1,7 +1,15 @@
 """Scale-out: batch jobs over many files, locally or on Ray (``run_batch``), with resume and
 per-file failure reports. Distributed training lives in :mod:`affectlens.training.lightning`."""
-from affectlens.scale.batch import (ADDRESS_OPTION, BACKEND_OPTION, BACKENDS, RESUME_OPTION, WORKERS_OPTION,
-                                    BatchResult, run_batch, run_one)
+from affectlens.scale.batch import (
+    ADDRESS_OPTION,
+    BACKEND_OPTION,
+    BACKENDS,
+    RESUME_OPTION,
+    WORKERS_OPTION,
+    BatchResult,
+    run_batch,
+    run_one,
+)
 
-__all__ = ["ADDRESS_OPTION", "BACKEND_OPTION", "BACKENDS", "RESUME_OPTION", "WORKERS_OPTION", "BatchResult",
+__all__ = ["ADDRESS_OPTION", "BACKENDS", "BACKEND_OPTION", "RESUME_OPTION", "WORKERS_OPTION", "BatchResult",
            "run_batch", "run_one"]

@@ -29,9 +29,10 @@ Contract (identical for both backends):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 import typer
 
@@ -129,15 +130,21 @@ def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool)
 
 
 def _progress(description: str, enabled: bool):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[failed]} failed"), disable=not enabled)
 
 
 def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Callable[[Any], Any], *,
-              backend: str = "local", address: Optional[str] = None, num_workers: Optional[int] = None,
+              backend: str = "local", address: str | None = None, num_workers: int | None = None,
               resume: bool = True, description: str = "processing", progress: bool = True) -> BatchResult:
     """Apply ``fn`` to every item, locally or over Ray, with resume and per-item failure reports.
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from affectlens.errors import AffectlensError
 from affectlens.scale.batch import run_one
@@ -29,7 +30,7 @@ def _ray():
 
 
 @contextlib.contextmanager
-def ray_session(address: Optional[str] = None, num_workers: Optional[int] = None) -> Iterator[Any]:
+def ray_session(address: str | None = None, num_workers: int | None = None) -> Iterator[Any]:
     """Yield the ``ray`` module connected to a cluster; shut down only what this call started."""
     ray = _ray()
     if ray.is_initialized():
@@ -58,7 +59,7 @@ def _task_error(e: Exception) -> str:
 
 
 def run_on_ray(todo: Sequence[tuple[int, Any]], fn: Callable[[Any], Any], record: Callable[[int, str, str], None],
-               address: Optional[str] = None, num_workers: Optional[int] = None) -> None:
+               address: str | None = None, num_workers: int | None = None) -> None:
     """Run ``fn`` on every ``(index, item)`` as Ray tasks; call ``record(index, status, payload)``
     on the driver as each finishes (in completion order)."""
     with ray_session(address, num_workers) as ray:

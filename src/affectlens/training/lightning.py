@@ -26,9 +26,10 @@ is written by rank 0 only, atomically, after every epoch.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -155,7 +156,7 @@ class _SaveEachEpoch(L.Callback):
 @dataclass
 class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
-    checkpoint: Optional[Path] = None
+    checkpoint: Path | None = None
     is_global_zero: bool = True
     global_rank: int = 0
     world_size: int = 1
