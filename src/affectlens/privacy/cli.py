@@ -1,0 +1,60 @@
+"""``affectlens anonymize``: a thin command over ``affectlens.privacy.anonymize``.
+
+Other privacy commands (the ``affectlens privacy ...`` sub-app) are added to ``app`` below;
+extra top-level commands to ``top_commands``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(help="Face anonymization and identity obfuscation (paper 004).", no_args_is_help=True)
+
+
+def anonymize_command(
+    src: List[Path] = typer.Argument(..., help="Images, videos or folders (searched recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (one input) or folder; never an input."),
+    method: str = typer.Option("blur", "--method", "-m", help="blur | pixelate | solid | obfuscate"),
+    mask: str = typer.Option("ellipse", "--mask", help="ellipse | box"),
+    margin: float = typer.Option(0.25, "--margin", help="Share of the face box added on each side."),
+    threshold: float = typer.Option(0.2, "--threshold", "-t", help="CenterFace score threshold."),
+    detector: str = typer.Option("centerface", "--detector", help="centerface | haar"),
+    det_size: Optional[int] = typer.Option(640, "--det-size", help="Longer side of video frames for detection (0 = full)."),
+    detect_every: int = typer.Option(1, "--detect-every", help="Detect on every n-th video frame; tracking fills the rest."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip files whose output and sidecar exist."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list of per-file results on stdout."),
+):
+    """Blur, pixelate or black out every face; videos keep frames, timestamps and audio."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from affectlens.errors import AffectlensError
+    from affectlens.privacy.anonymize import anonymize
+
+    if mask not in ("ellipse", "box"):
+        raise AffectlensError(f"--mask must be 'ellipse' or 'box', got {mask!r}")
+    if detector not in ("centerface", "haar"):
+        raise AffectlensError(f"--detector must be 'centerface' or 'haar', got {detector!r}")
+    results = anonymize(src, out, method=method, mask=mask, margin=margin, detector=detector, threshold=threshold,
+                        det_size=det_size or None, detect_every=detect_every, resume=resume,
+                        progress=not as_json, errors="collect")
+    err = Console(stderr=True)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        table = Table("input", "output", "status", "frames", "faces", "fps")
+        for r in results:
+            table.add_row(r.src, r.dst, r.status, str(r.frames), str(r.faces), f"{r.fps:.1f}")
+        Console().print(table)
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        err.print(f"[red]error:[/red] {r.error}")
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(results)} files failed[/red]")
+        raise typer.Exit(1)
+
+
+top_commands = {"anonymize": anonymize_command}

