@@ -19,12 +19,13 @@ e-mail attachment). Rooms' ``eval --report PATH`` call :func:`write_eval_report`
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
 import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ tr.best td{font-weight:600;background:#f0f7ee}
 figure{margin:10px 14px 10px 0;display:inline-block;vertical-align:top}
 figure img{max-width:100%;border:1px solid #e1e5ea;border-radius:4px;background:#fff}
 figcaption{font-size:13px;color:#5b6673;margin-top:4px}
-.grid{display:grid;gap:10px;margin:10px 0}.grid figure{margin:0}
+.row{display:flex;gap:0 18px;align-items:flex-start}.row>div{flex:0 1 auto;min-width:0}
+.row figure{display:block;margin-right:0}.row img{max-width:100%;height:auto}.grid{display:grid;gap:10px;margin:10px 0}.grid figure{margin:0}
 .grid img{width:100%;image-rendering:auto}
 code{background:#eef1f4;padding:0 4px;border-radius:3px}
 footer{margin-top:30px;font-size:12px;color:#8a94a0}
@@ -153,6 +155,7 @@ class Report:
         self._sections: list[tuple[str, str, list[str]]] = []  # (anchor, title, html parts)
         self._anchors: set[str] = set()
         self._tmp = tempfile.TemporaryDirectory(prefix="affectlens-report-")
+        self._row: list[str] | None = None
 
     # --- structure -------------------------------------------------------------------------
     def section(self, title: str) -> Report:
@@ -161,10 +164,23 @@ class Report:
         return self
 
     def _add(self, part: str) -> Report:
+        if self._row is not None:
+            self._row.append(part)
+            return self
         if not self._sections:
             self._sections.append(("", "", []))  # content before the first section
         self._sections[-1][2].append(part)
         return self
+
+    @contextlib.contextmanager
+    def row(self) -> Iterator[Report]:
+        """Blocks added inside ``with report.row():`` sit side by side (images shrink to fit)."""
+        outer, self._row = self._row, []
+        try:
+            yield self
+        finally:
+            parts, self._row = self._row, outer
+            self._add(f'<div class="row">{"".join(f"<div>{p}</div>" for p in parts)}</div>')
 
     def heading(self, text: str) -> Report:
         return self._add(f"<h3>{_esc(text)}</h3>")
@@ -211,7 +227,7 @@ class Report:
         """Thumbnails in a grid, row-major; ``items`` are ``(image, caption)`` or bare images.
 
         For before/after pairs pass ``[(before, "clip 1 before"), (after, "clip 1 after"), ...]``
-        with ``columns=2`` (or use :meth:`before_after`).
+        with an even ``columns`` (or use :meth:`before_after`).
         """
         cells = []
         for item in items:
@@ -222,10 +238,11 @@ class Report:
         style = f"grid-template-columns:repeat({max(1, int(columns))},minmax(0,1fr))"
         return self._add(f'<div class="grid" style="{style}">{"".join(cells)}</div>')
 
-    def before_after(self, pairs: Sequence[tuple[Any, Any, str]], max_side: int = 320) -> Report:
-        """Rows of (before, after, label) thumbnails, e.g. a frame and its anonymized version."""
+    def before_after(self, pairs: Sequence[tuple[Any, Any, str]], pairs_per_row: int = 2,
+                     max_side: int = 320) -> Report:
+        """(before, after, label) thumbnails side by side, e.g. a frame and its anonymized version."""
         items = [x for b, a, label in pairs for x in ((b, f"{label} — before"), (a, f"{label} — after"))]
-        return self.images_grid(items, columns=2, max_side=max_side)
+        return self.images_grid(items, columns=2 * pairs_per_row, max_side=max_side)
 
     def _plot(self, fn, *args, **kwargs) -> Path:
         """Render a ``report.plots`` function into the builder's scratch folder."""
@@ -241,16 +258,19 @@ class Report:
         names = list(report.get("class_names") or report["per_class"])
         if title:
             self.heading(title)
-        self.kv({k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         rows = [[n, *(report["per_class"][n][m] for m in ("precision", "recall", "f1", "support"))]
                 for n in names]
-        self.table(rows, ["class", "precision", "recall", "F1", "support"])
-        if "confusion_matrix" in report:
-            cm = np.asarray(report["confusion_matrix"])
-            self.image(self._plot(plots.confusion_matrix_png, cm, names), "confusion matrix (counts; rows = true)")
-            self.image(self._plot(plots.confusion_matrix_png, cm, names, normalize=True,
-                                  title="Confusion matrix (row-normalised)"), "confusion matrix (recall per row)")
-        return self.image(self._plot(plots.per_class_png, report), "precision / recall / F1 per class")
+        with self.row():
+            self.kv({k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            self.table(rows, ["class", "precision", "recall", "F1", "support"])
+        with self.row():
+            if "confusion_matrix" in report:
+                cm = np.asarray(report["confusion_matrix"])
+                self.image(self._plot(plots.confusion_matrix_png, cm, names), "confusion matrix (counts; rows = true)")
+                self.image(self._plot(plots.confusion_matrix_png, cm, names, normalize=True,
+                                      title="Confusion matrix (row-normalised)"), "confusion matrix (recall per row)")
+            self.image(self._plot(plots.per_class_png, report), "precision / recall / F1 per class")
+        return self
 
     def curves(self, history: Mapping[str, Sequence[float]], caption: str = "training curves",
                xlabel: str = "epoch") -> Report:
@@ -260,10 +280,11 @@ class Report:
         history = {k: list(v) for k, v in history.items() if len(v)}
         losses = {k: v for k, v in history.items() if "loss" in k}
         others = {k: v for k, v in history.items() if k not in losses}
-        for part, name in ((losses, "losses"), (others, "scores")):
-            if part:
-                self.image(self._plot(plots.curves_png, part, title=f"Training curves — {name}",
-                                      xlabel=xlabel), f"{caption} ({name})")
+        with self.row():
+            for part, name in ((losses, "losses"), (others, "scores")):
+                if part:
+                    self.image(self._plot(plots.curves_png, part, title=f"Training curves — {name}",
+                                          xlabel=xlabel), f"{caption} ({name})")
         return self
 
     def timeline(self, times: Sequence[float], probabilities, class_names: Sequence[str],
