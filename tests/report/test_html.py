@@ -5,6 +5,8 @@ import base64
 import io
 import os
 import re
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -96,3 +98,23 @@ def test_write_eval_report_for_multilabel_metrics(tmp_path):
     rows = _rows(page)
     assert rows["gap"] == ["0.8123"] and rows["n"] == ["120"] and rows["mean"] == ["0.830"]
     assert '<h2 id="ensembles">' in page and '<h2 id="training">' in page and page.count("<img ") == 1
+
+
+def test_report_option_in_an_eval_command(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from affectlens.metrics.classification import classification_report
+    from affectlens.report.html import REPORT_OPTION
+
+    app = typer.Typer()
+
+    @app.command()
+    def evaluate(report: Optional[Path] = REPORT_OPTION):  # noqa: UP045 (typer reads the annotation)
+        rep = classification_report([0, 1, 1, 0], [0, 1, 0, 0], ["calm", "tense"])
+        if report:
+            write_eval_report(report, rep, title="eval")
+
+    res = CliRunner().invoke(app, ["--report", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert _rows((tmp_path / "r.html").read_text(encoding="utf-8"))["tense"] == ["1.000", "0.500", "0.667", "2"]
