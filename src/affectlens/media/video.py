@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional, Tuple, Union
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 import av
 import numpy as np
@@ -102,18 +102,19 @@ def _video_stream(container, path) -> av.video.stream.VideoStream:
     return container.streams.video[0]
 
 
-def _scan_video_pts(container, stream, path) -> tuple[np.ndarray, int]:
-    """Presentation times (stream time base) of every video packet, sorted, and the keyframe count.
+def _scan_video_pts(container, stream, path) -> tuple[np.ndarray, np.ndarray]:
+    """Presentation times (stream time base) of every video packet and of the keyframes, sorted.
 
     Demux only, no decode: cheap even for long clips."""
-    pts, keyframes = [], 0
+    pts, keys = [], []
     for p in container.demux(stream):
         if p.pts is not None and p.size > 0:
             pts.append(p.pts)
-            keyframes += bool(p.is_keyframe)
+            if p.is_keyframe:
+                keys.append(p.pts)
     if not pts:
         raise MediaError(path, "zero-length video (no frames)")
-    return np.sort(np.asarray(pts, dtype=np.int64)), keyframes
+    return np.sort(np.asarray(pts, dtype=np.int64)), np.sort(np.asarray(keys or pts[:1], dtype=np.int64))
 
 
 def _rotation(container, stream) -> int:
@@ -126,12 +127,17 @@ def _rotation(container, stream) -> int:
 
 def probe(path: str | Path) -> MediaInfo:
     """Describe a media file. Counts frames by demuxing (exact, no decode); raises ``MediaError``."""
+    return _inspect(path)[0]
+
+
+def _inspect(path: str | Path) -> tuple[MediaInfo, np.ndarray, np.ndarray]:
+    """``probe`` plus the sorted video pts and keyframe pts (stream time base)."""
     path = Path(path)
     with open_media(path) as container:
         try:
             stream = _video_stream(container, path)
             tb = stream.time_base
-            pts, keyframes = _scan_video_pts(container, stream, path)
+            pts, keys = _scan_video_pts(container, stream, path)
             deltas = np.diff(pts)
             frame_dur = int(np.median(deltas)) if deltas.size else 0
             if frame_dur == 0 and stream.average_rate:
@@ -154,11 +160,12 @@ def probe(path: str | Path) -> MediaInfo:
                 audio = AudioInfo(a.codec_context.sample_rate, a.codec_context.channels, a.codec_context.name, a_dur)
         except av.error.FFmpegError as e:
             raise MediaError(path, f"corrupt or truncated ({e})") from None
-        return MediaInfo(
+        info = MediaInfo(
             path=str(path), duration=duration, fps=float(rate_measured), variable_fps=variable,
-            frame_count=int(len(pts)), width=w, height=h, rotation=rotation, keyframes=keyframes, codec=stream.codec_context.name,
+            frame_count=int(len(pts)), width=w, height=h, rotation=rotation, keyframes=len(keys), codec=stream.codec_context.name,
             time_base=tb, rate=Fraction(rate), start_time=float(pts[0] * tb), audio=audio,
         )
+        return info, pts, keys
 
 
 def frame_times(duration: float, n: int) -> np.ndarray:
@@ -186,75 +193,103 @@ def sample_frames(path: str | Path, n: int, size: Size = None, method: str = "au
                   times: Optional[np.ndarray] = None) -> np.ndarray:
     """``(n, 3, H, W)`` uint8 RGB frames shown at ``t_i = (i + 0.5) * D / n`` (or at ``times``).
 
-    ``method``: ``"seek"`` (one seek per frame; cheap when ``n`` is small against the clip's
-    length), ``"scan"`` (one sequential pass), or ``"auto"``, which picks the one that decodes
-    fewer frames (see ``_prefer_seek``). Correct on variable-frame-rate clips: selection is by
-    presentation time.
+    The frame for ``t`` is chosen from the demuxed presentation times before anything is decoded
+    (the last frame with pts <= t), so variable frame rates and B-frame reordering cannot shift it.
+    ``method``: ``"seek"`` (jump to the keyframe before each wanted frame), ``"scan"`` (one pass),
+    or ``"auto"``, which picks the one that decodes fewer frames (see ``_prefer_seek``). Both skip
+    H.264/HEVC frames that no other frame references and that are not wanted.
     """
     path = Path(path)
-    info = probe(path)
+    info, pts, keys = _inspect(path)
     times = frame_times(info.duration, n) if times is None else np.asarray(times, dtype=np.float64)
+    targets = pts[0] + np.floor(times / info.time_base + 1e-6).astype(np.int64)
+    shown = pts[np.clip(np.searchsorted(pts, targets, side="right") - 1, 0, None)]  # (n,) pts on screen
+    wanted = np.unique(shown)
     if method == "auto":
-        method = "seek" if _prefer_seek(len(times), info.frame_count, info.keyframes) else "scan"
+        method = "seek" if _prefer_seek(len(wanted), info.frame_count, info.keyframes) else "scan"
+    if method not in ("seek", "scan"):
+        raise ValueError(f"method must be 'auto', 'seek' or 'scan', not {method!r}")
     hw = _target_hw(size, info.rotation, info.width, info.height)
     with open_media(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         try:
-            if method == "seek":
-                frames = [_frame_at_seek(container, stream, info, t, hw) for t in times]
-            elif method == "scan":
-                frames = _frames_at_scan(container, stream, info, times, hw)
-            else:
-                raise ValueError(f"method must be 'auto', 'seek' or 'scan', not {method!r}")
+            decoded = _decode_wanted(container, stream, wanted, keys if method == "seek" else None)
         except av.error.FFmpegError as e:
             raise MediaError(path, f"corrupt or truncated ({e})") from None
-    out = np.stack(frames).transpose(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W)
+    missing = [int(p) for p in wanted if int(p) not in decoded]
+    if missing:
+        raise MediaError(path, f"corrupt or truncated (frame at pts {missing[0]} could not be decoded)")
+    images = {p: _to_rgb(f, hw, info.rotation) for p, f in decoded.items()}
+    out = np.stack([images[int(p)] for p in shown]).transpose(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W)
     return np.ascontiguousarray(out)
 
 
-def _frame_at_seek(container, stream, info: MediaInfo, t: float, hw) -> np.ndarray:
-    tb = stream.time_base
-    target = int(round(info.start_time / tb)) + int(np.floor(t / tb + 1e-6))
-    container.seek(target, stream=stream, backward=True, any_frame=False)
-    shown = None
-    for frame in container.decode(stream):
-        if frame.pts is None:
+def _decode_wanted(container, stream, wanted: np.ndarray, keyframes: Optional[np.ndarray]) -> dict:
+    """Decode the frames whose pts are in ``wanted``; with ``keyframes``, seek when that saves decoding."""
+    disposable = _disposable_test(stream)
+    want = set(int(p) for p in wanted)
+    got: dict = {}
+    position = None  # pts of the last frame decoded since the last seek
+    packets = None
+    for p in sorted(want):
+        if p in got:  # already decoded on the way to an earlier one
             continue
-        if frame.pts > target and shown is not None:
-            break
-        shown = frame  # the first frame decoded after a seek is a keyframe at or before target
-    if shown is None:
-        raise MediaError(info.path, f"no frame decodable at {t:.3f} s")
-    return _to_rgb(shown, hw, info.rotation)
+        if keyframes is not None:
+            key = int(keyframes[max(np.searchsorted(keyframes, p, side="right") - 1, 0)])
+            if position is None or key > position:  # jumping ahead skips decoding
+                container.seek(key, stream=stream, backward=True, any_frame=False)
+                packets = container.demux(stream)
+        elif packets is None:
+            packets = container.demux(stream)
+        for packet in packets:
+            if packet.pts is not None and packet.pts not in want and disposable(packet):
+                continue
+            for frame in packet.decode():
+                position = frame.pts
+                if frame.pts in want:
+                    got[frame.pts] = frame
+            if p in got:
+                break
+    return got
 
 
-def _frames_at_scan(container, stream, info: MediaInfo, times: np.ndarray, hw) -> list:
-    tb = stream.time_base
-    start = int(round(info.start_time / tb))
-    targets = start + np.floor(times / tb + 1e-6).astype(np.int64)
-    order = np.argsort(targets)
-    out: list = [None] * len(targets)
-    k, prev, prev_img = 0, None, None
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        while k < len(order) and targets[order[k]] < frame.pts:
-            shown = prev if prev is not None else frame  # a target before the first frame
-            if prev_img is None or shown is not prev:
-                prev_img = _to_rgb(shown, hw, info.rotation)
-            out[order[k]] = prev_img
-            k += 1
-        if k == len(order):
-            break
-        prev, prev_img = frame, None
-    if k < len(order):  # targets at or after the last frame: it is still on screen
-        if prev is None:
-            raise MediaError(info.path, "zero-length video (no frames decoded)")
-        img = _to_rgb(prev, hw, info.rotation)
-        for j in order[k:]:
-            out[j] = img
-    return out
+def _disposable_test(stream) -> Callable[[av.Packet], bool]:
+    """A test for packets no other frame references (H.264 nal_ref_idc = 0, HEVC *_N slices).
+
+    Only length-prefixed bitstreams (MP4/MOV/MKV) are parsed; anything else is never skipped.
+    """
+    cc = stream.codec_context
+    extra = bytes(cc.extradata or b"")
+    if cc.name == "h264" and len(extra) > 4 and extra[0] == 1:
+        kind, nal_len = "h264", (extra[4] & 3) + 1
+    elif cc.name == "hevc" and len(extra) > 22 and extra[0] == 1:
+        kind, nal_len = "hevc", (extra[21] & 3) + 1
+    else:
+        return lambda packet: False
+
+    def disposable(packet: av.Packet) -> bool:
+        if packet.is_keyframe:
+            return False
+        data, i, slices = bytes(packet), 0, 0
+        while i + nal_len < len(data):
+            size = int.from_bytes(data[i:i + nal_len], "big")
+            head = data[i + nal_len]
+            if kind == "h264":
+                if 1 <= head & 0x1F <= 5:  # a coded slice (or partition)
+                    if head >> 5 & 3:  # nal_ref_idc > 0: other frames predict from it
+                        return False
+                    slices += 1
+            else:
+                t = head >> 1 & 0x3F
+                if t < 32:  # VCL: sub-layer non-reference types are the even ones below 16
+                    if t > 14 or t % 2:
+                        return False
+                    slices += 1
+            i += nal_len + size
+        return slices > 0
+
+    return disposable
 
 
 def iter_frames(path: str | Path, size: Size = None) -> Iterator[Tuple[float, av.VideoFrame, np.ndarray]]:
