@@ -89,3 +89,41 @@ def timeline_png(times: Sequence[float], probabilities, class_names: Sequence[st
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)
+
+
+def image_grid_png(images: Sequence, path, captions: Sequence[str] | None = None, columns: int = 4,
+                   title: str | None = None, cell_inches: float = 2.4) -> Path:
+    """Thumbnails (RGB/grey uint8 arrays, ``(H, W[, 3])`` or ``(3, H, W)``) in a row-major grid."""
+    imgs = [_hwc(im) for im in images]
+    columns = max(1, min(columns, len(imgs)))
+    rows = max(1, -(-len(imgs) // columns))
+    aspect = max(im.shape[0] / im.shape[1] for im in imgs) if imgs else 1.0
+    fig, axes = plt.subplots(rows, columns, squeeze=False,
+                             figsize=(cell_inches * columns, cell_inches * aspect * rows + (0.5 if title else 0.2)))
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(imgs):
+            ax.imshow(imgs[k], cmap="gray" if imgs[k].ndim == 2 else None, vmin=0, vmax=255)
+            if captions is not None and k < len(captions):
+                ax.set_title(captions[k], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def before_after_png(pairs: Sequence, path, title: str = "Before / after", pairs_per_row: int = 2) -> Path:
+    """``(before, after, label)`` image pairs side by side, e.g. frames and their anonymized versions."""
+    images = [im for before, after, _ in pairs for im in (before, after)]
+    captions = [f"{label} — {when}" for _, _, label in pairs for when in ("before", "after")]
+    return image_grid_png(images, path, captions, columns=2 * pairs_per_row, title=title)
+
+
+def _hwc(image) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):  # (C, H, W) → (H, W, C)
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3):
+        raise ValueError(f"an image must be (H, W), (H, W, 3) or (3, H, W); got {a.shape}")
+    return a
