@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -17,10 +18,12 @@ def _try_install(timeout: float = 300) -> str:
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         return "not root, cannot apt-get install chromium"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    deadline = time.monotonic() + timeout  # one budget for update + install
     try:
         for cmd in (["apt-get", "update", "-qq"],
                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                  timeout=max(1.0, deadline - time.monotonic()))
             if done.returncode != 0:
                 tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
                 return f"`{' '.join(cmd)}` failed: {tail}"
