@@ -1,0 +1,245 @@
+"""Video tagging models of the YouTube-8M starter code, in PyTorch: logistic, mixture of experts,
+Deep Bag of Frames and LSTM. Every model returns **logits** (B, classes).
+
+Video-level models take ``x`` (B, D) (D = 1024 visual + 128 audio, or any concatenation that
+includes text features). Frame-level models take ``x`` (B, T, D) padded frames and ``lengths``
+(B,) valid frame counts.
+
+The mixture of experts follows the starter code's ``MoeModel``: per class a softmax gate over
+``num_experts + 1`` (the extra one is a "null" expert that always says 0) and sigmoid experts,
+``p = Σ_e gate_e · σ(expert_e)``. Its logit ``log p − log(1 − p)`` is computed in log space with
+``1 − p = Σ_e gate_e · σ(−expert_e) + gate_null``, so training uses a stable BCE-with-logits.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["LogisticConfig", "MoEConfig", "DBoFConfig", "LSTMConfig", "MoEHead", "LogisticModel",
+           "MoEModel", "DBoFModel", "LSTMModel", "build_model", "init_prior", "is_frame_level", "config_from_dict",
+           "moe_a", "moe_b", "dbof_a", "dbof_b", "lstm_a", "lstm_b", "dbof_tiny", "lstm_tiny"]
+
+
+@dataclass(frozen=True)
+class LogisticConfig:
+    input_dim: int = 1152
+    num_classes: int = 3862
+    kind: str = "logistic"
+
+
+@dataclass(frozen=True)
+class MoEConfig:
+    input_dim: int = 1152
+    num_classes: int = 3862
+    num_experts: int = 2
+    kind: str = "moe"
+
+
+@dataclass(frozen=True)
+class DBoFConfig:
+    input_dim: int = 1152
+    num_classes: int = 3862
+    samples: int = 30  # frames sampled per video
+    projection: int = 8192  # "cluster size" of the starter code
+    hidden: int = 1024
+    pooling: str = "max"  # "max" or "average"
+    num_experts: int = 2
+    kind: str = "dbof"
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    input_dim: int = 1152
+    num_classes: int = 3862
+    cells: int = 1024
+    layers: int = 2
+    num_experts: int = 2
+    kind: str = "lstm"
+
+
+# Named sizes of Table 4 (paper) and tiny ones for CPU tests.
+def moe_a(**kw) -> MoEConfig:
+    return MoEConfig(num_experts=8, **kw)
+
+
+def moe_b(**kw) -> MoEConfig:
+    return MoEConfig(num_experts=32, **kw)
+
+
+def dbof_a(**kw) -> DBoFConfig:
+    return DBoFConfig(projection=8192, hidden=1024, num_experts=2, samples=30, **kw)
+
+
+def dbof_b(**kw) -> DBoFConfig:
+    return DBoFConfig(projection=16384, hidden=2048, num_experts=16, samples=60, **kw)
+
+
+def lstm_a(**kw) -> LSTMConfig:
+    return LSTMConfig(cells=1024, layers=2, num_experts=2, **kw)
+
+
+def lstm_b(**kw) -> LSTMConfig:
+    return LSTMConfig(cells=512, layers=4, num_experts=4, **kw)
+
+
+def dbof_tiny(**kw) -> DBoFConfig:
+    return DBoFConfig(projection=64, hidden=32, num_experts=2, samples=8, **kw)
+
+
+def lstm_tiny(**kw) -> LSTMConfig:
+    return LSTMConfig(cells=32, layers=1, num_experts=2, **kw)
+
+
+class MoEHead(nn.Module):
+    """Mixture-of-experts classifier: (B, D) → logits (B, C)."""
+
+    def __init__(self, input_dim: int, num_classes: int, num_experts: int):
+        super().__init__()
+        self.num_classes, self.num_experts = num_classes, num_experts
+        self.gate = nn.Linear(input_dim, num_classes * (num_experts + 1))
+        self.expert = nn.Linear(input_dim, num_classes * num_experts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, e = x.shape[0], self.num_classes, self.num_experts
+        log_gate = F.log_softmax(self.gate(x).view(b, c, e + 1), dim=-1)  # (B, C, E+1)
+        a = self.expert(x).view(b, c, e)  # (B, C, E)
+        log_p = torch.logsumexp(log_gate[..., :e] + F.logsigmoid(a), dim=-1)
+        log_q = torch.logsumexp(torch.cat([log_gate[..., :e] + F.logsigmoid(-a), log_gate[..., e:]], -1), -1)
+        return log_p - log_q  # logit of p
+
+
+class LogisticModel(nn.Module):
+    """One linear layer per class (the starter code's ``LogisticModel``)."""
+
+    def __init__(self, config: LogisticConfig):
+        super().__init__()
+        self.config = config
+        self.head = nn.Linear(config.input_dim, config.num_classes)
+
+    def forward_features(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
+        return x
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x, lengths))
+
+
+class MoEModel(LogisticModel):
+    """Video-level mixture of experts (features are the input itself)."""
+
+    def __init__(self, config: MoEConfig):
+        nn.Module.__init__(self)
+        self.config = config
+        self.head = MoEHead(config.input_dim, config.num_classes, config.num_experts)
+
+
+def sample_frames(lengths: torch.Tensor, k: int, training: bool) -> torch.Tensor:
+    """Frame indices (B, k): uniform random with replacement when training (starter
+    ``SampleRandomFrames``), evenly spaced otherwise (deterministic evaluation)."""
+    lengths = lengths.clamp(min=1).to(torch.float32)[:, None]
+    if training:
+        pos = torch.rand(lengths.shape[0], k, device=lengths.device) * lengths
+    else:
+        pos = (torch.arange(k, device=lengths.device)[None, :] + 0.5) * lengths / k
+    return pos.floor().long()  # < length by construction
+
+
+class DBoFModel(nn.Module):
+    """Deep Bag of Frames: sample → project (BN, ReLU6) → pool → hidden (BN, ReLU6) → MoE."""
+
+    def __init__(self, config: DBoFConfig):
+        super().__init__()
+        if config.pooling not in ("max", "average"):
+            raise ValueError(f"pooling must be 'max' or 'average', not {config.pooling!r}")
+        self.config = config
+        self.input_norm = nn.BatchNorm1d(config.input_dim)
+        self.project = nn.Linear(config.input_dim, config.projection, bias=False)
+        self.project_norm = nn.BatchNorm1d(config.projection)
+        self.hidden = nn.Linear(config.projection, config.hidden, bias=False)
+        self.hidden_norm = nn.BatchNorm1d(config.hidden)
+        self.head = MoEHead(config.hidden, config.num_classes, config.num_experts)
+
+    def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, _, d = x.shape
+        idx = sample_frames(lengths, self.config.samples, self.training)  # (B, K)
+        frames = torch.gather(x, 1, idx[..., None].expand(-1, -1, d))  # (B, K, D)
+        h = self.input_norm(frames.reshape(-1, d))  # (B·K, D)
+        h = F.relu6(self.project_norm(self.project(h)))  # (B·K, P)
+        h = h.view(b, self.config.samples, -1)  # (B, K, P)
+        h = h.amax(1) if self.config.pooling == "max" else h.mean(1)  # (B, P)
+        return F.relu6(self.hidden_norm(self.hidden(h)))  # (B, H)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x, lengths))
+
+
+class LSTMModel(nn.Module):
+    """Stacked LSTM over the frames; the top layer's last valid hidden state feeds an MoE."""
+
+    def __init__(self, config: LSTMConfig):
+        super().__init__()
+        self.config = config
+        self.lstm = nn.LSTM(config.input_dim, config.cells, num_layers=config.layers, batch_first=True)
+        self.head = MoEHead(config.cells, config.num_classes, config.num_experts)
+
+    def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # h: (layers, B, cells)
+        return h[-1]
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x, lengths))
+
+
+_KINDS = {"logistic": (LogisticConfig, LogisticModel), "moe": (MoEConfig, MoEModel),
+          "dbof": (DBoFConfig, DBoFModel), "lstm": (LSTMConfig, LSTMModel)}
+
+
+def config_from_dict(d: dict):
+    """Rebuild a model config from its ``dataclasses.asdict`` form (as stored in checkpoints)."""
+    kind = d.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown model kind {kind!r} (expected one of {sorted(_KINDS)})")
+    cls = _KINDS[kind][0]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def build_model(config) -> nn.Module:
+    """The model for a config instance."""
+    for cfg_cls, model_cls in _KINDS.values():
+        if isinstance(config, cfg_cls):
+            return model_cls(config)
+    raise TypeError(f"not a videotag model config: {type(config).__name__}")
+
+
+def init_prior(model: nn.Module, prior: torch.Tensor) -> None:
+    """Start every class at its training frequency instead of p = 0.5: with thousands of rare
+    classes the first epochs otherwise go to pushing all biases down."""
+    p = prior.clamp(1e-6, 0.5)
+    head = model.head if hasattr(model, "head") else model.out
+    with torch.no_grad():
+        if isinstance(head, MoEHead):
+            e = head.num_experts
+            # gates start uniform over E + 1, so p = E/(E+1) · σ(b): solve for b
+            q = (p * (e + 1) / e).clamp(max=0.5)
+            head.expert.bias.copy_(torch.logit(q).repeat_interleave(e))
+        else:
+            head.bias.copy_(torch.logit(p))
+
+
+def is_frame_level(config) -> bool:
+    return isinstance(config, (DBoFConfig, LSTMConfig))

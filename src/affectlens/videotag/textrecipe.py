@@ -1,0 +1,172 @@
+"""Recipes for the paper's text experiments (Tables 5 and 6) and model ensembling (Table 4).
+
+Table 5: a mixture of experts on visual, audio, visual+audio, +keyword histogram, +TextCNN title
+feature. Table 6: the text models alone (TextCNN on titles, keyword classifier on the keyword
+histogram, unigram naive Bayes on titles), each scored on the evaluation videos that have that
+text. When the video text is synthetic (``affectlens synth videotext``) every output says so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from affectlens.metrics.multilabel import all_metrics
+from affectlens.utils import write_json
+from affectlens.videotag import data as D
+from affectlens.videotag import text as T
+from affectlens.videotag.recipe import Split, TrainConfig, fit, fit_scores
+
+__all__ = ["TextData", "prepare_text", "run_ablation", "run_ensemble"]
+
+
+class TextData:
+    """Preprocessed keyword and title tokens of the videos of one split."""
+
+    def __init__(self, ids: Sequence[str], labels: Sequence[np.ndarray], texts: dict,
+                 words_by_class: list[set] | None = None):
+        self.keywords, self.titles = [], []
+        for vid, lab in zip(ids, labels):
+            row = texts.get(vid, {"title": "", "keywords": []})
+            kw, title = T.preprocess_keywords(row["keywords"]), T.preprocess_title(row["title"])
+            if words_by_class is not None:  # the paper's "filter labels" variant
+                kw = T.filter_label_words(kw, lab, words_by_class)
+                title = T.filter_label_words(title, lab, words_by_class)
+            self.keywords.append(kw)
+            self.titles.append(title)
+
+
+def prepare_text(tr: D.VideoLevelData, ev: D.VideoLevelData, text_path: Path, vocabulary: Path | None,
+                 filter_labels: bool) -> tuple[TextData, TextData, bool]:
+    from affectlens.videotag.synth import label_lexicon
+
+    texts = T.read_videotext(text_path)
+    synthetic = any(r["synthetic"] for r in texts.values())
+    words = None
+    if filter_labels:
+        names, _ = label_lexicon(vocabulary)  # same pseudo-names as the generator for missing rows
+        words = [set(T.preprocess_keywords(" ".join(n))) for n in names]
+    return TextData(tr.ids, tr.labels, texts, words), TextData(ev.ids, ev.labels, texts, words), synthetic
+
+
+def _features(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate([model.forward_features(torch.from_numpy(x[s:s + batch])).numpy()
+                               for s in range(0, len(x), batch)] or [np.zeros((0, 1), np.float32)])
+
+
+def _train_text_model(model, x: np.ndarray, y: np.ndarray, keep: np.ndarray, cfg: TrainConfig, log) -> np.ndarray:
+    """Fit on the rows in ``keep``; return the classes the model predicts."""
+    classes = np.flatnonzero(y[keep].any(0))
+    fit(model, Split(list(np.flatnonzero(keep)), x[keep], y[keep]), classes, cfg, None, log)
+    return classes
+
+
+def _scores(model, x: np.ndarray, classes: np.ndarray, num_classes: int, batch: int = 512) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = np.zeros((len(x), num_classes), np.float32)
+    with torch.no_grad():
+        for s in range(0, len(x), batch):
+            out[s:s + batch, classes] = torch.sigmoid(model(torch.from_numpy(x[s:s + batch]))).numpy()
+    return out
+
+
+def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs: int, log, small: bool):
+    """Keyword histogram + keyword classifier, TextCNN + its title feature, unigram → (feats, table6)."""
+    ytr, yev = tr.targets(), ev.targets()
+    cfg = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, weight_decay=1e-7, threads=2)
+    hist = T.KeywordHistogram(1024).fit([k for k in ttr.keywords if k], wv)
+    k_tr, k_ev = hist.transform(ttr.keywords), hist.transform(tev.keywords)
+    has_kw_tr, has_kw_ev = k_tr.sum(1) > 0, k_ev.sum(1) > 0
+    kc = T.KeywordClassifier(k_tr.shape[1], 512, int(ytr[has_kw_tr].any(0).sum()))
+    kc_classes = _train_text_model(kc, k_tr, ytr, has_kw_tr, cfg, log)
+
+    mk = T.textcnn_small if small else T.textcnn_paper
+    ids_tr, ids_ev = T.title_ids(ttr.titles, wv), T.title_ids(tev.titles, wv)
+    has_t_tr, has_t_ev = ids_tr.any(1), ids_ev.any(1)
+    cnn = T.TextCNN(mk(vocab_size=len(wv.words) + 1, embed_dim=wv.dim,
+                       num_classes=int(ytr[has_t_tr].any(0).sum())), wv.matrix)
+    cnn_classes = _train_text_model(cnn, ids_tr, ytr, has_t_tr, cfg, log)
+    t_tr = _features(cnn, ids_tr) * has_t_tr[:, None]  # no title → zero feature
+    t_ev = _features(cnn, ids_ev) * has_t_ev[:, None]
+
+    uni = T.UnigramModel(alpha=0.001).fit([t for t in ttr.titles if t], ytr[has_t_tr])
+    known = np.array([any(w in uni.vocab for w in t) for t in tev.titles])
+    n = ytr.shape[1]
+    table6 = {
+        "TextCNN (titles)": all_metrics(_scores(cnn, ids_ev, cnn_classes, n)[has_t_ev], yev[has_t_ev]),
+        "Keywords (histogram)": all_metrics(_scores(kc, k_ev, kc_classes, n)[has_kw_ev], yev[has_kw_ev]),
+        "Unigram (titles)": all_metrics(uni.predict_proba([t for t, k in zip(tev.titles, known) if k]), yev[known]),
+    }
+    return (k_tr, k_ev, t_tr, t_ev), table6
+
+
+def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_path: Path, out: str | Path,
+                 vocabulary: Path | None = None, word2vec: Path | None = None, epochs: int = 4,
+                 filter_labels: bool = False, small: bool = True, num_experts: int = 2, vector_dim: int = 100,
+                 log: Callable[[str], None] = print) -> dict:
+    """Tables 5 and 6 end to end; writes ``out/ablation.json`` and returns it."""
+    out = Path(out)
+    tr, ev = D.read_video_level(train_paths), D.read_video_level(eval_paths)
+    ttr, tev, synthetic = prepare_text(tr, ev, Path(text_path), vocabulary, filter_labels)
+    wv = (T.load_word_vectors(word2vec) if word2vec else
+          T.train_word_vectors([k for k in ttr.keywords if k] + [[w.lower() for w in t] for t in ttr.titles if t],
+                               dim=vector_dim))
+    if not word2vec:  # titles keep their case: give their words the lower-case vectors
+        wv = _case_folded(wv, {w for t in ttr.titles + tev.titles for w in t})
+    (k_tr, k_ev, t_tr, t_ev), table6 = _text_models(tr, ev, ttr, tev, wv, epochs, log, small)
+    ytr, yev = tr.targets(), ev.targets()
+    rows = {"visual + audio": [tr.rgb, tr.audio], "visual": [tr.rgb], "audio": [tr.audio],
+            "visual + audio + keywords": [tr.rgb, tr.audio, k_tr],
+            "visual + audio + keywords + titles": [tr.rgb, tr.audio, k_tr, t_tr]}
+    evrows = {"visual + audio": [ev.rgb, ev.audio], "visual": [ev.rgb], "audio": [ev.audio],
+              "visual + audio + keywords": [ev.rgb, ev.audio, k_ev],
+              "visual + audio + keywords + titles": [ev.rgb, ev.audio, k_ev, t_ev]}
+    cfg = TrainConfig(model={"kind": "moe", "num_experts": num_experts}, epochs=epochs, batch_size=256, lr=1e-2)
+    table5 = {}
+    for name in rows:
+        scores = fit_scores(np.concatenate(rows[name], 1), ytr, np.concatenate(evrows[name], 1), cfg, log)
+        table5[name] = all_metrics(scores, yev)
+        log(f"{name}: GAP {table5[name]['gap']:.4f}")
+    res = {"synthetic_text": synthetic, "filter_labels": filter_labels, "train_videos": len(tr),
+           "eval_videos": len(ev), "word_vectors": str(word2vec) if word2vec else f"word2vec trained on corpus ({wv.dim}-d)",
+           "table5": table5, "table6": table6}
+    write_json(out / ("ablation_filtered.json" if filter_labels else "ablation.json"), res)
+    return res
+
+
+def _case_folded(wv: T.WordVectors, words: set) -> T.WordVectors:
+    extra = [w for w in words if w not in wv.index and w.lower() in wv.index]
+    if not extra:
+        return wv
+    return T.WordVectors(wv.words + extra, np.concatenate([wv.matrix, wv.matrix[[wv.index[w.lower()] for w in extra]]]))
+
+
+def run_ensemble(train_paths: Sequence[Path], eval_paths: Sequence[Path], out: str | Path, epochs: int = 5,
+                 trees: int = 1000, log: Callable[[str], None] = print) -> dict:
+    """Table 4 on video-level features: three models, then mean / max / random-forest ensembles."""
+    from affectlens.videotag import ensemble as E
+
+    tr, ev = D.read_video_level(train_paths), D.read_video_level(eval_paths)
+    ytr, yev = tr.targets(), ev.targets()
+    x_tr, x_ev = tr.features(), ev.features()
+    models = {"logistic": {"kind": "logistic"}, "MoE (2 experts)": {"kind": "moe", "num_experts": 2},
+              "MoE (4 experts)": {"kind": "moe", "num_experts": 4}}
+    res, scores = {}, []
+    for name, model in models.items():
+        cfg = TrainConfig(model=model, epochs=epochs, batch_size=256, lr=1e-2)
+        scores.append(fit_scores(x_tr, ytr, x_ev, cfg, log))
+        res[name] = all_metrics(scores[-1], yev)
+        log(f"{name}: GAP {res[name]['gap']:.4f}")
+    res["mean pooling"] = all_metrics(E.mean_ensemble(scores), yev)
+    res["max pooling"] = all_metrics(E.max_ensemble(scores), yev)
+    res["random forest (2-fold cross-fit)"] = all_metrics(
+        E.random_forest_crossfit(scores, yev, folds=2, n_estimators=trees, n_jobs=2), yev)
+    write_json(Path(out) / "ensemble.json", res)
+    return res
