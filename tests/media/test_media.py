@@ -146,6 +146,16 @@ def test_log_mel_shape_and_values():
     assert np.all(mel[2] == -80.0)
 
 
+def test_log_mel_matches_librosa_reference():
+    import librosa
+
+    rng = np.random.default_rng(1)
+    windows = (0.1 * rng.standard_normal((3, 16_000))).astype(np.float32)
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=windows, sr=16_000, n_fft=1024, hop_length=64,
+                                                             n_mels=128, center=True), ref=1.0, amin=1e-10, top_db=None)
+    np.testing.assert_allclose(log_mel(windows)[:, 0], np.maximum(ref, -80), atol=1e-3)
+
+
 def test_missing_audio_errors_or_gives_silence(tmp_path):
     clip = make_clip(tmp_path / "silent.mp4", 20, fps=10)
     with pytest.raises(MediaError, match="no audio track"):

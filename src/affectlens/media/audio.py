@@ -7,6 +7,7 @@ duration for an audio-only file).
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -94,15 +95,30 @@ def audio_windows(audio: np.ndarray, centres, sr: int = SAMPLE_RATE, seconds: fl
     return padded[idx]
 
 
-def log_mel(windows: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """``(n, 1, 128, 251)`` float32 log-mel (dB, ref = 1.0, floor −80 dB) of 1-s windows."""
+@functools.lru_cache(maxsize=4)
+def _mel_basis(sr: int):
     import librosa
+    import torch
+
+    return torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS)).float()  # (128, 513)
+
+
+def log_mel(windows: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """``(n, 1, 128, 251)`` float32 log-mel (dB, ref = 1.0, floor −80 dB) of 1-s windows.
+
+    Equal to ``librosa.power_to_db(librosa.feature.melspectrogram(y, sr, n_fft=1024,
+    hop_length=64, n_mels=128, center=True))`` (tested to 1e-3 dB), computed with ``torch.stft``,
+    which is several times faster than librosa's STFT on many windows.
+    """
+    import torch
 
     windows = np.asarray(windows, dtype=np.float32)
     if windows.ndim != 2:
         raise ShapeError(f"windows must be (n, samples), got shape {windows.shape}")
-    mel = librosa.feature.melspectrogram(y=windows, sr=sr, n_fft=N_FFT, hop_length=HOP_LENGTH,
-                                         n_mels=N_MELS, center=True, power=2.0)  # (n, 128, frames)
-    db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
-    db = np.maximum(db, -80.0)  # absolute floor, so silence is −80 dB in every clip
-    return db[:, None].astype(np.float32)  # (n, 1, 128, frames)
+    x = torch.from_numpy(windows)
+    spec = torch.stft(x, n_fft=N_FFT, hop_length=HOP_LENGTH, window=torch.hann_window(N_FFT), center=True,
+                      pad_mode="constant", return_complex=True).abs() ** 2  # (n, 513, frames)
+    mel = _mel_basis(sr) @ spec  # (n, 128, frames)
+    db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+    db = torch.clamp(db, min=-80.0)  # absolute floor, so silence is −80 dB in every clip
+    return db[:, None].numpy().astype(np.float32)  # (n, 1, 128, frames)
