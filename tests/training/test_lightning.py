@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_options_become_trainer_kwargs():
-    from affectlens.training.lightning import (
+    from affectlens.training.options import (
         ACCELERATOR_OPTION,
         DEVICES_OPTION,
         NUM_NODES_OPTION,
@@ -43,6 +43,13 @@ def test_options_become_trainer_kwargs():
         trainer_kwargs("two")
     with pytest.raises(AffectlensError, match="--devices '0'"):
         trainer_kwargs("0")
+
+
+def test_options_do_not_import_torch():
+    """Room CLIs import the options at start-up; `affectlens --help` must not pay for torch."""
+    code = "import sys, affectlens.training.options; print('torch' in sys.modules, 'lightning' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 def test_single_process_fit_learns_and_checkpoints(tmp_path):

@@ -2,12 +2,14 @@
 
 A room's CLI takes the shared options and hands them to :func:`fit`::
 
-    from affectlens.training.lightning import (DEVICES_OPTION, NUM_NODES_OPTION, STRATEGY_OPTION,
-                                               ACCELERATOR_OPTION, LitClassifier, fit, trainer_kwargs)
+    from affectlens.training.options import (ACCELERATOR_OPTION, DEVICES_OPTION, NUM_NODES_OPTION,
+                                             STRATEGY_OPTION, trainer_kwargs)  # light, no torch import
 
     @app.command()
     def train(..., devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION,
               strategy: str = STRATEGY_OPTION, accelerator: str = ACCELERATOR_OPTION):
+        from affectlens.training.lightning import LitClassifier, fit  # heavy: import inside the command
+
         module = LitClassifier(model, input_keys=("video", "audio"), optimizer="sgd", lr=1e-5)
         result = fit(module, train_loader, val_loader, max_epochs=epochs, checkpoint=out / "model.pt",
                      config=cfg, **trainer_kwargs(devices, num_nodes, strategy, accelerator))
@@ -34,43 +36,18 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-import typer
 
 from affectlens.errors import AffectlensError
 from affectlens.training.checkpoint import save_checkpoint
+from affectlens.training.options import (  # noqa: F401 (re-exported for room CLIs)
+    ACCELERATOR_OPTION,
+    DEVICES_OPTION,
+    NUM_NODES_OPTION,
+    STRATEGY_OPTION,
+    parse_devices,
+    trainer_kwargs,
+)
 from affectlens.training.seed import seed_everything
-
-DEVICES_OPTION = typer.Option("1", "--devices", help="Devices (processes) per node: a count, 'auto', or ids like 0,1.")
-NUM_NODES_OPTION = typer.Option(1, "--num-nodes", min=1, help="Machines taking part in distributed training.")
-STRATEGY_OPTION = typer.Option("auto", "--strategy", help="auto, ddp (gloo on CPU, NCCL on GPU) or ddp_spawn.")
-ACCELERATOR_OPTION = typer.Option("auto", "--accelerator", help="cpu, gpu or auto.")
-
-
-def parse_devices(devices: str | int | Sequence[int]) -> int | str | list[int]:
-    """``"2"`` → 2, ``"auto"`` → "auto", ``"0,1"`` → [0, 1] (device ids)."""
-    if isinstance(devices, (list, tuple)):
-        return [int(d) for d in devices]
-    text = str(devices).strip()
-    if text == "auto":
-        return text
-    try:
-        parsed = [int(d) for d in text.split(",") if d.strip()] if "," in text else int(text)
-    except ValueError:
-        raise AffectlensError(f"--devices {devices!r}: expected a count, 'auto' or ids like 0,1") from None
-    if parsed == [] or (isinstance(parsed, int) and parsed < 1):
-        raise AffectlensError(f"--devices {devices!r}: need at least one device")
-    return parsed
-
-
-def trainer_kwargs(devices: str | int = "1", num_nodes: int = 1, strategy: str = "auto",
-                   accelerator: str = "auto") -> dict[str, Any]:
-    """Lightning ``Trainer`` arguments from the shared CLI options (validated, one-line errors)."""
-    if num_nodes < 1:
-        raise AffectlensError(f"--num-nodes {num_nodes}: need at least one node")
-    if accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
-        raise AffectlensError(f"--accelerator {accelerator!r}: expected cpu, gpu or auto")
-    return {"devices": parse_devices(devices), "num_nodes": int(num_nodes), "strategy": strategy,
-            "accelerator": accelerator}
 
 
 class LitClassifier(L.LightningModule):

@@ -1,0 +1,46 @@
+"""The distributed-training options every room's ``train`` shares, without importing torch.
+
+Room CLIs use these as Typer defaults at import time, so this module stays light (``affectlens
+--help`` must not pay for importing Lightning); :mod:`affectlens.training.lightning` re-exports
+them next to ``fit``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from affectlens.errors import AffectlensError
+
+DEVICES_OPTION = typer.Option("1", "--devices", help="Devices (processes) per node: a count, 'auto', or ids like 0,1.")
+NUM_NODES_OPTION = typer.Option(1, "--num-nodes", min=1, help="Machines taking part in distributed training.")
+STRATEGY_OPTION = typer.Option("auto", "--strategy", help="auto, ddp (gloo on CPU, NCCL on GPU) or ddp_spawn.")
+ACCELERATOR_OPTION = typer.Option("auto", "--accelerator", help="cpu, gpu or auto.")
+
+
+def parse_devices(devices: str | int | Sequence[int]) -> int | str | list[int]:
+    """``"2"`` → 2, ``"auto"`` → "auto", ``"0,1"`` → [0, 1] (device ids)."""
+    if isinstance(devices, (list, tuple)):
+        return [int(d) for d in devices]
+    text = str(devices).strip()
+    if text == "auto":
+        return text
+    try:
+        parsed = [int(d) for d in text.split(",") if d.strip()] if "," in text else int(text)
+    except ValueError:
+        raise AffectlensError(f"--devices {devices!r}: expected a count, 'auto' or ids like 0,1") from None
+    if parsed == [] or (isinstance(parsed, int) and parsed < 1):
+        raise AffectlensError(f"--devices {devices!r}: need at least one device")
+    return parsed
+
+
+def trainer_kwargs(devices: str | int = "1", num_nodes: int = 1, strategy: str = "auto",
+                   accelerator: str = "auto") -> dict[str, Any]:
+    """Lightning ``Trainer`` arguments from the shared CLI options (validated, one-line errors)."""
+    if num_nodes < 1:
+        raise AffectlensError(f"--num-nodes {num_nodes}: need at least one node")
+    if accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        raise AffectlensError(f"--accelerator {accelerator!r}: expected cpu, gpu or auto")
+    return {"devices": parse_devices(devices), "num_nodes": int(num_nodes), "strategy": strategy,
+            "accelerator": accelerator}
