@@ -22,7 +22,7 @@ from torch import nn
 @dataclass(frozen=True)
 class AttributeConfig:
     backbone: Literal["small", "resnet18", "resnet50"] = "small"
-    widths: tuple[int, ...] = (24, 48, 96, 192)  # small CNN only
+    widths: tuple[int, ...] = (16, 32, 64, 128)  # small CNN only
     n_attributes: int = 40
     image_hw: tuple[int, int] = (109, 89)  # the CelebA mirror's size (H, W)
     dropout: float = 0.2
@@ -117,7 +117,7 @@ class AttributeTrainConfig:
     data: str = "../shared/data/celeba"
     out: str = "runs/privacy/attributes"
     backbone: Literal["small", "resnet18", "resnet50"] = "small"
-    widths: tuple[int, ...] = (24, 48, 96, 192)
+    widths: tuple[int, ...] = (16, 32, 64, 128)
     image_hw: tuple[int, int] = (109, 89)
     epochs: int = 8
     batch_size: int = 64

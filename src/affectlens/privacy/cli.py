@@ -26,6 +26,12 @@ def anonymize_command(
     detect_every: int = typer.Option(1, "--detect-every", help="Detect on every n-th video frame; tracking fills the rest."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip files whose output and sidecar exist."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list of per-file results on stdout."),
+    recon: Path = typer.Option(Path("runs/privacy/reconstruct_cpu/best.pt"), "--recon",
+                               help="obfuscate: stage-2 U-Net checkpoint (affectlens privacy train-reconstruct)."),
+    attributes: Path = typer.Option(Path("runs/privacy/attributes_cpu/best.pt"), "--attributes",
+                                    help="obfuscate: stage-1 attribute classifier (affectlens privacy train-attributes)."),
+    flip: str = typer.Option("Pointy_Nose,Smiling,Young,Big_Nose", "--flip",
+                             help="obfuscate: attributes to invert (comma list or 'all'); Male & co. never change."),
 ):
     """Blur, pixelate or black out every face; videos keep frames, timestamps and audio."""
     from rich.console import Console
@@ -38,6 +44,10 @@ def anonymize_command(
         raise AffectlensError(f"--mask must be 'ellipse' or 'box', got {mask!r}")
     if detector not in ("centerface", "haar"):
         raise AffectlensError(f"--detector must be 'centerface' or 'haar', got {detector!r}")
+    if method == "obfuscate":  # paper 004: regenerate faces with attributes flipped
+        from affectlens.privacy.obfuscate import register_obfuscate
+
+        register_obfuscate(recon, attributes, flip, box_margin=margin)
     results = anonymize(src, out, method=method, mask=mask, margin=margin, detector=detector, threshold=threshold,
                         det_size=det_size or None, detect_every=detect_every, resume=resume,
                         progress=not as_json, errors="collect")
@@ -58,3 +68,7 @@ def anonymize_command(
 
 
 top_commands = {"anonymize": anonymize_command}
+
+from affectlens.privacy.research_cli import register_commands  # noqa: E402  (train-attributes, train-reconstruct, evaluate)
+
+register_commands(app)

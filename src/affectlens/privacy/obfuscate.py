@@ -181,3 +181,38 @@ def load_obfuscator(recon_path, attr_path, flip: Sequence[str] | str = DEFAULT_F
     from affectlens.privacy.reconstruct import load_recon_model
 
     return Obfuscator(load_recon_model(recon_path), load_attribute_model(attr_path), flip, **kw)
+
+
+def as_anonymize_method(obf: Obfuscator, box_margin: float = 0.25, fallback=None):
+    """``(region, mask) -> region`` for ``affectlens.privacy.anonymize``: ``region`` is the detector's
+    box grown by ``box_margin`` per side; the face inside it is regenerated. If no landmarks can be
+    placed (a profile, a tiny face), ``fallback`` (default: anonymize's blur) is used instead, so a
+    detected face is never left as it was."""
+    from affectlens.faces.landmarks import detect_boxes
+
+    def method(region: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        h, w = region.shape[:2]
+        f = box_margin / (1 + 2 * box_margin)  # where the detector's box sits inside the region
+        boxes = detect_boxes(region, 1)[:1] if min(h, w) >= 40 else np.zeros((0, 4), np.float32)
+        if not len(boxes):
+            boxes = np.array([[w * f, h * f, w * (1 - f), h * (1 - f)]], np.float32)
+        try:
+            out, faces = obf(np.ascontiguousarray(region), boxes)
+            if faces:
+                return out
+        except (AffectlensError, ValueError):
+            pass
+        if fallback is not None:
+            return fallback(region, mask)
+        from affectlens.privacy.anonymize import blur
+
+        return blur(region, mask)
+
+    return method
+
+
+def register_obfuscate(recon_path, attr_path, flip: Sequence[str] | str = DEFAULT_FLIP, box_margin: float = 0.25) -> None:
+    """Make ``method="obfuscate"`` available to ``affectlens.privacy.anonymize`` with these checkpoints."""
+    from affectlens.privacy.anonymize import register_method
+
+    register_method("obfuscate", as_anonymize_method(load_obfuscator(recon_path, attr_path, flip), box_margin))

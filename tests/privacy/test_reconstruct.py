@@ -1,0 +1,95 @@
+"""Stage 2: the 111-channel input, the U-Net, the 1 − SSIM loss and the SSIM map used in evaluation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from affectlens.privacy import reconstruct as R
+from affectlens.privacy.evaluate import masked_ssim, ssim_map
+from tests.conftest import shared_path
+
+
+def _batch(b=4, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (b, 128, 64, 3), dtype=np.uint8)
+    masks = np.zeros((b, 128, 64), np.uint8)
+    masks[:, 40:100, 12:52] = 1
+    points = rng.uniform([12, 40], [52, 100], (b, 68, 2)).astype(np.float32)
+    attrs = rng.integers(0, 2, (b, 40)).astype(np.uint8)
+    return images, masks, points, attrs
+
+
+def test_input_has_111_channels_in_the_papers_order():
+    images, masks, points, attrs = _batch()
+    x, y = R.build_input(images, masks, points, attrs)
+    assert x.shape == (4, 111, 128, 64) and y.shape == (4, 3, 128, 64)
+    heat, rgb, planes = x[:, :68], x[:, 68:71], x[:, 71:]
+    peak = heat[1, 5].flatten().argmax().item()  # landmark 5 of image 1 peaks at its point
+    assert (peak // 64, peak % 64) == (round(points[1, 5, 1]), round(points[1, 5, 0]))
+    assert (rgb[:, :, 40:100, 12:52] == 0).all()  # the face ellipse region is blacked out
+    assert torch.allclose(rgb[:, :, :40], y[:, :, :40])  # context kept
+    assert torch.equal(planes[:, :, 0, 0], torch.as_tensor(attrs).float())
+    assert (planes == planes[:, :, :1, :1]).all()  # each attribute plane is constant
+
+
+@pytest.mark.parametrize("build,params", [(R.recon_tiny, None), (R.recon_small, None),
+                                          (R.recon_paper, (34e6, 35e6))])
+def test_unet_shapes(build, params):
+    model = build().eval()
+    h, w = (128, 64) if params is None else (32, 16)  # the paper net is fully convolutional: keep it cheap
+    with torch.no_grad():
+        out = model(torch.randn(1, 111, h, w))
+        bottleneck, skips = model.forward_features(torch.randn(1, 111, h, w))
+    assert out.shape == (1, 3, h, w) and (out >= 0).all() and (out <= 1).all()
+    levels = len(model.config.widths) - 1
+    assert bottleneck.shape[-2:] == (h >> levels, w >> levels) and len(skips) == levels
+    if params:
+        assert params[0] < sum(p.numel() for p in model.parameters()) < params[1]
+
+
+def test_decoder_stacks_have_three_conv_blocks_and_encoders_two():
+    model = R.recon_small()
+    assert all(len(d) == 3 and all(isinstance(b, R.ConvBlock2d) for b in d) for d in model.decoders)
+    assert all(len(e) == 2 for e in model.encoders)
+    block = model.encoders[0][0]
+    assert [type(m).__name__ for m in block] == ["Conv2d", "BatchNorm2d", "ReLU"]
+
+
+def test_ssim_loss_decreases_on_a_tiny_batch():
+    torch.manual_seed(0)
+    images, masks, points, attrs = _batch(b=2)
+    images = np.repeat(np.repeat(images[:, ::8, ::8], 8, 1), 8, 2)  # blocky, learnable in a few steps
+    x, y = R.build_input(images, masks, points, attrs)
+    model = R.recon_tiny()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(25):
+        loss = R.ssim_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_ssim_map_mean_equals_pytorch_msssim():
+    from pytorch_msssim import ssim
+
+    torch.manual_seed(0)
+    a = torch.rand(2, 3, 40, 32)
+    b = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+    assert torch.allclose(ssim_map(a, b).mean(dim=(1, 2, 3)), ssim(a, b, data_range=1.0, size_average=False), atol=1e-5)
+    im = (a[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert masked_ssim(im, im, np.ones((40, 32), bool)) == pytest.approx(1.0)
+
+
+@pytest.mark.shared_data
+def test_training_recipe_on_real_celeba(tmp_path):
+    data = shared_path("celeba")
+    cfg = R.ReconTrainConfig(data=str(data), out=str(tmp_path / "run"), widths=(4, 8), epochs=1, train_limit=16,
+                             eval_limit=8, lr=1e-3)
+    m = R.train_reconstruct(cfg, log=lambda *_: None)
+    assert m["n_train"] == 16 and m["n_test"] == 8 and 0 < m["test_ssim"] < 1 and 0 < m["context_only_ssim"] < 1
+    model = R.load_recon_model(tmp_path / "run" / "best.pt")
+    assert len(model.config.template_points) == 136 and model.config.template_hw == (109, 89)
