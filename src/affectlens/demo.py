@@ -84,9 +84,109 @@ def media_step(folder: Path) -> StepResult:
     )
 
 
+def _face_clip(path: Path, seconds: float = 3.0, fps: int = 25) -> Path:
+    """A clip of scikit-image's bundled astronaut portrait (a real face shipped in its wheel) panning
+    across a dark background, with a tone for sound."""
+    import cv2
+    from skimage import data
+
+    from affectlens.media import write_video
+
+    portrait = cv2.resize(data.astronaut(), (300, 300))
+    n, h, w = int(seconds * fps), 360, 640
+    frames = np.full((n, h, w, 3), 40, np.uint8)
+    for i in range(n):
+        x = int(20 + (w - 340) * i / max(n - 1, 1))
+        frames[i, 30:330, x:x + 300] = portrait
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    return write_video(path, frames, fps, audio=(0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32))
+
+
+def anonymize_step(folder: Path) -> StepResult:
+    """Blur the face in a synthesized clip; the detector must find no face in the output."""
+    from affectlens.faces.detect import CenterFace
+    from affectlens.media import probe, sample_frames
+    from affectlens.privacy.anonymize import anonymize
+    from affectlens.report.plots import before_after_png
+
+    src = _face_clip(folder / "face_clip.mp4")
+    dst = folder / "face_clip.anonymized.mp4"
+    result = anonymize(src, dst, method="blur", resume=False)[0]
+    detector = CenterFace(threshold=0.5)
+    before, after = sample_frames(src, 6), sample_frames(dst, 6)
+    found_before = sum(len(detector(f.transpose(1, 2, 0)).boxes) for f in before)
+    found_after = sum(len(detector(f.transpose(1, 2, 0)).boxes) for f in after)
+    a, b = probe(src), probe(dst)
+    png = before_after_png([(x.transpose(1, 2, 0), y.transpose(1, 2, 0), f"sample {2 * i + 1} of 6")
+                            for i, (x, y) in enumerate(zip(before[::2], after[::2]))], folder / "before_after.png")
+    return StepResult(
+        summary=f"faces found by CenterFace in 6 frames: {found_before} before, {found_after} after; "
+                f"{b.frame_count}/{a.frame_count} frames, audio kept: {b.audio is not None}",
+        metrics={"faces_before": found_before, "faces_after": found_after, "frames_in": a.frame_count,
+                 "frames_out": b.frame_count, "fps": round(result.fps, 1) if hasattr(result, "fps") else None},
+        figures=[("Before / after anonymization (blur, ellipse mask)", png)],
+    )
+
+
+def expression_step(folder: Path) -> StepResult:
+    """The shipped FER2013 model on the astronaut's face and synthesized variants of it."""
+    import cv2
+    from skimage import data
+
+    from affectlens.expression.predict import predict_images
+
+    photo = data.astronaut()
+    face = photo[60:180, 175:275]  # the face in the bundled portrait
+    variants = {"original": face, "mirrored": face[:, ::-1], "darker": (face * 0.6).astype(np.uint8),
+                "smaller": cv2.resize(cv2.resize(face, (32, 32)), face.shape[1::-1])}
+    preds = predict_images(list(variants.values()))
+    rows = [[name, p["label"], p["confidence"]] for name, p in zip(variants, preds)]
+    return StepResult(
+        summary=", ".join(f"{r[0]}: {r[1]} ({r[2]:.2f})" for r in rows),
+        metrics={name: p for name, p in zip(variants, preds)},
+        tables=[("Shipped expression model on synthesized faces", ["face", "expression", "confidence"], rows)],
+    )
+
+
+def group_step(folder: Path) -> StepResult:
+    """Synthesize group clips, train audio-only / video-only / fusion CPU models, evaluate, timeline."""
+    from affectlens.group.recipe import demo_run
+
+    res = demo_run(folder)
+    return StepResult(summary=res["summary"], metrics=res["metrics"], figures=res.get("figures", []),
+                      tables=res.get("tables", []))
+
+
+def videotag_step(folder: Path) -> StepResult:
+    """Logistic vs MoE, visual vs visual+audio on synthetic YouTube-8M-format features."""
+    from affectlens.videotag.recipe import demo_run
+
+    res = demo_run(folder, log=lambda s: None)
+    rows = [[name, m["gap"], m["hit_at_one"], m["perr"], m["map"]] for name, m in res["results"].items()]
+    best = max(res["results"], key=lambda k: res["results"][k]["gap"])
+    return StepResult(
+        summary=f"synthetic features, {res['train_videos']} train / {res['eval_videos']} eval videos; "
+                f"best GAP {res['results'][best]['gap']:.3f} ({best})",
+        metrics=res["results"],
+        tables=[("Video tagging on synthetic features (labelled synthetic)", ["model", "GAP", "Hit@1", "PERR", "mAP"],
+                 rows)],
+    )
+
+
+def spontaneity_step(folder: Path) -> StepResult:
+    """Posed vs spontaneous on a tiny synthetic set: subject-independent 2-fold CV of all methods."""
+    from affectlens.spontaneity.recipe import demo_cv
+
+    res = demo_cv()
+    rows = [[name, r["mean"], r["std"]] for name, r in res["methods"].items()] if "methods" in res else []
+    return StepResult(summary="subject-independent CV on synthetic onset/apex pairs", metrics=res,
+                      tables=[("Error rate (mean ± std over folds)", ["method", "error", "std"], rows)])
+
+
 def demo_steps() -> list[tuple[str, Callable[[Path], StepResult]]]:
     """The steps, in the order a newcomer should see them."""
-    return [("media", media_step)]
+    return [("media", media_step), ("group", group_step), ("anonymize", anonymize_step),
+            ("expression", expression_step), ("videotag", videotag_step), ("spontaneity", spontaneity_step)]
 
 
 def run_demo(out: Path, console: Console | None = None, only: list[str] | None = None) -> dict:
