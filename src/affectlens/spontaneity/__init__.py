@@ -1,0 +1,1 @@
+"""Posed vs spontaneous expressions from onset/apex face pairs (paper 001: comparison-layer CNNs)."""

@@ -1,0 +1,142 @@
+"""``affectlens spontaneity …`` and ``affectlens synth spontaneity``: thin calls into the recipe."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Posed vs spontaneous expressions from onset/apex face pairs (comparison-layer CNNs).",
+                  no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _seeds(seeds: int, first_seed: int) -> list:
+    return list(range(first_seed, first_seed + seeds))
+
+
+@app.command()
+def manifest(root: Path = typer.Argument(..., help="USTC-NVIE-style tree: ROOT/posed|spontaneous/<subject>/…/<sample>/."),
+             out: Path = typer.Option(Path("manifest.csv"), "--out", "-o", help="Manifest CSV to write.")):
+    """Build an onset/apex manifest (subject, onset, apex, label) from a USTC-NVIE-style folder tree."""
+    from affectlens.spontaneity.data import scan_ustc_nvie, write_manifest
+
+    samples = scan_ustc_nvie(root)
+    write_manifest(out, samples)
+    n_sp = sum(s.label for s in samples)
+    console.print(f"{len(samples)} pairs ({len(samples) - n_sp} posed, {n_sp} spontaneous) from "
+                  f"{len({s.subject for s in samples})} subjects → {out}")
+
+
+@app.command()
+def preprocess(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest of raw frames."),
+               out: Path = typer.Option(..., "--out", "-o", help="Folder for crops/ and the new manifest.csv."),
+               detector: str = typer.Option("centerface", help="centerface | haar (Haar has no eye points: "
+                                                                "centerface is the one that aligns).")):
+    """Raw frames → face detection → eye-line alignment → 44×44 grey crops, plus a new manifest.
+
+    Goes on past bad files, reports them and exits 1; crops already written are reused."""
+    from affectlens.spontaneity.recipe import preprocess_manifest
+
+    det = None
+    if detector != "centerface":
+        from affectlens.faces.detect import make_detector
+
+        det = make_detector(detector)
+    path, failed = preprocess_manifest(manifest_path, out, det)
+    console.print(f"wrote {path}")
+    for msg in failed:
+        err_console.print(f"[red]error:[/red] {msg}")
+    if failed:
+        err_console.print(f"{len(failed)} pair(s) failed")
+        raise typer.Exit(1)
+
+
+def _train_config(size: str, epochs: int, batch_size: int, lr: float, threads: int):
+    from affectlens.spontaneity.protocol import TrainConfig
+
+    if size not in ("tiny", "small", "paper"):
+        raise typer.BadParameter(f"size must be tiny, small or paper, not {size!r}")
+    return TrainConfig(size=size, epochs=epochs, batch_size=batch_size, lr=lr, threads=threads)
+
+
+@app.command()
+def cv(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest of 44×44 onset/apex crops."),
+       protocol: str = typer.Option("kfold", help="kfold (subject groups) | loso (leave one subject out)."),
+       folds: int = typer.Option(10, help="Number of subject groups for kfold."),
+       seeds: int = typer.Option(3, help="Seeds to average over (never the best one)."),
+       first_seed: int = typer.Option(0, help="First seed."),
+       epochs: int = typer.Option(20, help="Epochs per net."),
+       size: str = typer.Option("small", help="Net widths: tiny | small | paper."),
+       batch_size: int = typer.Option(16), lr: float = typer.Option(3e-3),
+       threads: int = typer.Option(1, help="torch threads (≤ 2)."),
+       out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for results.json and errors.png.")):
+    """Subject-independent cross-validation of all nine methods; prints Table 1's layout beside the paper."""
+    from affectlens.spontaneity.protocol import print_table
+    from affectlens.spontaneity.recipe import cross_validate
+
+    tc = _train_config(size, epochs, batch_size, lr, threads)
+    result = cross_validate(manifest_path, out, protocol, folds, _seeds(seeds, first_seed), tc)
+    print_table(result, console)
+    if out is not None:
+        console.print(f"wrote {out / 'results.json'} and {out / 'errors.png'}")
+
+
+@app.command()
+def train(manifest_path: Path = typer.Argument(..., metavar="MANIFEST"),
+          out: Path = typer.Option(..., "--out", "-o", help="Folder for the nine model files."),
+          epochs: int = typer.Option(20), size: str = typer.Option("small", help="tiny | small | paper"),
+          batch_size: int = typer.Option(16), lr: float = typer.Option(3e-3), seed: int = typer.Option(0),
+          threads: int = typer.Option(1), resume: bool = typer.Option(True, help="Reuse nets already saved.")):
+    """Train the seven nets and both -SVM ensembles on every pair, for `predict`."""
+    from affectlens.spontaneity.recipe import train_all
+
+    paths = train_all(manifest_path, out, _train_config(size, epochs, batch_size, lr, threads), seed, resume)
+    console.print(f"wrote {len(paths)} models to {out}")
+
+
+@app.command()
+def predict(onset: Path = typer.Argument(..., help="Onset image, or a video (with --onset-frame/--apex-frame)."),
+            apex: Optional[Path] = typer.Argument(None, help="Apex image (omit for a video)."),
+            checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A net .pt or a folder from `train`."),
+            method: str = typer.Option("CompCNN-Comb-SVM", help="Which model of a `train` folder."),
+            onset_frame: Optional[int] = typer.Option(None, help="Video: 0-based onset frame index."),
+            apex_frame: Optional[int] = typer.Option(None, help="Video: 0-based apex frame index."),
+            as_json: bool = typer.Option(False, "--json")):
+    """Posed or spontaneous, with a probability, for one onset/apex pair (images or two video frames)."""
+    from affectlens.spontaneity.recipe import image_pair, predict_pair, video_pair
+
+    if apex is None:
+        if onset_frame is None or apex_frame is None:
+            raise typer.BadParameter("give ONSET APEX images, or a video with --onset-frame and --apex-frame")
+        o, a = video_pair(onset, onset_frame, apex_frame)
+    else:
+        o, a = image_pair(onset, apex)
+    result = predict_pair(o, a, checkpoint, method)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        p = result["p_spontaneous"] if result["label"] == "spontaneous" else result["p_posed"]
+        console.print(f"{result['label']} (p = {p:.3f}, {result['method']})")
+
+
+def synth_spontaneity(out: Path = typer.Argument(..., help="Folder for the tree of pairs and manifest.csv."),
+                      subjects: int = typer.Option(40, help="Synthetic subjects."),
+                      per_subject: int = typer.Option(8, help="Pairs per subject (half posed, half spontaneous)."),
+                      difficulty: float = typer.Option(0.5, help="0 separates the classes, 1 mixes their cues."),
+                      seed: int = typer.Option(0)):
+    """Synthetic onset/apex 44×44 face pairs (posed: lopsided, mouth-driven; spontaneous: eyes move too)."""
+    from rich.progress import Progress
+
+    from affectlens.spontaneity.synth import write_synthetic
+
+    with Progress(console=console) as bar:
+        task = bar.add_task("rendering pairs", total=subjects * per_subject)
+        path = write_synthetic(out, subjects, per_subject, seed, difficulty, progress=lambda: bar.advance(task))
+    console.print(f"wrote {subjects * per_subject} pairs and {path}")
+
+
+synth_commands = {"spontaneity": synth_spontaneity}

@@ -1,0 +1,287 @@
+"""Onset/apex manifests, the USTC-NVIE-style folder reader, and raw frame → 44 × 44 preprocessing.
+
+Manifest (CSV, UTF-8, header required; paths relative to the manifest's folder or absolute)::
+
+    subject,onset,apex,label[,id][,expression]
+    S001,posed/S001/happy_1/onset.png,posed/S001/happy_1/apex.png,posed
+
+``label`` is ``posed`` or ``spontaneous`` (``0``/``1`` are accepted too). Training reads the images
+as 44 × 44 grey crops; raw frames go through ``preprocess_manifest`` first (face detector → eye-line
+alignment → 44 × 44 grey), which writes the crops and a new manifest.
+
+Folder tree accepted by ``scan_ustc_nvie`` (USTC-NVIE's visible database, and SPOS, re-arranged
+into one pattern)::
+
+    ROOT/<class>/<subject>/[any sub-folders, e.g. front|left|right illumination, expression]/<sample>/
+
+* ``<class>`` is a folder whose name starts with ``posed`` or ``spontaneous`` (case-insensitive;
+  ``Posed_Database`` and ``spontaneous database`` work);
+* ``<subject>`` is the first folder below it (``S001``, ``001``, …);
+* a ``<sample>`` folder holds either (a) one image whose name contains ``onset`` and one whose name
+  contains ``apex`` (``onset.jpg``/``apex.jpg``, ``001_onset.bmp`` …), or (b) a frame sequence plus a
+  label file ``onset_apex.txt`` with two lines ``onset <frame file>`` and ``apex <frame file>``;
+* folders named ``infrared``/``IR``/``thermal`` are skipped (the paper uses the visible images).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from affectlens.errors import DataError, MediaError
+
+MANIFEST_FIELDS = ("subject", "onset", "apex", "label")
+LABELS = {"posed": 0, "spontaneous": 1, "0": 0, "1": 1}
+LABEL_NAMES = ("posed", "spontaneous")
+SIZE = 44
+# Where alignment puts the eyes in the crop (fractions of the side): eye line at 40 % of the height,
+# eyes 36 % of the width apart, centred. The synthetic renderer uses the same geometry.
+EYE_Y = 0.40
+EYE_DIST = 0.36
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
+SKIP_DIRS = {"infrared", "ir", "thermal"}
+
+
+@dataclass(frozen=True)
+class PairSample:
+    subject: str
+    onset: Path
+    apex: Path
+    label: int  # 0 = posed, 1 = spontaneous
+    id: str
+    expression: str = ""
+
+
+def read_manifest(path: str | Path) -> List[PairSample]:
+    """Parse and validate a manifest; every bad row raises ``DataError`` naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "manifest not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in MANIFEST_FIELDS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(path, f"missing column(s) {', '.join(missing)}; need {','.join(MANIFEST_FIELDS)}", line=1)
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            rows.append(_parse_row(path, line, row))
+    if not rows:
+        raise DataError(path, "manifest has no rows")
+    return rows
+
+
+def _parse_row(path: Path, line: int, row: dict) -> PairSample:
+    label = (row.get("label") or "").strip().lower()
+    if label not in LABELS:
+        raise DataError(path, f"label {row.get('label')!r} is not posed/spontaneous", line=line)
+    subject = (row.get("subject") or "").strip()
+    if not subject:
+        raise DataError(path, "empty subject", line=line)
+    files = []
+    for key in ("onset", "apex"):
+        value = (row.get(key) or "").strip()
+        if not value:
+            raise DataError(path, f"empty {key} path", line=line)
+        p = Path(value)
+        files.append(p if p.is_absolute() else path.parent / p)
+    sid = (row.get("id") or "").strip() or f"{subject}_{line - 1:05d}"
+    return PairSample(subject, files[0], files[1], LABELS[label], sid, (row.get("expression") or "").strip())
+
+
+def write_manifest(path: str | Path, samples: Sequence[PairSample]) -> Path:
+    """Write samples atomically with paths relative to the manifest's folder where possible."""
+    from affectlens.utils import atomic_path
+
+    path = Path(path)
+    base = path.parent.resolve()
+
+    def rel(p: Path) -> str:
+        p = Path(p).resolve()
+        try:
+            return p.relative_to(base).as_posix()
+        except ValueError:
+            return str(p)
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(list(MANIFEST_FIELDS) + ["id", "expression"])
+        for s in samples:
+            w.writerow([s.subject, rel(s.onset), rel(s.apex), LABEL_NAMES[s.label], s.id, s.expression])
+    return path
+
+
+def _class_of(name: str) -> Optional[int]:
+    n = name.lower()
+    if n.startswith("posed"):
+        return 0
+    if n.startswith("spontaneous"):
+        return 1
+    return None
+
+
+def _pair_in(folder: Path) -> Optional[Tuple[Path, Path]]:
+    """(onset, apex) inside one sample folder, or None when the folder is not a sample."""
+    label_file = folder / "onset_apex.txt"
+    if label_file.is_file():
+        names = {}
+        for line_no, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split()
+            if len(parts) == 2 and parts[0].lower() in ("onset", "apex"):
+                names[parts[0].lower()] = folder / parts[1]
+            elif parts:
+                raise DataError(label_file, f"expected 'onset <frame>' or 'apex <frame>', got {line!r}", line=line_no)
+        if set(names) != {"onset", "apex"}:
+            raise DataError(label_file, "needs both an onset and an apex line")
+        return names["onset"], names["apex"]
+    images = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    onset = sorted(p for p in images if "onset" in p.stem.lower())
+    apex = sorted(p for p in images if "apex" in p.stem.lower())
+    if len(onset) == 1 and len(apex) == 1:
+        return onset[0], apex[0]
+    if onset or apex:
+        raise DataError(folder, f"found {len(onset)} onset and {len(apex)} apex images; need exactly one of each")
+    return None
+
+
+def scan_ustc_nvie(root: str | Path) -> List[PairSample]:
+    """Build manifest rows from the folder tree documented in this module."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "not a folder")
+    samples: List[PairSample] = []
+    for cls_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = _class_of(cls_dir.name)
+        if label is None:
+            continue
+        for subj_dir in sorted(p for p in cls_dir.iterdir() if p.is_dir()):
+            for folder in sorted([subj_dir, *(p for p in subj_dir.rglob("*") if p.is_dir())]):
+                if SKIP_DIRS & {part.lower() for part in folder.relative_to(root).parts}:
+                    continue
+                pair = _pair_in(folder)
+                if pair is None:
+                    continue
+                rel = folder.relative_to(subj_dir).as_posix()
+                sid = f"{LABEL_NAMES[label]}/{subj_dir.name}" + ("" if rel == "." else f"/{rel}")
+                samples.append(PairSample(subj_dir.name, pair[0], pair[1], label, sid))
+    if not samples:
+        raise DataError(root, "no onset/apex pairs found (expected ROOT/posed|spontaneous/<subject>/.../<sample>/)")
+    return samples
+
+
+def read_grey(path: str | Path) -> np.ndarray:
+    """Read an image as grey uint8 (H, W); ``MediaError`` if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "image not found")
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None or img.size == 0:
+        raise MediaError(path, "not a readable image")
+    return img
+
+
+def read_crop(path: str | Path) -> np.ndarray:
+    """A 44 × 44 aligned grey crop; raw frames are refused with a pointer to ``preprocess``."""
+    img = read_grey(path)
+    if img.shape != (SIZE, SIZE):
+        raise DataError(path, f"is {img.shape[1]}×{img.shape[0]}, expected a {SIZE}×{SIZE} aligned crop; "
+                              "run `affectlens spontaneity preprocess` on raw frames first")
+    return img
+
+
+def load_pairs(samples: Sequence[PairSample], progress: Optional[Callable[[], None]] = None):
+    """Arrays for training: onset, apex (N, 44, 44) uint8, labels (N,) int64, subjects (N,) str."""
+    onset, apex = [], []
+    for s in samples:
+        onset.append(read_crop(s.onset))
+        apex.append(read_crop(s.apex))
+        if progress is not None:
+            progress()
+    labels = np.array([s.label for s in samples], dtype=np.int64)
+    subjects = np.array([s.subject for s in samples])
+    return np.stack(onset), np.stack(apex), labels, subjects
+
+
+# ---------------------------------------------------------------- preprocessing: detect → align → crop
+
+def eye_transform(left_eye, right_eye, size: int = SIZE) -> np.ndarray:
+    """2 × 3 similarity that puts the two eyes on a horizontal line at the canonical crop positions.
+
+    The eye points are sorted by x, so the detector's left/right convention does not matter.
+    """
+    (lx, ly), (rx, ry) = sorted([tuple(map(float, left_eye)), tuple(map(float, right_eye))])
+    dist = float(np.hypot(rx - lx, ry - ly))
+    if dist < 1e-3:
+        raise ValueError("the two eye points coincide")
+    angle = np.arctan2(ry - ly, rx - lx)
+    scale = EYE_DIST * size / dist
+    c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
+    m = np.array([[c, -s, 0.0], [s, c, 0.0]])
+    mid = np.array([(lx + rx) / 2, (ly + ry) / 2])
+    m[:, 2] = np.array([size / 2, EYE_Y * size]) - m[:, :2] @ mid
+    return m
+
+
+def align_face(image: np.ndarray, left_eye, right_eye, size: int = SIZE) -> np.ndarray:
+    """Warp an RGB or grey image to a ``size`` × ``size`` grey crop with the eye line horizontal."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    m = eye_transform(left_eye, right_eye, size)
+    # area-average first when shrinking a lot, so the crop is not aliased
+    scale = float(np.hypot(m[0, 0], m[0, 1]))
+    if scale < 0.5:
+        f = 1.0 / (2 * scale)
+        small = cv2.resize(grey, None, fx=1 / f, fy=1 / f, interpolation=cv2.INTER_AREA)
+        m = m.copy()
+        m[:, :2] *= f
+        grey = small
+    return cv2.warpAffine(grey, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def detect_and_align(rgb: np.ndarray, detector=None, name: str = "image") -> np.ndarray:
+    """Highest-scoring face in an RGB uint8 image → 44 × 44 aligned grey crop.
+
+    ``detector`` is a callable returning ``affectlens.faces.detect.Detections`` (default: CenterFace).
+    Raises ``MediaError`` naming ``name`` when no face is found.
+    """
+    if detector is None:
+        detector = default_detector()
+    det = detector(rgb)
+    if det is None or len(det.scores) == 0:
+        raise MediaError(name, "no face detected")
+    best = int(np.argmax(det.scores))
+    eyes = np.asarray(det.landmarks[best])[:2]
+    return align_face(rgb, eyes[0], eyes[1])
+
+
+_DETECTOR = None
+
+
+def default_detector():
+    """A CenterFace detector from ``affectlens.faces`` (built once per process)."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        from affectlens.faces.detect import PHOTO_SCALES, CenterFace
+
+        _DETECTOR = CenterFace(threshold=0.5, scale=PHOTO_SCALES)
+    return _DETECTOR
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "image not found")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MediaError(path, "not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_crop(path: str | Path, detector=None) -> np.ndarray:
+    """Any image file → 44 × 44 aligned grey crop (a file already 44 × 44 grey is taken as a crop)."""
+    img = read_rgb(path)
+    if img.shape[:2] == (SIZE, SIZE):
+        return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    return detect_and_align(img, detector, name=str(path))

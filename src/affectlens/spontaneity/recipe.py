@@ -1,0 +1,197 @@
+"""Short recipes behind the CLI: preprocess a manifest, cross-validate, train for deployment, predict."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from affectlens.errors import AffectlensError, DataError
+from affectlens.spontaneity.data import (LABEL_NAMES, PairSample, load_pairs, read_manifest, to_crop,
+                                         write_manifest)
+from affectlens.spontaneity.ensemble import ENSEMBLES, LinearSVMEnsemble, concat_features
+from affectlens.spontaneity.protocol import (TrainConfig, error_bars_png, net_outputs, run_cv, to_tensor,
+                                             train_net)
+
+
+def load_dataset(manifest: str | Path, progress: bool = False):
+    """Manifest → (onset, apex, labels, subjects) arrays of 44 × 44 crops."""
+    samples = read_manifest(manifest)
+    if not progress:
+        return load_pairs(samples)
+    from rich.progress import track
+
+    it = iter(track(range(len(samples)), description="reading pairs"))
+    return load_pairs(samples, progress=lambda: next(it, None))
+
+
+def cross_validate(manifest: str | Path, out: Optional[Path], protocol: str = "kfold", folds: int = 10,
+                   seeds: Sequence[int] = (0, 1, 2), tc: TrainConfig = TrainConfig(), progress: bool = True) -> dict:
+    """Read, cross-validate all nine methods, write ``results.json`` and ``errors.png`` into ``out``."""
+    from affectlens.utils import write_json
+
+    onset, apex, labels, subjects = load_dataset(manifest, progress)
+    if len(np.unique(labels)) < 2:
+        raise DataError(manifest, "needs both posed and spontaneous samples")
+    result = run_cv(onset, apex, labels, subjects, protocol, folds, seeds, tc, progress=progress)
+    result["manifest"] = str(manifest)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(out) / "results.json", result)
+        error_bars_png(result, Path(out) / "errors.png")
+    return result
+
+
+def demo_cv(n_subjects: int = 12, per_subject: int = 6, folds: int = 2, epochs: int = 4, seed: int = 0) -> dict:
+    """A fast, self-contained run for demos: a tiny synthetic set, 2 folds, 1 seed, tiny nets."""
+    from affectlens.spontaneity.synth import synthetic_arrays
+
+    onset, apex, labels, subjects = synthetic_arrays(n_subjects, per_subject, seed=seed, difficulty=0.0)
+    return run_cv(onset, apex, labels, subjects, "kfold", folds, (seed,), TrainConfig(size="tiny", epochs=epochs))
+
+
+def train_all(manifest: str | Path, out: str | Path, tc: TrainConfig = TrainConfig(), seed: int = 0,
+              resume: bool = True, progress: bool = True) -> List[Path]:
+    """Fit the seven nets and both SVMs on every pair of the manifest; one checkpoint per model.
+
+    ``out/<net name>.pt`` are plain checkpoints (``affectlens.training.save_checkpoint``);
+    ``out/<ensemble>.pt`` hold the SVM and the names of its three member nets. With ``resume``,
+    nets whose checkpoint already exists are loaded instead of retrained.
+    """
+    import torch
+
+    from affectlens.spontaneity.model import table_configs
+    from affectlens.training import save_checkpoint
+    from affectlens.utils import atomic_path
+
+    torch.set_num_threads(max(1, min(tc.threads, 2)))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    onset, apex, labels, _ = load_dataset(manifest, progress)
+    o, a, y = to_tensor(onset), to_tensor(apex), torch.from_numpy(labels)
+    feats, written = {}, []
+    for config in table_configs(tc.size):
+        path = out / f"{config.name}.pt"
+        if resume and path.is_file():
+            net = load_net(path)
+        else:
+            net = train_net(config, o, a, y, tc, seed)
+            save_checkpoint(path, net, config, train=asdict(tc))
+        _, feats[config.name] = net_outputs(net, o, a)
+        written.append(path)
+    for name, members in ENSEMBLES.items():
+        svm = LinearSVMEnsemble(C=tc.svm_c).fit(concat_features(feats, members), labels, seed)
+        path = out / f"{name}.pt"
+        with atomic_path(path) as tmp:
+            torch.save({"svm": svm.state(), "members": list(members), "config": {"method": name}}, tmp)
+        written.append(path)
+    return written
+
+
+def load_net(path: str | Path):
+    from affectlens.spontaneity.model import SpontaneityNet, config_from_dict
+    from affectlens.training import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    try:
+        net = SpontaneityNet(config_from_dict(ckpt["config"]))
+        net.load_state_dict(ckpt["state_dict"])
+    except (TypeError, RuntimeError, ValueError) as e:
+        raise DataError(path, f"not a spontaneity net checkpoint ({type(e).__name__})") from None
+    return net.eval()
+
+
+def predict_pair(onset: np.ndarray, apex: np.ndarray, checkpoint: str | Path,
+                 method: str = "CompCNN-Comb-SVM") -> dict:
+    """44 × 44 grey crops → {label, p_spontaneous, method}. ``checkpoint``: a net ``.pt`` or a folder
+    written by ``train_all`` (then ``method`` picks one of its nine models)."""
+    import torch
+
+    checkpoint = Path(checkpoint)
+    o, a = to_tensor(onset[None]), to_tensor(apex[None])
+    if checkpoint.is_dir():
+        path = checkpoint / f"{method}.pt"
+        if not path.is_file():
+            raise DataError(path, f"no model {method!r} in {checkpoint} (train it with `affectlens spontaneity train`)")
+        if method in ENSEMBLES:
+            try:
+                bundle = torch.load(path, map_location="cpu", weights_only=True)
+                svm = LinearSVMEnsemble.from_state(bundle["svm"])
+            except Exception as e:
+                raise DataError(path, f"not a readable SVM bundle ({type(e).__name__})") from None
+            feats = {m: net_outputs(load_net(checkpoint / f"{m}.pt"), o, a)[1] for m in bundle["members"]}
+            p = float(svm.predict_proba(concat_features(feats, bundle["members"]))[0, 1])
+        else:
+            p = float(net_outputs(load_net(path), o, a)[0][0])
+    else:
+        net = load_net(checkpoint)
+        method = net.config.name
+        p = float(net_outputs(net, o, a)[0][0])
+    return {"method": method, "label": LABEL_NAMES[int(p > 0.5)], "p_spontaneous": p,
+            "p_posed": 1.0 - p}
+
+
+def video_pair(path: str | Path, onset_frame: int, apex_frame: int, detector=None) -> Tuple[np.ndarray, np.ndarray]:
+    """Two frames of a video (0-based indices in decoding order) → aligned 44 × 44 crops."""
+    from affectlens.errors import MediaError
+    from affectlens.media import iter_frames
+    from affectlens.spontaneity.data import detect_and_align
+
+    wanted = {onset_frame: None, apex_frame: None}
+    last = max(wanted)
+    for i, (_, _, rgb) in enumerate(iter_frames(path)):
+        if i in wanted:
+            wanted[i] = rgb
+        if i >= last:
+            break
+    missing = [i for i, f in wanted.items() if f is None]
+    if missing:
+        raise MediaError(path, f"has fewer than {max(missing) + 1} frames (asked for frame {max(missing)})")
+    return (detect_and_align(wanted[onset_frame], detector, f"{path}#frame{onset_frame}"),
+            detect_and_align(wanted[apex_frame], detector, f"{path}#frame{apex_frame}"))
+
+
+def image_pair(onset: str | Path, apex: str | Path, detector=None) -> Tuple[np.ndarray, np.ndarray]:
+    """Two image files → aligned 44 × 44 crops (files already 44 × 44 are used as they are)."""
+    return to_crop(onset, detector), to_crop(apex, detector)
+
+
+def preprocess_manifest(manifest: str | Path, out: str | Path, detector=None,
+                        progress: bool = True) -> Tuple[Path, List[str]]:
+    """Raw frames → aligned crops under ``out/crops/`` and ``out/manifest.csv`` of the pairs that worked.
+
+    Goes on past bad files and returns their one-line errors; crops already written are reused
+    (resume), and every file is written atomically.
+    """
+    import cv2
+
+    from affectlens.utils import atomic_path
+
+    samples = read_manifest(manifest)
+    out = Path(out)
+    crops = out / "crops"
+    crops.mkdir(parents=True, exist_ok=True)
+    done: List[PairSample] = []
+    failed: List[str] = []
+    it = samples
+    if progress:
+        from rich.progress import track
+
+        it = track(samples, description="aligning faces")
+    for s in it:
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.id)
+        dst = {k: crops / f"{stem}_{k}.png" for k in ("onset", "apex")}
+        try:
+            for key, src in (("onset", s.onset), ("apex", s.apex)):
+                if not dst[key].is_file():
+                    crop = to_crop(src, detector)
+                    with atomic_path(dst[key]) as tmp:
+                        cv2.imwrite(str(tmp), crop)
+        except AffectlensError as e:
+            failed.append(str(e))
+            continue
+        done.append(PairSample(s.subject, dst["onset"], dst["apex"], s.label, s.id, s.expression))
+    if not done:
+        raise DataError(manifest, f"no pair could be preprocessed ({len(failed)} failed)")
+    return write_manifest(out / "manifest.csv", done), failed

@@ -1,0 +1,90 @@
+"""Manifest reader/writer, the USTC-NVIE-style tree reader, alignment geometry, bad input."""
+import cv2
+import numpy as np
+import pytest
+
+from affectlens.errors import DataError, MediaError
+from affectlens.spontaneity.data import (EYE_DIST, EYE_Y, align_face, eye_transform, load_pairs, read_crop,
+                                         read_manifest, scan_ustc_nvie, write_manifest)
+
+
+def _img(path, value=100, size=44):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((size, size), value, np.uint8))
+    return path
+
+
+def test_manifest_round_trip_and_bad_rows(tmp_path):
+    _img(tmp_path / "a_on.png"), _img(tmp_path / "a_ap.png", 120)
+    m = tmp_path / "m.csv"
+    m.write_text("subject,onset,apex,label\nS1,a_on.png,a_ap.png,posed\nS2,a_on.png,a_ap.png,Spontaneous\n")
+    rows = read_manifest(m)
+    assert [r.label for r in rows] == [0, 1] and rows[0].onset == tmp_path / "a_on.png"
+    write_manifest(tmp_path / "sub" / "m2.csv", rows)
+    again = read_manifest(tmp_path / "sub" / "m2.csv")
+    assert [(r.subject, r.onset.resolve(), r.label) for r in again] == [(r.subject, r.onset.resolve(), r.label) for r in rows]
+    o, a, y, s = load_pairs(again)
+    assert o.shape == (2, 44, 44) and a[0, 0, 0] == 120 and list(y) == [0, 1] and list(s) == ["S1", "S2"]
+    m.write_text("subject,onset,apex,label\nS1,a_on.png,a_ap.png,fake\n")
+    with pytest.raises(DataError, match=r"m.csv:2: label 'fake'"):
+        read_manifest(m)
+    m.write_text("subject,onset,label\nS1,a,posed\n")
+    with pytest.raises(DataError, match="missing column"):
+        read_manifest(m)
+
+
+def test_raw_frame_and_missing_file_are_refused(tmp_path):
+    with pytest.raises(DataError, match="run `affectlens spontaneity preprocess`"):
+        read_crop(_img(tmp_path / "big.png", size=100))
+    with pytest.raises(MediaError, match="not found"):
+        read_crop(tmp_path / "nope.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(MediaError, match="not a readable image"):
+        read_crop(tmp_path / "bad.png")
+
+
+def test_scan_ustc_nvie_layouts(tmp_path):
+    root = tmp_path / "nvie"
+    # (a) files named onset/apex, with an illumination level in between; infrared is skipped
+    _img(root / "Posed_Database" / "S001" / "front" / "happy" / "001_onset.jpg")
+    _img(root / "Posed_Database" / "S001" / "front" / "happy" / "001_apex.jpg")
+    _img(root / "Posed_Database" / "S001" / "infrared" / "happy" / "onset.png")
+    _img(root / "Posed_Database" / "S001" / "infrared" / "happy" / "apex.png")
+    # (b) a frame sequence with onset_apex.txt
+    seq = root / "spontaneous" / "S002" / "left" / "clip3"
+    for i in range(5):
+        _img(seq / f"{i:04d}.bmp", 10 * i)
+    (seq / "onset_apex.txt").write_text("onset 0001.bmp\napex 0004.bmp\n")
+    (root / "README").mkdir(parents=True)
+    samples = scan_ustc_nvie(root)
+    assert [(s.subject, s.label, s.onset.name, s.apex.name) for s in samples] == [
+        ("S001", 0, "001_onset.jpg", "001_apex.jpg"), ("S002", 1, "0001.bmp", "0004.bmp")]
+    (seq / "onset_apex.txt").write_text("onset 0001.bmp\n")
+    with pytest.raises(DataError, match="onset_apex.txt: needs both"):
+        scan_ustc_nvie(root)
+    with pytest.raises(DataError, match="no onset/apex pairs"):
+        scan_ustc_nvie(tmp_path / "nvie" / "README")
+
+
+def test_eye_transform_puts_eyes_on_canonical_line():
+    left, right = (120.0, 90.0), (200.0, 130.0)  # tilted eye line
+    m = eye_transform(right, left)  # order does not matter
+    pts = np.array([left, right, (1.0, 1.0)])[:2]
+    mapped = pts @ m[:, :2].T + m[:, 2]
+    np.testing.assert_allclose(mapped, [[44 * (0.5 - EYE_DIST / 2), 44 * EYE_Y], [44 * (0.5 + EYE_DIST / 2), 44 * EYE_Y]],
+                               atol=1e-6)
+
+
+def test_align_face_undoes_a_rotation():
+    img = np.zeros((200, 200), np.uint8)
+    cv2.circle(img, (70, 100), 6, 255, -1)
+    cv2.circle(img, (130, 100), 6, 255, -1)
+    rot = cv2.getRotationMatrix2D((100, 100), 25, 1.0)
+    tilted = cv2.warpAffine(img, rot, (200, 200))
+    eyes = np.array([[70, 100], [130, 100]], float) @ rot[:, :2].T + rot[:, 2]
+    crop = align_face(tilted, eyes[0], eyes[1])
+    assert crop.shape == (44, 44)
+    ys, xs = np.nonzero(crop > 100)
+    assert abs(ys.mean() - 44 * EYE_Y) < 1.0  # both blobs sit on the same horizontal line
+    left = xs < 22
+    assert abs(ys[left].mean() - ys[~left].mean()) < 1.0

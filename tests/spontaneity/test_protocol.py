@@ -1,0 +1,94 @@
+"""Protocols: subject-independent folds, error summaries, the SVM ensembles, and learning."""
+import numpy as np
+import pytest
+import torch
+
+from affectlens.spontaneity.ensemble import LinearSVMEnsemble, concat_features
+from affectlens.spontaneity.model import spontaneity_tiny
+from affectlens.spontaneity.protocol import (METHODS, PAPER_TABLE1, TrainConfig, net_outputs, run_cv,
+                                             subject_folds, summarise, table_rows, to_tensor, train_net)
+
+
+def test_kfold_is_subject_independent_and_covers_everyone():
+    subjects = np.repeat([f"S{i}" for i in range(23)], np.arange(23) % 4 + 2)
+    folds = subject_folds(subjects, "kfold", 10)
+    assert len(folds) == 10
+    seen = np.concatenate([te for _, te in folds])
+    assert sorted(seen) == list(range(len(subjects)))  # every sample tested exactly once
+    for tr, te in folds:
+        assert not set(subjects[tr]) & set(subjects[te])
+    sizes = [len(te) for _, te in folds]
+    assert max(sizes) - min(sizes) <= 5  # groups of near-equal sample counts
+    loso = subject_folds(subjects, "loso")
+    assert len(loso) == 23 and all(len(set(subjects[te])) == 1 for _, te in loso)
+    with pytest.raises(ValueError):
+        subject_folds(subjects, "kfold", 30)
+
+
+def test_summary_is_mean_over_folds_and_seeds_not_best_seed():
+    err = np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]])  # (seeds, folds)
+    s = summarise(err, pooled=0.2)
+    assert s["mean"] == pytest.approx(20.0)
+    assert s["std_folds"] == pytest.approx(100 * np.std([0.2, 0.2, 0.2], ddof=1))
+    assert s["std_seeds"] == pytest.approx(100 * np.std([0.2, 0.2], ddof=1))
+    assert s["mean"] > 100 * err.mean(1).min() - 1e-9  # not the best seed
+
+
+def test_svm_ensemble_matches_sklearn_and_uses_only_training_data():
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    rng = np.random.default_rng(0)
+    feats = {f"m{i}": rng.normal(size=(60, 4)) for i in range(3)}
+    x = concat_features(feats, ["m0", "m1", "m2"])
+    y = (x[:, 0] + 0.5 * x[:, 5] > 0).astype(int)
+    svm = LinearSVMEnsemble().fit(x[:40], y[:40])
+    ref = LinearSVC(C=1.0, max_iter=20000, random_state=0).fit(StandardScaler().fit_transform(x[:40]), y[:40])
+    scaler = StandardScaler().fit(x[:40])  # fitted on the training rows only
+    np.testing.assert_array_equal(svm.predict(x[40:]), ref.predict(scaler.transform(x[40:])))
+    assert np.mean(svm.predict(x[40:]) == y[40:]) >= 0.8
+    p = svm.predict_proba(x[40:])
+    assert p.shape == (20, 2) and np.allclose(p.sum(1), 1)
+    back = LinearSVMEnsemble.from_state(svm.state())
+    np.testing.assert_allclose(back.decision_function(x), svm.decision_function(x))
+    one = LinearSVMEnsemble().fit(x[:5], np.ones(5, int))  # a single-class fold predicts that class
+    assert set(one.predict(x)) == {1}
+
+
+def _toy_pairs(n, rng):
+    """Clearly separable: the apex adds a bright blob at the eyes (spontaneous) or the mouth (posed)."""
+    onset = rng.integers(60, 140, size=(n, 44, 44)).astype(np.float32)
+    labels = np.arange(n) % 2
+    apex = onset.copy()
+    for i, y in enumerate(labels):
+        r, c = (16, 10 + rng.integers(0, 20)) if y else (32, 12 + rng.integers(0, 16))
+        apex[i, r - 3:r + 3, c:c + 8] += 100
+    return onset.clip(0, 255).astype(np.uint8), apex.clip(0, 255).astype(np.uint8), labels
+
+
+def test_a_tiny_net_learns_a_separable_task():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    onset, apex, labels = _toy_pairs(96, rng)
+    o, a, y = to_tensor(onset), to_tensor(apex), torch.from_numpy(labels)
+    history = []
+    net = train_net(spontaneity_tiny("comp", "comb", 1), o[:64], a[:64], y[:64],
+                    TrainConfig(size="tiny", epochs=12, lr=3e-3), seed=0, history=history)
+    p, feats = net_outputs(net, o[64:], a[64:])
+    assert history[-1] < 0.5 * history[0]
+    assert np.mean((p > 0.5) != labels[64:]) <= 0.1
+    assert feats.shape == (32, 16)
+
+
+def test_run_cv_reports_all_nine_methods():
+    from affectlens.spontaneity.synth import synthetic_arrays
+
+    onset, apex, labels, subjects = synthetic_arrays(6, 4, seed=1)
+    result = run_cv(onset, apex, labels, subjects, "kfold", 2, (0,), TrainConfig(size="tiny", epochs=1))
+    assert set(result["summary"]) == set(METHODS) and result["folds"] == 2
+    for m in METHODS:
+        assert 0.0 <= result["summary"][m]["mean"] <= 100.0
+        assert np.array(result["errors"][m]).shape == (1, 2)
+    rows = table_rows(result)
+    assert [r[0] for r in rows] == list(METHODS)
+    assert rows[-1][1] == f"{PAPER_TABLE1['CompCNN-Comb-SVM'][0]:.2f} / {PAPER_TABLE1['CompCNN-Comb-SVM'][1]:.2f}"
