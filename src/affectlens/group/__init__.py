@@ -1,0 +1,6 @@
+"""Group emotion in the wild from global, privacy-compliant features (paper 000).
+
+``model`` (GroupEmotionNet: audio-only / video-only / fusion), ``data`` (VGAF reader, feature cache),
+``synth`` (synthetic videos of §4.3), ``recipe`` (train / eval / predict / Table 2 ablation), ``cli``.
+Never imports ``affectlens.faces`` or any face, landmark, pose, tracking, diarization or ASR library.
+"""

@@ -1,0 +1,199 @@
+"""VGAF layout reader, a per-clip feature cache (frames + log-mels), and a Dataset over the cache.
+
+VGAF layout: a folder of clips and a label file whose first line is ``Vid_name Label`` and whose
+rows are ``<clip name> <1|2|3>`` (1 Positive, 2 Neutral, 3 Negative). The clip name may omit the
+extension. A bad row (missing clip, unknown label, malformed) is reported with its line number and
+skipped, or raised with ``on_error="error"``.
+
+Cache: one ``.npz`` per clip under ``cache/v{T}_a{F}_s{S}/``: ``video`` (T, 3, S, S) uint8 RGB at
+``t_i = (i + 0.5)·D/T`` and ``audio`` (F, 1, 128, 251) float16 log-mel of the 1-s windows centred
+on the audio frame times. Written atomically; existing entries are skipped (resumable).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from affectlens.errors import AffectlensError, DataError
+
+CLASSES = ("Positive", "Neutral", "Negative")
+VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+
+
+@dataclass
+class VgafItem:
+    name: str    # the Vid_name as written in the label file
+    path: Path   # resolved clip file
+    label: int   # 0 Positive, 1 Neutral, 2 Negative
+    line: int    # line number in the label file (1-based)
+
+
+@dataclass
+class VgafIndex:
+    label_file: Path
+    items: List[VgafItem] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)  # one line per bad row: "file:line: reason"
+
+
+def find_label_file(root: Path, required: bool = True) -> Optional[Path]:
+    """The label file of a VGAF folder: a .txt/.csv whose first line starts with ``Vid_name``."""
+    root = Path(root)
+    if root.is_file():
+        return root
+    if not root.is_dir():
+        raise DataError(root, "dataset folder not found")
+    found = []
+    for p in sorted(root.glob("*.txt")) + sorted(root.glob("*.csv")):
+        with open(p, encoding="utf-8", errors="replace") as fh:
+            if fh.readline().strip().lower().startswith("vid_name"):
+                found.append(p)
+    if not found:
+        if required:
+            raise DataError(root, "no label file (a .txt/.csv starting with 'Vid_name Label') in this folder")
+        return None
+    return next((p for p in found if p.name == "labels.txt"), found[0])
+
+
+def _clip_dirs(root: Path, label_file: Path, clips: Optional[Path]) -> List[Path]:
+    if clips is not None:
+        return [Path(clips)]
+    base = root if root.is_dir() else label_file.parent
+    cands = [base / "clips", base, base / label_file.stem, base / label_file.stem.split("_")[0]]
+    return [d for d in dict.fromkeys(cands) if d.is_dir()]
+
+
+def _resolve(name: str, dirs: Sequence[Path]) -> Optional[Path]:
+    for d in dirs:
+        p = d / name
+        if p.is_file():
+            return p
+        for ext in VIDEO_EXT:
+            if (d / (name + ext)).is_file():
+                return d / (name + ext)
+    return None
+
+
+def read_vgaf(root: Path, labels: Optional[Path] = None, clips: Optional[Path] = None,
+              on_error: str = "skip") -> VgafIndex:
+    """Index a VGAF-layout dataset; ``on_error`` = ``"skip"`` (report bad rows) or ``"error"`` (raise)."""
+    root = Path(root)
+    label_file = Path(labels) if labels is not None else find_label_file(root)
+    if not label_file.is_file():
+        raise DataError(label_file, "label file not found")
+    dirs = _clip_dirs(root, label_file, clips)
+    index = VgafIndex(label_file)
+    lines = label_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    for n, raw in enumerate(lines, start=1):
+        row = raw.replace(",", " ").split()
+        if not row or (n == 1 and row[0].lower() == "vid_name"):
+            continue
+        try:
+            index.items.append(_parse_row(row, n, label_file, dirs))
+        except DataError as e:
+            if on_error == "error":
+                raise
+            index.errors.append(str(e))
+    return index
+
+
+def _parse_row(row: List[str], n: int, label_file: Path, dirs: Sequence[Path]) -> VgafItem:
+    if len(row) != 2:
+        raise DataError(label_file, f"expected 'Vid_name Label', got {' '.join(row)!r}", line=n)
+    name, lab = row
+    if lab not in ("1", "2", "3"):
+        raise DataError(label_file, f"unknown label {lab!r} for {name} (labels are 1, 2, 3)", line=n)
+    path = _resolve(name, dirs)
+    if path is None:
+        raise DataError(label_file, f"clip {name!r} not found in {', '.join(map(str, dirs)) or 'any folder'}", line=n)
+    return VgafItem(name, path, int(lab) - 1, n)
+
+
+# ----------------------------------------------------------------------------- features
+@dataclass(frozen=True)
+class FeatureSpec:
+    n_video: int = 5
+    n_audio: int = 5
+    size: int = 224
+    missing_audio: str = "error"  # or "silence"
+
+    @property
+    def key(self) -> str:
+        return f"v{self.n_video}_a{self.n_audio}_s{self.size}"
+
+
+def clip_features(path: Path, spec: FeatureSpec) -> dict:
+    """Frames ``(T, 3, S, S)`` uint8 and log-mels ``(F, 1, 128, 251)`` float32 of one clip."""
+    from affectlens.media import audio_windows, frame_times, load_audio, log_mel, sample_frames
+
+    video = sample_frames(path, spec.n_video, size=(spec.size, spec.size))
+    audio = load_audio(path, missing=spec.missing_audio)
+    duration = len(audio) / 16_000
+    mel = log_mel(audio_windows(audio, frame_times(duration, spec.n_audio)))
+    return {"video": video, "audio": mel, "duration": np.float64(duration)}
+
+
+def cache_path(cache: Path, spec: FeatureSpec, name: str) -> Path:
+    return Path(cache) / spec.key / (Path(name).stem + ".npz")
+
+
+def extract_features(items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, progress: bool = True) -> dict:
+    """Fill the cache for ``items`` (skipping entries already there); bad clips are reported, not fatal."""
+    from rich.progress import track
+
+    from affectlens.utils import atomic_path
+
+    done, skipped, failed = 0, 0, []
+    for item in track(list(items), description=f"features {spec.key}", disable=not progress):
+        out = cache_path(cache, spec, item.name)
+        if out.exists():
+            skipped += 1
+            continue
+        try:
+            feats = clip_features(item.path, spec)
+        except AffectlensError as e:
+            failed.append(str(e))
+            continue
+        with atomic_path(out) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, video=feats["video"], audio=feats["audio"].astype(np.float16),
+                         duration=feats["duration"], label=np.int64(item.label))
+        done += 1
+    return {"cache": str(Path(cache) / spec.key), "written": done, "skipped_existing": skipped, "failed": failed}
+
+
+class GroupClips:
+    """A torch-style Dataset over cached clips: samples ``{"video", "audio", "label", "id"}``.
+
+    ``video`` (T, 3, S, S) float32 in [0, 1]; ``audio`` (F, 1, 128, 251) float32 log-mel.
+    Items whose cache entry is missing (failed extraction) are dropped and listed in ``missing``.
+    """
+
+    def __init__(self, items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, in_memory: bool = False):
+        self.spec = spec
+        self.entries, self.missing = [], []
+        for it in items:
+            p = cache_path(cache, spec, it.name)
+            (self.entries if p.exists() else self.missing).append((p, it.label, it.name))
+        self._mem = [self._load(i) for i in range(len(self.entries))] if in_memory else None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _load(self, i: int) -> dict:
+        import torch
+
+        path, label, name = self.entries[i]
+        with np.load(path) as z:
+            video = torch.from_numpy(z["video"]).float().div_(255.0)  # (T, 3, S, S)
+            audio = torch.from_numpy(z["audio"].astype(np.float32))  # (F, 1, 128, 251)
+        return {"video": video, "audio": audio, "label": label, "id": name}
+
+    def __getitem__(self, i: int) -> dict:
+        return self._mem[i] if self._mem is not None else self._load(i)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([e[1] for e in self.entries], dtype=np.int64)
