@@ -1,0 +1,138 @@
+"""Recipe: train (checkpoints + resume), eval (JSON + PNG), predict (clip / timeline, JSON + CSV), CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from affectlens.group.recipe import (PAPER_TABLE2, TrainConfig, evaluate, format_table2, load_config, mix_synthetic,
+                                     predict, train, window_starts)
+from affectlens.group.synth import SynthSpec, generate_dataset, write_long_video
+from tests.conftest import shared_path
+
+SPEC = SynthSpec(width=48, height=48, fps=5, seconds=2.0, min_faces=3, max_faces=4)
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(size="tiny", modality="fusion", frames=5, img_size=32, epochs=2, batch_size=3, optimizer="adamw",
+                lr=1e-3, freeze_vit_epochs=1, threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grp")
+    generate_dataset(root / "real", 6, SPEC, seed=0, progress=False)
+    generate_dataset(root / "syn", 4, SPEC, seed=5, prefix="s", progress=False)
+    r = train(tiny_cfg(epochs=1, synthetic_ratio=0.25), root / "real", root / "run", val=root / "real",
+              synthetic=root / "syn", progress=False, log=lambda s: None)
+    return root, r
+
+
+def test_train_writes_checkpoints_eval_and_mixes_synthetic(run):
+    root, r = run
+    assert r["n_train"] == 8  # 6 real + round(0.25/0.75·6) = 2 synthetic
+    assert (root / "run" / "best.pt").exists() and (root / "run" / "last.pt").exists()
+    ev = json.loads((root / "run" / "eval" / "eval.json").read_text())
+    assert set(ev["per_class"]) == {"Positive", "Neutral", "Negative"} and np.array(ev["confusion_matrix"]).sum() == 6
+    assert (root / "run" / "eval" / "confusion.png").stat().st_size > 1000
+    assert (root / "run" / "curves.png").exists()
+
+
+def test_resume_continues_from_last_epoch(run):
+    root, _ = run
+    logs = []
+    r = train(tiny_cfg(epochs=2, synthetic_ratio=0.25), root / "real", root / "run", val=root / "real",
+              synthetic=root / "syn", progress=False, log=logs.append)
+    assert any("resuming" in s and "after epoch 1" in s for s in logs)
+    assert len(r["history"]["train_loss"]) == 2 and sum("epoch 2/2" in s for s in logs) == 1
+
+
+def test_eval_matches_sklearn(run, tmp_path):
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    root, _ = run
+    rep = evaluate(root / "run" / "last.pt", root / "real", tmp_path / "ev", progress=False, log=lambda s: None)
+    preds = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    cm = np.array(preds["confusion_matrix"])
+    y_true = np.repeat(np.arange(3), cm.sum(1))
+    y_pred = np.concatenate([np.repeat(np.arange(3), row) for row in cm])
+    assert rep["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    f1 = f1_score(y_true, y_pred, average=None, labels=[0, 1, 2], zero_division=0)
+    assert [rep["per_class"][c]["f1"] for c in ("Positive", "Neutral", "Negative")] == pytest.approx(f1)
+    assert (cm == confusion_matrix(y_true, y_pred, labels=[0, 1, 2])).all()
+
+
+def test_predict_clip_and_timeline(run, tmp_path):
+    root, _ = run
+    long = write_long_video(tmp_path / "long.mp4", [0, 1, 2], SPEC, seed=1)  # 6 s
+    clip = root / "real" / "clips" / "synt_00000.mp4"
+    out = predict(root / "run" / "best.pt", [clip, long, tmp_path / "missing.mp4"], tmp_path / "pred",
+                  window=2.0, hop=1.0, log=lambda s: None)
+    assert out["checkpoint"].endswith("best.pt") and len(out["failed"]) == 1
+    single, timeline = out["results"]
+    assert single["mode"] == "clip" and len(single["windows"]) == 1
+    assert sum(single["probs"].values()) == pytest.approx(1, abs=1e-5)
+    assert timeline["mode"] == "timeline" and [w["start"] for w in timeline["windows"]] == [0, 1, 2, 3, 4]
+    rows = (tmp_path / "pred" / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("video,start,end,p_Positive") and len(rows) == 1 + 6
+    assert (tmp_path / "pred" / "long_timeline.png").exists()
+
+
+def test_window_starts_cover_the_video():
+    assert window_starts(4.0, 5.0, 2.5).tolist() == [0.0]
+    assert window_starts(12.0, 5.0, 2.5).tolist() == [0.0, 2.5, 5.0, 7.0]
+
+
+def test_mix_ratio_matches_the_paper():
+    real, syn = list(range(2661)), list(range(10_000, 12_661))
+    assert len(mix_synthetic(real, syn, 0.3, 0)) - 2661 == 1140  # Table 1: 1140 synthetic of 3801
+
+
+def test_config_files_load(tmp_path):
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    paper = load_config(configs / "group_paper.yaml")
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.batch_size, paper.freeze_vit_epochs,
+            paper.synthetic_ratio, paper.size) == ("sgd", 1e-5, 0.9, 4, 10, 0.3, "paper")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.1\nwat: 3\n")
+    from affectlens.errors import DataError
+    with pytest.raises(DataError, match="wat"):
+        load_config(bad)
+
+
+def test_table2_layout():
+    text = format_table2({"video": {5: 0.5}}, (5, 75))
+    assert "73.62%" in text and "50.00%" in text and len(text.splitlines()) == 2 + len(PAPER_TABLE2)
+
+
+def test_cli_predict_on_real_clip_gives_a_timeline(run, tmp_path):
+    """Issue item 8: `affectlens group predict` end to end on real footage (10-s clip → timeline)."""
+    from typer.testing import CliRunner
+
+    from affectlens.cli import app
+
+    clip = shared_path("media", "clips", "short_hamilton_clip.mp4")
+    root, _ = run
+    res = CliRunner().invoke(app, ["group", "predict", str(root / "run" / "best.pt"), str(clip), "--out",
+                                   str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "p" / "predictions.json").read_text())
+    assert out["results"][0]["mode"] == "timeline" and len(out["results"][0]["windows"]) >= 3
+
+
+def test_cli_features_reports_bad_rows_and_exits_nonzero(run, tmp_path):
+    from typer.testing import CliRunner
+
+    from affectlens.cli import app
+
+    root, _ = run
+    lab = tmp_path / "labels.txt"
+    lab.write_text("Vid_name Label\nsynt_00000.mp4 1\nghost.mp4 2\n")
+    res = CliRunner().invoke(app, ["group", "features", str(lab), "--clips", str(root / "real" / "clips"),
+                                   "--size", "32", "--cache", str(tmp_path / "c")])
+    assert res.exit_code == 1 and "ghost.mp4" in res.output and ":3:" in res.output
+    assert len(list((tmp_path / "c").rglob("*.npz"))) == 1
