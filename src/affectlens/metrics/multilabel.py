@@ -37,16 +37,30 @@ def _check(predictions, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def top_k_by_video(predictions, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (N, k) and scores (N, k) of each row's ``k`` highest scores (unordered within a row)."""
+    """Indices (N, k) and scores (N, k) of each row's ``k`` highest scores (best first).
+
+    Uses ``torch.topk`` (zero-copy on the numpy buffer, several times faster than
+    ``np.argpartition`` on 100k × 3862) when torch is importable, numpy otherwise.
+    """
     p = np.asarray(predictions)
     if k <= 0:
         raise ValueError("k must be a positive integer")
     k = min(k, p.shape[1])
+    try:
+        import torch
+    except ImportError:  # metrics stay usable without torch
+        torch = None
+    if torch is not None and p.dtype in (np.float32, np.float64) and p.size:
+        t = torch.from_numpy(np.ascontiguousarray(p))
+        vals, idx = torch.topk(t, k, dim=1, largest=True, sorted=True)
+        return idx.numpy().astype(np.int64, copy=False), vals.numpy()
     idx = np.empty((p.shape[0], k), dtype=np.int64)
     for s in range(0, p.shape[0], _CHUNK):
         block = p[s:s + _CHUNK]
-        idx[s:s + _CHUNK] = np.argpartition(block, block.shape[1] - k, axis=1)[:, -k:] if k < p.shape[1] \
+        part = np.argpartition(block, block.shape[1] - k, axis=1)[:, -k:] if k < p.shape[1] \
             else np.broadcast_to(np.arange(k), block.shape)
+        order = np.argsort(-np.take_along_axis(block, part, axis=1), axis=1, kind="stable")
+        idx[s:s + _CHUNK] = np.take_along_axis(part, order, axis=1)
     return idx, np.take_along_axis(p, idx, axis=1)
 
 
@@ -56,11 +70,15 @@ def _sparse_top_k(p: np.ndarray, y: np.ndarray, k: int):
     return idx.ravel(), scores.ravel(), hits.ravel()
 
 
+def _positives(y: np.ndarray, axis=None):
+    return np.count_nonzero(y if y.dtype == bool else y > 0, axis=axis)
+
+
 def gap(predictions, labels, top_k: int = 20) -> float:
     """Global Average Precision over each video's top ``top_k`` scores (starter ``calculate_gap``)."""
     p, y = _check(predictions, labels)
     _, scores, hits = _sparse_top_k(p, y, top_k)
-    num_pos = int(np.count_nonzero(y > 0))
+    num_pos = int(_positives(y))
     if num_pos == 0 or scores.size == 0:
         return 0.0
     order = np.argsort(-scores, kind="stable")
@@ -85,7 +103,7 @@ def average_precision_per_class(predictions, labels, top_k: int = 20) -> np.ndar
     before = np.concatenate([[0], cum])[starts]  # hits of earlier classes
     within = cum - before[cls]
     contrib = np.where(hits, within / rank, 0.0)
-    num_pos = np.count_nonzero(y > 0, axis=0)
+    num_pos = _positives(y, axis=0)
     ap = np.bincount(cls, weights=contrib, minlength=num_classes) / np.maximum(num_pos, 1)
     return np.where(num_pos > 0, ap, np.nan)
 
@@ -112,14 +130,11 @@ def perr(predictions, labels) -> float:
     n, c = p.shape
     if n == 0:
         return 0.0
-    j = np.count_nonzero(y > 0, axis=1)
+    j = _positives(y, axis=1)
     kmax = int(j.max())
     if kmax == 0:
         return 0.0
-    idx, scores = top_k_by_video(p, kmax)
-    order = np.argsort(-scores, axis=1, kind="stable")
-    idx = np.take_along_axis(idx, order, axis=1)  # (N, kmax) best first
-    scores = np.take_along_axis(scores, order, axis=1)
+    idx, scores = top_k_by_video(p, kmax)  # (N, kmax) best first
     good = (np.take_along_axis(y, idx, axis=1) > 0) & (scores > 0)
     within = np.arange(idx.shape[1])[None, :] < j[:, None]
     hits = np.count_nonzero(good & within, axis=1)

@@ -82,26 +82,28 @@ def ablation(data: Path = _DATA, text: Path = typer.Option(..., "--text", help="
              vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="vocabulary(.partial).csv"),
              word2vec: Optional[Path] = typer.Option(None, "--word2vec", help="word2vec file; default: train on corpus"),
              epochs: int = typer.Option(4, "--epochs"), filter_labels: bool = typer.Option(False, "--filter-labels"),
+             experts: int = typer.Option(2, "--experts"),
+             min_class_count: int = typer.Option(3, "--min-class-count", help="Model classes with ≥ this many training videos."),
              train_shards: int = _TRAIN_SHARDS):
     """Table 5 (visual; audio; visual+audio; +keywords; +titles) and Table 6 (text models)."""
     from affectlens.videotag.textrecipe import run_ablation
 
     res = run_ablation(_split(data, "train", train_shards), _split(data, "eval", train_shards), text, out,
-                       vocabulary=vocabulary, word2vec=word2vec, epochs=epochs, filter_labels=filter_labels)
+                       vocabulary=vocabulary, word2vec=word2vec, epochs=epochs, filter_labels=filter_labels,
+                       num_experts=experts, min_class_count=min_class_count)
     tag = " (SYNTHETIC text)" if res["synthetic_text"] else ""
     _print_metrics("Table 5" + tag, res["table5"])
     _print_metrics("Table 6" + tag, res["table6"])
 
 
 @app.command()
-def ensemble(data: Path = _DATA, out: Path = typer.Option(..., "--out"),
-             epochs: int = typer.Option(5, "--epochs"), trees: int = typer.Option(1000, "--trees"),
-             train_shards: int = _TRAIN_SHARDS):
-    """Table 4's ensembling (mean, max, random forest) over several video-level models."""
+def ensemble(checkpoints: List[Path] = typer.Argument(..., help="model.pt files of video-level models."),
+             data: Path = _DATA, out: Path = typer.Option(..., "--out"),
+             trees: int = typer.Option(1000, "--trees"), train_shards: int = _TRAIN_SHARDS):
+    """Table 4's ensembling (mean, max, random forest) of trained models on the evaluation shards."""
     from affectlens.videotag.textrecipe import run_ensemble
 
-    res = run_ensemble(_split(data, "train", train_shards), _split(data, "eval", train_shards), out, epochs, trees)
-    _print_metrics("Table 4 (video level)", res)
+    _print_metrics("Table 4 (ensembles)", run_ensemble(checkpoints, _split(data, "eval", train_shards), out, trees))
 
 
 @app.command()

@@ -246,9 +246,7 @@ def write_kaggle_csv(path: str | Path, ids: Sequence[str], scores: np.ndarray, t
     from affectlens.metrics.multilabel import top_k_by_video
     from affectlens.utils import atomic_path
 
-    idx, val = top_k_by_video(scores, top_k)
-    order = np.argsort(-val, axis=1, kind="stable")
-    idx, val = np.take_along_axis(idx, order, 1), np.take_along_axis(val, order, 1)
+    idx, val = top_k_by_video(scores, top_k)  # best first
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
@@ -268,15 +266,18 @@ def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, 
 # ---------------------------------------------------------------------------- small shared helpers
 
 def fit_scores(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, cfg: TrainConfig,
-               log: Callable[[str], None] = print, lengths: tuple | None = None) -> np.ndarray:
-    """Train ``cfg.model`` on arrays and return eval probabilities (N_eval, classes of y_train)."""
+               log: Callable[[str], None] = print, lengths: tuple | None = None,
+               min_class_count: int = 1) -> np.ndarray:
+    """Train ``cfg.model`` on arrays and return eval probabilities (N_eval, classes of y_train).
+
+    Only classes with at least ``min_class_count`` training videos are modelled (others score 0)."""
     import torch
 
     from affectlens.training import seed_everything
 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    classes = np.flatnonzero(y_train.any(0))
+    classes = np.flatnonzero(y_train.sum(0) >= max(min_class_count, 1))
     lt, le = lengths if lengths is not None else (None, None)
     model = M.build_model(_model_config(cfg, x_train.shape[-1], len(classes)))
     fit(model, Split(list(range(len(x_train))), x_train, y_train, lt), classes, cfg, None, log)

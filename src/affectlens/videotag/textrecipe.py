@@ -59,9 +59,14 @@ def _features(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
                                for s in range(0, len(x), batch)] or [np.zeros((0, 1), np.float32)])
 
 
-def _train_text_model(model, x: np.ndarray, y: np.ndarray, keep: np.ndarray, cfg: TrainConfig, log) -> np.ndarray:
+def _classes(y: np.ndarray, min_count: int) -> np.ndarray:
+    return np.flatnonzero(y.sum(0) >= max(min_count, 1))
+
+
+def _train_text_model(model, x: np.ndarray, y: np.ndarray, keep: np.ndarray, cfg: TrainConfig, log,
+                      min_count: int) -> np.ndarray:
     """Fit on the rows in ``keep``; return the classes the model predicts."""
-    classes = np.flatnonzero(y[keep].any(0))
+    classes = _classes(y[keep], min_count)
     fit(model, Split(list(np.flatnonzero(keep)), x[keep], y[keep]), classes, cfg, None, log)
     return classes
 
@@ -77,22 +82,23 @@ def _scores(model, x: np.ndarray, classes: np.ndarray, num_classes: int, batch: 
     return out
 
 
-def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs: int, log, small: bool):
+def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs: int, log, small: bool,
+                 min_count: int):
     """Keyword histogram + keyword classifier, TextCNN + its title feature, unigram → (feats, table6)."""
     ytr, yev = tr.targets(), ev.targets()
     cfg = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, weight_decay=1e-7, threads=2)
     hist = T.KeywordHistogram(1024).fit([k for k in ttr.keywords if k], wv)
     k_tr, k_ev = hist.transform(ttr.keywords), hist.transform(tev.keywords)
     has_kw_tr, has_kw_ev = k_tr.sum(1) > 0, k_ev.sum(1) > 0
-    kc = T.KeywordClassifier(k_tr.shape[1], 512, int(ytr[has_kw_tr].any(0).sum()))
-    kc_classes = _train_text_model(kc, k_tr, ytr, has_kw_tr, cfg, log)
+    kc = T.KeywordClassifier(k_tr.shape[1], 512, len(_classes(ytr[has_kw_tr], min_count)))
+    kc_classes = _train_text_model(kc, k_tr, ytr, has_kw_tr, cfg, log, min_count)
 
     mk = T.textcnn_small if small else T.textcnn_paper
     ids_tr, ids_ev = T.title_ids(ttr.titles, wv), T.title_ids(tev.titles, wv)
     has_t_tr, has_t_ev = ids_tr.any(1), ids_ev.any(1)
     cnn = T.TextCNN(mk(vocab_size=len(wv.words) + 1, embed_dim=wv.dim,
-                       num_classes=int(ytr[has_t_tr].any(0).sum())), wv.matrix)
-    cnn_classes = _train_text_model(cnn, ids_tr, ytr, has_t_tr, cfg, log)
+                       num_classes=len(_classes(ytr[has_t_tr], min_count))), wv.matrix)
+    cnn_classes = _train_text_model(cnn, ids_tr, ytr, has_t_tr, cfg, log, min_count)
     t_tr = _features(cnn, ids_tr) * has_t_tr[:, None]  # no title → zero feature
     t_ev = _features(cnn, ids_ev) * has_t_ev[:, None]
 
@@ -110,8 +116,11 @@ def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs
 def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_path: Path, out: str | Path,
                  vocabulary: Path | None = None, word2vec: Path | None = None, epochs: int = 4,
                  filter_labels: bool = False, small: bool = True, num_experts: int = 2, vector_dim: int = 100,
-                 log: Callable[[str], None] = print) -> dict:
-    """Tables 5 and 6 end to end; writes ``out/ablation.json`` and returns it."""
+                 min_class_count: int = 3, log: Callable[[str], None] = print) -> dict:
+    """Tables 5 and 6 end to end; writes ``out/ablation.json`` and returns it.
+
+    For CPU budgets only classes with ≥ ``min_class_count`` training videos are modelled (the
+    others score 0 in every row, so rows stay comparable; metrics still use all labels)."""
     out = Path(out)
     tr, ev = D.read_video_level(train_paths), D.read_video_level(eval_paths)
     ttr, tev, synthetic = prepare_text(tr, ev, Path(text_path), vocabulary, filter_labels)
@@ -120,7 +129,7 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
                                dim=vector_dim))
     if not word2vec:  # titles keep their case: give their words the lower-case vectors
         wv = _case_folded(wv, {w for t in ttr.titles + tev.titles for w in t})
-    (k_tr, k_ev, t_tr, t_ev), table6 = _text_models(tr, ev, ttr, tev, wv, epochs, log, small)
+    (k_tr, k_ev, t_tr, t_ev), table6 = _text_models(tr, ev, ttr, tev, wv, epochs, log, small, min_class_count)
     ytr, yev = tr.targets(), ev.targets()
     rows = {"visual + audio": [tr.rgb, tr.audio], "visual": [tr.rgb], "audio": [tr.audio],
             "visual + audio + keywords": [tr.rgb, tr.audio, k_tr],
@@ -131,11 +140,13 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
     cfg = TrainConfig(model={"kind": "moe", "num_experts": num_experts}, epochs=epochs, batch_size=256, lr=1e-2)
     table5 = {}
     for name in rows:
-        scores = fit_scores(np.concatenate(rows[name], 1), ytr, np.concatenate(evrows[name], 1), cfg, log)
+        scores = fit_scores(np.concatenate(rows[name], 1), ytr, np.concatenate(evrows[name], 1), cfg, log,
+                            min_class_count=min_class_count)
         table5[name] = all_metrics(scores, yev)
         log(f"{name}: GAP {table5[name]['gap']:.4f}")
     res = {"synthetic_text": synthetic, "filter_labels": filter_labels, "train_videos": len(tr),
            "eval_videos": len(ev), "word_vectors": str(word2vec) if word2vec else f"word2vec trained on corpus ({wv.dim}-d)",
+           "min_class_count": min_class_count, "num_experts": num_experts, "epochs": epochs,
            "table5": table5, "table6": table6}
     write_json(out / ("ablation_filtered.json" if filter_labels else "ablation.json"), res)
     return res
@@ -148,25 +159,24 @@ def _case_folded(wv: T.WordVectors, words: set) -> T.WordVectors:
     return T.WordVectors(wv.words + extra, np.concatenate([wv.matrix, wv.matrix[[wv.index[w.lower()] for w in extra]]]))
 
 
-def run_ensemble(train_paths: Sequence[Path], eval_paths: Sequence[Path], out: str | Path, epochs: int = 5,
-                 trees: int = 1000, log: Callable[[str], None] = print) -> dict:
-    """Table 4 on video-level features: three models, then mean / max / random-forest ensembles."""
+def run_ensemble(checkpoints: Sequence[Path], eval_paths: Sequence[Path], out: str | Path, trees: int = 1000,
+                 log: Callable[[str], None] = print) -> dict:
+    """Table 4's ensembling of trained models' scores on the evaluation shards: each model, then
+    mean / max pooling and a random forest (2-fold cross-fitted over the evaluation videos)."""
     from affectlens.videotag import ensemble as E
+    from affectlens.videotag.recipe import load_model, load_split, predict_scores
 
-    tr, ev = D.read_video_level(train_paths), D.read_video_level(eval_paths)
-    ytr, yev = tr.targets(), ev.targets()
-    x_tr, x_ev = tr.features(), ev.features()
-    models = {"logistic": {"kind": "logistic"}, "MoE (2 experts)": {"kind": "moe", "num_experts": 2},
-              "MoE (4 experts)": {"kind": "moe", "num_experts": 4}}
-    res, scores = {}, []
-    for name, model in models.items():
-        cfg = TrainConfig(model=model, epochs=epochs, batch_size=256, lr=1e-2)
-        scores.append(fit_scores(x_tr, ytr, x_ev, cfg, log))
-        res[name] = all_metrics(scores[-1], yev)
+    res, scores, y = {}, [], None
+    for ckpt in checkpoints:
+        model, classes, cfg = load_model(ckpt)
+        split = load_split(eval_paths, cfg.modalities, False, cfg.max_frames)
+        scores.append(predict_scores(model, split, classes))
+        y = split.y
+        name = f"{Path(ckpt).parent.name}"
+        res[name] = all_metrics(scores[-1], y)
         log(f"{name}: GAP {res[name]['gap']:.4f}")
-    res["mean pooling"] = all_metrics(E.mean_ensemble(scores), yev)
-    res["max pooling"] = all_metrics(E.max_ensemble(scores), yev)
-    res["random forest (2-fold cross-fit)"] = all_metrics(
-        E.random_forest_crossfit(scores, yev, folds=2, n_estimators=trees, n_jobs=2), yev)
+    res["mean pooling"] = all_metrics(E.mean_ensemble(scores), y)
+    res["max pooling"] = all_metrics(E.max_ensemble(scores), y)
+    res["random forest"] = all_metrics(E.random_forest_crossfit(scores, y, folds=2, n_estimators=trees, n_jobs=2), y)
     write_json(Path(out) / "ensemble.json", res)
     return res
