@@ -1,0 +1,63 @@
+"""``affectlens expression train|eval|predict`` — thin calls into recipe.py and predict.py."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(help="7-class facial expression (CNN-BiLSTM, paper 002): train on FER2013, evaluate, predict.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def train(config: Optional[Path] = typer.Option(None, help="Flat YAML recipe, e.g. configs/expression_cnn_bilstm.yaml."),
+          data: Optional[str] = typer.Option(None, help="fer2013.csv or the folder with train/ and test/."),
+          out: Optional[str] = typer.Option(None, help="Run folder (last.pt, best.pt, train.log); resumes if present."),
+          variant: Optional[str] = typer.Option(None, help="cnn_bilstm | cnn | bilstm"),
+          size: Optional[str] = typer.Option(None, help="tiny | small | base"),
+          epochs: Optional[int] = typer.Option(None, help="Total epochs (a resumed run may change it before its decay phase)."),
+          threads: Optional[int] = typer.Option(None, help="torch CPU threads.")):
+    """Train on Training, keep the best PublicTest epoch (best.pt); resumable from last.pt."""
+    from affectlens.expression.recipe import load_train_config, train as run
+
+    cfg = load_train_config(config, data=data, out=out, variant=variant, size=size, epochs=epochs, threads=threads)
+    state = run(cfg)
+    typer.echo(f"best PublicTest accuracy {state['best_acc']:.4f} at epoch {state['best_epoch']} -> {Path(cfg.out) / 'best.pt'}")
+
+
+@app.command("eval")
+def evaluate(weights: Optional[Path] = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
+             data: str = typer.Option("../shared/data/fer2013", help="fer2013.csv or the image-folder layout."),
+             out: Path = typer.Option(Path("runs/expression/eval"), help="Folder for metrics.json and the PNGs."),
+             split: str = typer.Option("PrivateTest", help="Training | PublicTest | PrivateTest"),
+             tta: List[str] = typer.Option(["none", "flip", "tencrop"], help="Test-time augmentation modes to score.")):
+    """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (counts), as JSON and PNG."""
+    from affectlens.expression.recipe import evaluate as run
+
+    res = run(weights, data, out, split=split, tta=tta)
+    for mode, rep in res["reports"].items():
+        typer.echo(f"{split} TTA={mode:8s} accuracy {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}")
+    typer.echo(f"wrote {out / 'metrics.json'}, {out / 'per_class.png'}, {out / 'confusion_matrix.png'}")
+
+
+@app.command()
+def predict(paths: List[Path] = typer.Argument(..., help="Images, videos or folders of them."),
+            out: Path = typer.Option(Path("expression"), help="Output stem: writes OUT.csv and OUT.json."),
+            weights: Optional[Path] = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
+            detector: str = typer.Option("centerface", help="centerface | haar"),
+            frames: int = typer.Option(16, help="Frames sampled per video (t_i = (i + 0.5)·D/n)."),
+            tta: str = typer.Option("flip", help="none | flip | tencrop"),
+            threshold: float = typer.Option(0.5, help="Face detector threshold."),
+            annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images/videos to OUT_annotated/.")):
+    """Detect faces, align to 48×48 grey, classify; one CSV/JSON row per face per frame."""
+    from affectlens.expression.predict import predict_paths
+
+    results, failures = predict_paths(paths, out, weights=weights, detector=detector, n_frames=frames, tta=tta,
+                                      annotate=annotate, threshold=threshold)
+    n_faces = sum(len(r["rows"]) for r in results)
+    typer.echo(f"{len(results)} files, {n_faces} face rows -> {out.with_suffix('.csv')}, {out.with_suffix('.json')}")
+    for msg in failures:
+        typer.echo(f"error: {msg}", err=True)
+    if failures:
+        raise typer.Exit(1)

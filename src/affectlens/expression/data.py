@@ -1,0 +1,176 @@
+"""FER2013 readers: the original csv (``emotion,pixels,Usage``) and the image-folder layout.
+
+Both give the same thing, a :class:`FerSet` of uint8 images ``(N, 48, 48)``, labels ``(N,)``
+in the FER2013 order (0 angry … 6 neutral), the official ``Usage`` of each sample
+(``Training`` / ``PublicTest`` / ``PrivateTest``) and an id (csv row number or file name).
+
+* csv: one row per face, ``pixels`` = 2304 space-separated grey values, row order kept.
+* folder: ``train/<class>/`` and ``test/<class>/`` with the Usage as file-name prefix
+  (``Training_123.jpg``, ``PublicTest_9.jpg``, ``PrivateTest_7.jpg``); ``train/`` holds only
+  Training, ``test/`` the two test splits. Files are read once; :func:`load_fer` caches the decoded
+  arrays in an ``.npz`` so training never decodes 35,887 JPEGs twice.
+
+A malformed row or file raises :class:`affectlens.errors.DataError` naming it.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from affectlens.errors import DataError
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+USAGES = ("Training", "PublicTest", "PrivateTest")
+SIDE = 48
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+@dataclass
+class FerSet:
+    """Decoded FER2013 samples. ``images`` (N, 48, 48) uint8, ``labels`` (N,) int64, ``usage``/``ids`` (N,) str."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    usage: np.ndarray
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def split(self, usage: str) -> "FerSet":
+        """The samples of one official split (``Training``, ``PublicTest`` or ``PrivateTest``)."""
+        if usage not in USAGES:
+            raise ValueError(f"usage must be one of {USAGES}, got {usage!r}")
+        keep = self.usage == usage
+        return FerSet(self.images[keep], self.labels[keep], self.usage[keep], self.ids[keep])
+
+    def samples(self) -> Iterator[dict]:
+        """Sample dicts per the data contract: ``image`` (1, 48, 48) uint8, ``label``, ``id``, ``usage``."""
+        for i in range(len(self)):
+            yield {"image": self.images[i][None], "label": int(self.labels[i]), "id": str(self.ids[i]),
+                   "usage": str(self.usage[i])}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Samples per split and class, e.g. ``{"Training": {"angry": 3995, …}, …}``."""
+        out = {}
+        for u in USAGES:
+            lab = self.labels[self.usage == u]
+            out[u] = {c: int((lab == k).sum()) for k, c in enumerate(CLASSES)}
+        return out
+
+
+def read_fer_csv(path: str | Path) -> FerSet:
+    """Read the original ``fer2013.csv``; a bad row raises ``DataError`` with its line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    images, labels, usage, ids = [], [], [], []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
+            raise DataError(path, f"header must be 'emotion,pixels,Usage', got {header!r}", line=1)
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            img, lab, use = _parse_csv_row(path, line, row)
+            images.append(img)
+            labels.append(lab)
+            usage.append(use)
+            ids.append(f"row{line}")
+    if not images:
+        raise DataError(path, "no samples")
+    return FerSet(np.stack(images), np.asarray(labels, np.int64), np.asarray(usage), np.asarray(ids))
+
+
+def _parse_csv_row(path: Path, line: int, row: list[str]) -> tuple[np.ndarray, int, str]:
+    if len(row) != 3:
+        raise DataError(path, f"expected 3 fields (emotion,pixels,Usage), got {len(row)}", line=line)
+    emotion, pixels, use = (r.strip() for r in row)
+    if emotion not in {str(k) for k in range(len(CLASSES))}:
+        raise DataError(path, f"unknown emotion label {emotion!r} (expected 0-6)", line=line)
+    if use not in USAGES:
+        raise DataError(path, f"unknown Usage {use!r} (expected one of {', '.join(USAGES)})", line=line)
+    try:
+        values = np.array(pixels.split(), dtype=np.int64)
+    except ValueError:
+        raise DataError(path, "pixels must be integers", line=line) from None
+    if values.size != SIDE * SIDE:
+        raise DataError(path, f"expected {SIDE * SIDE} pixels, got {values.size}", line=line)
+    if values.min() < 0 or values.max() > 255:
+        raise DataError(path, "pixel values must be 0-255", line=line)
+    return values.astype(np.uint8).reshape(SIDE, SIDE), int(emotion), use
+
+
+def folder_entries(root: str | Path) -> list[tuple[Path, int, str]]:
+    """``(file, label, usage)`` for every image of the folder layout, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "not a directory")
+    entries = []
+    for part in ("train", "test"):
+        if not (root / part).is_dir():
+            raise DataError(root / part, "missing (the folder layout needs train/ and test/)")
+        for cls_dir in sorted(p for p in (root / part).iterdir() if p.is_dir()):
+            if cls_dir.name not in CLASSES:
+                raise DataError(cls_dir, f"unknown class folder (expected one of {', '.join(CLASSES)})")
+            for f in sorted(cls_dir.iterdir()):
+                if f.suffix.lower() not in IMAGE_EXTS:
+                    continue
+                use = f.name.split("_", 1)[0]
+                if use not in USAGES or (part == "train") != (use == "Training"):
+                    raise DataError(f, f"file name must start with a Usage prefix valid for {part}/")
+                entries.append((f, CLASSES.index(cls_dir.name), use))
+    if not entries:
+        raise DataError(root, "no images found")
+    return entries
+
+
+def read_fer_folder(root: str | Path) -> FerSet:
+    """Read the image-folder layout (every image must be 48×48; colour is converted to grey)."""
+    import cv2
+
+    entries = folder_entries(root)
+    images = np.empty((len(entries), SIDE, SIDE), np.uint8)
+    for i, (f, _, _) in enumerate(entries):
+        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise DataError(f, "not a readable image")
+        if img.shape != (SIDE, SIDE):
+            raise DataError(f, f"expected a {SIDE}x{SIDE} image, got {img.shape[1]}x{img.shape[0]}")
+        images[i] = img
+    labels = np.array([e[1] for e in entries], np.int64)
+    usage = np.array([e[2] for e in entries])
+    ids = np.array([f"{e[0].parent.parent.name}/{e[0].parent.name}/{e[0].name}" for e in entries])
+    return FerSet(images, labels, usage, ids)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("AFFECTLENS_CACHE", Path.home() / ".cache" / "affectlens"))
+
+
+def load_fer(path: str | Path, cache_dir: str | Path | None = None) -> FerSet:
+    """Read FER2013 from a csv or a folder; folders are cached as ``.npz`` (keyed by path and file list)."""
+    path = Path(path)
+    if path.is_file():
+        return read_fer_csv(path)
+    if not path.is_dir():
+        raise DataError(path, "not found (give fer2013.csv or the folder with train/ and test/)")
+    entries = folder_entries(path)
+    key = hashlib.sha1("\n".join(f"{e[0]}:{e[0].stat().st_size}" for e in entries).encode()).hexdigest()[:16]
+    cache = Path(cache_dir or default_cache_dir()) / f"fer2013_{key}.npz"
+    if cache.is_file():
+        z = np.load(cache)
+        return FerSet(z["images"], z["labels"], z["usage"], z["ids"])
+    fer = read_fer_folder(path)
+    from affectlens.utils import atomic_path
+
+    with atomic_path(cache) as tmp:
+        np.savez(tmp, images=fer.images, labels=fer.labels, usage=fer.usage, ids=fer.ids)
+    return fer

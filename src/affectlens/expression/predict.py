@@ -1,0 +1,308 @@
+"""Expression prediction on images, folders and videos (paper 002, steps 1–4).
+
+Faces come from :mod:`affectlens.faces` (CenterFace by default, Haar as in the paper). Each face
+is aligned (rotated so the eyes are level when the detector gives landmarks), cropped to a square
+around its box, turned grey and resized to 48×48 — the FER2013 framing — then classified.
+A video is split into ``n`` frames at ``t_i = (i + 0.5)·D/n`` (the paper's step 1a); faces are
+linked across those frames into tracks, and the CNN-BiLSTM also reads each track's crops as one
+sequence (``ExpressionNet.forward_video``).
+
+Output: one row per face per frame (CSV and JSON), per-track sequence predictions for videos,
+and on request an annotated copy (image, or video with the source's timing and audio).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from affectlens.errors import AffectlensError, DataError, MediaError
+from affectlens.expression import model as M
+from affectlens.expression.data import CLASSES, IMAGE_EXTS, SIDE
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "cnn_bilstm_fer2013.pt"
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def load_model(path: str | Path | None = None) -> M.ExpressionNet:
+    """An :class:`ExpressionNet` from a checkpoint (default: the shipped FER2013 weights)."""
+    from affectlens.training import load_checkpoint
+
+    ck = load_checkpoint(path or DEFAULT_WEIGHTS)
+    cfg = M.ExpressionConfig(**ck["config"])
+    net = M.build_model(cfg)
+    net.load_state_dict(ck["state_dict"])
+    return net.eval()
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 or float in [0, 1] → uint8 grey."""
+    import cv2
+
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        a = cv2.cvtColor(a[..., :3], cv2.COLOR_RGB2GRAY)
+    if a.ndim != 2:
+        raise ValueError(f"expected a grey or RGB image, got shape {np.asarray(image).shape}")
+    return a
+
+
+def align_face(grey: np.ndarray, box: Sequence[float], landmarks: np.ndarray | None = None,
+               margin: float = 1.15, side: int = SIDE) -> np.ndarray:
+    """Crop one face to ``(side, side)`` uint8: a square of ``margin × max(w, h)`` around the box centre,
+    rotated so the eyes are level when ``landmarks`` (5, 2) (left eye, right eye, …) are given."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    size = max(x2 - x1, y2 - y1, 1.0) * margin
+    angle = 0.0
+    if landmarks is not None and np.isfinite(landmarks[:2]).all():
+        (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+        angle = math.degrees(math.atan2(ry - ly, rx - lx))
+    mat = cv2.getRotationMatrix2D((cx, cy), angle, side / size)
+    mat[:, 2] += (side / 2 - cx, side / 2 - cy)                 # move the face centre to the crop centre
+    return cv2.warpAffine(grey, mat, (side, side), flags=cv2.INTER_AREA if size > side else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass
+class FaceResult:
+    box: np.ndarray          # (4,) x1, y1, x2, y2 in image pixels
+    score: float             # detector confidence
+    probs: np.ndarray        # (7,) class probabilities
+    crop: np.ndarray         # (48, 48) uint8 aligned grey face
+    track: int = -1
+
+    @property
+    def label(self) -> str:
+        return CLASSES[int(self.probs.argmax())]
+
+
+class ExpressionPredictor:
+    """Detector + aligner + classifier. ``tta``: ``none`` | ``flip`` | ``tencrop`` (see ``recipe.tta_views``)."""
+
+    def __init__(self, weights: str | Path | None = None, detector: str = "centerface",
+                 threshold: float = 0.5, tta: str = "flip", margin: float = 1.15):
+        self.model = load_model(weights)
+        self.detector_name, self.threshold, self.tta, self.margin = detector, threshold, tta, margin
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Aligned uint8 faces ``(N, 48, 48)`` → probabilities ``(N, 7)``."""
+        from affectlens.expression.recipe import predict_proba
+
+        return predict_proba(self.model, faces, tta=self.tta)
+
+    def faces(self, rgb: np.ndarray, scale=None) -> list[FaceResult]:
+        """Detect, align and classify every face in one RGB uint8 image."""
+        from affectlens.faces.detect import PHOTO_SCALES, detect_faces
+
+        det = detect_faces(rgb, detector=self.detector_name, threshold=self.threshold,
+                           scale=PHOTO_SCALES if scale is None else scale)
+        if len(det) == 0:
+            return []
+        grey = to_grey(rgb)
+        crops = np.stack([align_face(grey, b, lm, self.margin) for b, lm in zip(det.boxes, det.landmarks)])
+        probs = self.classify(crops)
+        return [FaceResult(det.boxes[i], float(det.scores[i]), probs[i], crops[i]) for i in range(len(det))]
+
+    @torch.no_grad()
+    def track_sequence(self, crops: np.ndarray) -> np.ndarray:
+        """One face track's crops ``(T, 48, 48)`` in time order → probabilities ``(7,)`` from the BiLSTM."""
+        from affectlens.expression.recipe import fit_to_model
+
+        x = fit_to_model(torch.from_numpy(np.asarray(crops))[:, None], self.model.cfg.image_size)  # (T, 1, S, S)
+        logits = self.model.forward_video(M.normalise(x, self.model.cfg)[None])                   # (1, K)
+        return torch.softmax(logits, dim=1)[0].numpy()
+
+
+def predict_images(images: Iterable[np.ndarray], detect: bool = False, weights: str | Path | None = None,
+                   tta: str = "flip") -> list[dict]:
+    """Run the shipped model on in-memory images (grey or RGB arrays, any size).
+
+    ``detect=False``: each image is one face crop (resized to 48×48). ``detect=True``: faces are
+    detected first and each result holds a ``faces`` list. Returns JSON-able dicts.
+    """
+    images = list(images)
+    pred = ExpressionPredictor(weights, tta=tta)
+    if not detect:
+        import cv2
+
+        faces = np.stack([cv2.resize(to_grey(im), (SIDE, SIDE), interpolation=cv2.INTER_AREA) for im in images]) \
+            if images else np.zeros((0, SIDE, SIDE), np.uint8)
+        return [_probs_dict(p) for p in pred.classify(faces)]
+    out = []
+    for im in images:
+        rgb = np.repeat(to_grey(im)[..., None], 3, axis=2) if np.asarray(im).ndim == 2 else np.asarray(im)[..., :3]
+        out.append({"faces": [{"box": np.round(f.box, 1).tolist(), "score": round(f.score, 3), **_probs_dict(f.probs)}
+                              for f in pred.faces(rgb)]})
+    return out
+
+
+def _probs_dict(p: np.ndarray) -> dict:
+    return {"label": CLASSES[int(np.argmax(p))], "confidence": round(float(np.max(p)), 4),
+            "probs": {c: round(float(v), 4) for c, v in zip(CLASSES, p)}}
+
+
+# --------------------------------------------------------------------------- files
+
+def list_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand folders (recursively) into their image and video files; keep files as given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
+        else:
+            out.append(p)
+    return out
+
+
+def read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MediaError(path, "not a readable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _row(file: Path, frame: int, t: float | None, face: int, f: FaceResult) -> dict:
+    r = {"file": str(file), "frame": frame, "time": None if t is None else round(t, 3), "face": face, "track": f.track,
+         "x1": round(float(f.box[0]), 1), "y1": round(float(f.box[1]), 1), "x2": round(float(f.box[2]), 1),
+         "y2": round(float(f.box[3]), 1), "det_score": round(f.score, 3), "label": f.label,
+         "confidence": round(float(f.probs.max()), 4)}
+    r.update({f"p_{c}": round(float(v), 4) for c, v in zip(CLASSES, f.probs)})
+    return r
+
+
+def predict_image_file(pred: ExpressionPredictor, path: Path, annotate_dir: Path | None) -> dict:
+    rgb = read_image(path)
+    faces = pred.faces(rgb)
+    if annotate_dir is not None:
+        import cv2
+
+        from affectlens.utils import atomic_path
+
+        dst = annotate_dir / f"{path.stem}_expression.jpg"
+        with atomic_path(dst) as tmp:
+            cv2.imwrite(str(tmp), cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
+    return {"file": str(path), "kind": "image", "rows": [_row(path, 0, None, i, f) for i, f in enumerate(faces)]}
+
+
+def predict_video_file(pred: ExpressionPredictor, path: Path, n_frames: int, annotate_dir: Path | None,
+                       scale: float = 0.5) -> dict:
+    """Split the video into ``n_frames`` frames, classify every face, link faces into tracks."""
+    from affectlens.media import frame_times, probe, sample_frames
+
+    info = probe(path)
+    times = frame_times(info.duration, n_frames)
+    frames = sample_frames(path, n_frames).transpose(0, 2, 3, 1)       # (n, H, W, 3)
+    per_frame = [pred.faces(np.ascontiguousarray(f), scale=(1.0, scale)) for f in frames]
+    link_tracks(per_frame)
+    rows = [_row(path, i, float(times[i]), j, f) for i, fs in enumerate(per_frame) for j, f in enumerate(fs)]
+    tracks = []
+    for tid in sorted({f.track for fs in per_frame for f in fs}):
+        crops = np.stack([f.crop for fs in per_frame for f in fs if f.track == tid])
+        p = pred.track_sequence(crops)
+        tracks.append({"track": tid, "frames": len(crops), **_probs_dict(p)})
+    if annotate_dir is not None:
+        annotate_video(path, annotate_dir / f"{path.stem}_expression.mp4", times, per_frame)
+    return {"file": str(path), "kind": "video", "duration": info.duration, "frames": n_frames,
+            "rows": rows, "tracks": tracks}
+
+
+def link_tracks(per_frame: list[list[FaceResult]], min_iou: float = 0.1) -> None:
+    """Give each face a track id by greedy best-overlap matching with the previous frame's faces."""
+    from affectlens.faces.track import box_iou
+
+    next_id, prev = 0, []
+    for faces in per_frame:
+        if prev and faces:
+            iou = box_iou(np.stack([f.box for f in faces]), np.stack([p.box for p in prev]))
+            taken: set[int] = set()
+            for i in np.argsort(-iou.max(axis=1)):
+                j = int(np.argmax(np.where([k in taken for k in range(len(prev))], -1, iou[i])))
+                if iou[i, j] >= min_iou and j not in taken:
+                    faces[i].track = prev[j].track
+                    taken.add(j)
+        for f in faces:
+            if f.track < 0:
+                f.track, next_id = next_id, next_id + 1
+        prev = faces or prev
+
+
+def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
+    """A copy of ``rgb`` with each face's box and ``label confidence`` drawn on it."""
+    import cv2
+
+    out = np.ascontiguousarray(rgb).copy()
+    thick = max(1, round(max(out.shape[:2]) / 400))
+    for f in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), thick)
+        text = f"{f.label} {f.probs.max():.2f}"
+        cv2.putText(out, text, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 255, 0), thick)
+    return out
+
+
+def annotate_video(src: Path, dst: Path, times: np.ndarray, per_frame: list[list[FaceResult]]) -> Path:
+    """Every source frame, with the faces of the nearest analysed frame drawn; timing and audio kept."""
+    from affectlens.media import VideoWriter, iter_frames
+
+    with VideoWriter.like(src, dst) as writer:
+        for t, frame, rgb in iter_frames(src):
+            k = int(np.argmin(np.abs(times - t)))
+            writer.write(draw_faces(rgb, per_frame[k]), pts=frame.pts)
+    return dst
+
+
+def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | Path | None = None,
+                  detector: str = "centerface", n_frames: int = 16, tta: str = "flip",
+                  annotate: bool = False, threshold: float = 0.5) -> tuple[list[dict], list[str]]:
+    """Predict on images, folders and videos; write ``out.csv`` and ``out.json``. Returns (results, failures)."""
+    from rich.progress import Progress
+
+    out = Path(out)
+    pred = ExpressionPredictor(weights, detector=detector, threshold=threshold, tta=tta)
+    files = list_inputs(paths)
+    if not files:
+        raise DataError(", ".join(map(str, paths)), "no image or video files found")
+    annotate_dir = out.parent / f"{out.name}_annotated" if annotate else None
+    results, failures = [], []
+    with Progress(transient=True) as bar:
+        task = bar.add_task("expression", total=len(files))
+        for f in files:
+            try:
+                is_video = f.suffix.lower() in VIDEO_EXTS
+                results.append(predict_video_file(pred, f, n_frames, annotate_dir) if is_video
+                               else predict_image_file(pred, f, annotate_dir))
+            except AffectlensError as e:
+                failures.append(str(e))
+            bar.advance(task)
+    write_outputs(out, results, failures)
+    return results, failures
+
+
+def write_outputs(out: Path, results: list[dict], failures: list[str]) -> None:
+    from affectlens.utils import atomic_path, write_json
+
+    rows = [r for res in results for r in res["rows"]]
+    fields = list(rows[0]) if rows else ["file", "frame", "time", "face", "track", "label"]
+    with atomic_path(out.with_suffix(".csv")) as tmp:
+        with tmp.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    write_json(out.with_suffix(".json"), {"results": results, "failures": failures, "classes": list(CLASSES)})
