@@ -1,1 +1,28 @@
-"""Posed vs spontaneous expressions from onset/apex face pairs (paper 001: comparison-layer CNNs)."""
+"""Posed vs spontaneous expressions from onset/apex face pairs (paper 001: comparison-layer CNNs).
+
+    from affectlens.spontaneity import SpontaneityNet, spontaneity_small, run_cv, synthetic_arrays
+
+model.py (DiffCNN / CompCNN-{Sub,Comb}@{1,2,3}), ensemble.py (the -SVM ensembles), data.py
+(manifests, USTC-NVIE-style tree reader, detector + eye-line alignment to 44 × 44), synth.py
+(synthetic pairs), protocol.py (subject-independent k-fold / LOSO CV), recipe.py, cli.py.
+Names are imported lazily so that mounting the CLI does not import torch.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "SpontaneityNet": "model", "SpontaneityNetConfig": "model", "ComparisonLayer": "model",
+    "spontaneity_paper": "model", "spontaneity_small": "model", "spontaneity_tiny": "model",
+    "table_configs": "model", "LinearSVMEnsemble": "ensemble", "ENSEMBLES": "ensemble",
+    "PairSample": "data", "read_manifest": "data", "write_manifest": "data", "scan_ustc_nvie": "data",
+    "align_face": "data", "detect_and_align": "data", "generate_pairs": "synth", "synthetic_arrays": "synth",
+    "write_synthetic": "synth", "TrainConfig": "protocol", "run_cv": "protocol", "subject_folds": "protocol",
+    "METHODS": "protocol", "PAPER_TABLE1": "protocol", "PAPER_TABLE2": "protocol", "demo_cv": "recipe",
+    "train_all": "recipe", "predict_pair": "recipe", "preprocess_manifest": "recipe",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f"affectlens.spontaneity.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'affectlens.spontaneity' has no attribute {name!r}")

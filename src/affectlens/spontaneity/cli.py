@@ -55,31 +55,42 @@ def preprocess(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", hel
         raise typer.Exit(1)
 
 
-def _train_config(size: str, epochs: int, batch_size: int, lr: float, threads: int):
-    from affectlens.spontaneity.protocol import TrainConfig
+def _settings(config: Optional[Path], **given):
+    """Defaults ← the YAML config (if any) ← options given on the command line (not None)."""
+    import dataclasses
 
-    if size not in ("tiny", "small", "paper"):
-        raise typer.BadParameter(f"size must be tiny, small or paper, not {size!r}")
-    return TrainConfig(size=size, epochs=epochs, batch_size=batch_size, lr=lr, threads=threads)
+    from affectlens.spontaneity.protocol import CVConfig, load_cv_config
+
+    cvc = load_cv_config(config) if config is not None else CVConfig()
+    tc_fields = {f.name for f in dataclasses.fields(cvc.train)}
+    tc = dataclasses.replace(cvc.train, **{k: v for k, v in given.items() if v is not None and k in tc_fields})
+    cvc = dataclasses.replace(cvc, train=tc, **{k: v for k, v in given.items() if v is not None and k not in tc_fields})
+    if tc.size not in ("tiny", "small", "paper"):
+        raise typer.BadParameter(f"size must be tiny, small or paper, not {tc.size!r}")
+    if cvc.protocol not in ("kfold", "loso"):
+        raise typer.BadParameter(f"protocol must be kfold or loso, not {cvc.protocol!r}")
+    return cvc
 
 
 @app.command()
 def cv(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest of 44×44 onset/apex crops."),
-       protocol: str = typer.Option("kfold", help="kfold (subject groups) | loso (leave one subject out)."),
-       folds: int = typer.Option(10, help="Number of subject groups for kfold."),
-       seeds: int = typer.Option(3, help="Seeds to average over (never the best one)."),
-       first_seed: int = typer.Option(0, help="First seed."),
-       epochs: int = typer.Option(20, help="Epochs per net."),
-       size: str = typer.Option("small", help="Net widths: tiny | small | paper."),
-       batch_size: int = typer.Option(16), lr: float = typer.Option(3e-3),
-       threads: int = typer.Option(1, help="torch threads (≤ 2)."),
+       config: Optional[Path] = typer.Option(None, "--config", help="configs/spontaneity_*.yaml (flags override it)."),
+       protocol: Optional[str] = typer.Option(None, help="kfold (subject groups, default) | loso (leave one subject out)."),
+       folds: Optional[int] = typer.Option(None, help="Number of subject groups for kfold (default 10)."),
+       seeds: Optional[int] = typer.Option(None, help="Seeds to average over, never the best one (default 3)."),
+       first_seed: Optional[int] = typer.Option(None, help="First seed (default 0)."),
+       epochs: Optional[int] = typer.Option(None, help="Epochs per net (default 20)."),
+       size: Optional[str] = typer.Option(None, help="Net widths: tiny | small | paper (default small)."),
+       batch_size: Optional[int] = typer.Option(None, help="(default 16)."), lr: Optional[float] = typer.Option(None, help="(default 3e-3)."),
+       threads: Optional[int] = typer.Option(None, help="torch threads, at most 2 (default 1)."),
        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for results.json and errors.png.")):
     """Subject-independent cross-validation of all nine methods; prints Table 1's layout beside the paper."""
     from affectlens.spontaneity.protocol import print_table
     from affectlens.spontaneity.recipe import cross_validate
 
-    tc = _train_config(size, epochs, batch_size, lr, threads)
-    result = cross_validate(manifest_path, out, protocol, folds, _seeds(seeds, first_seed), tc)
+    c = _settings(config, protocol=protocol, folds=folds, seeds=seeds, first_seed=first_seed, epochs=epochs,
+                  size=size, batch_size=batch_size, lr=lr, threads=threads)
+    result = cross_validate(manifest_path, out, c.protocol, c.folds, _seeds(c.seeds, c.first_seed), c.train)
     print_table(result, console)
     if out is not None:
         console.print(f"wrote {out / 'results.json'} and {out / 'errors.png'}")
@@ -88,13 +99,16 @@ def cv(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manif
 @app.command()
 def train(manifest_path: Path = typer.Argument(..., metavar="MANIFEST"),
           out: Path = typer.Option(..., "--out", "-o", help="Folder for the nine model files."),
-          epochs: int = typer.Option(20), size: str = typer.Option("small", help="tiny | small | paper"),
-          batch_size: int = typer.Option(16), lr: float = typer.Option(3e-3), seed: int = typer.Option(0),
-          threads: int = typer.Option(1), resume: bool = typer.Option(True, help="Reuse nets already saved.")):
+          config: Optional[Path] = typer.Option(None, "--config", help="configs/spontaneity_*.yaml (flags override it)."),
+          epochs: Optional[int] = typer.Option(None), size: Optional[str] = typer.Option(None, help="tiny | small | paper"),
+          batch_size: Optional[int] = typer.Option(None), lr: Optional[float] = typer.Option(None),
+          seed: int = typer.Option(0), threads: Optional[int] = typer.Option(None),
+          resume: bool = typer.Option(True, help="Reuse nets already saved in --out.")):
     """Train the seven nets and both -SVM ensembles on every pair, for `predict`."""
     from affectlens.spontaneity.recipe import train_all
 
-    paths = train_all(manifest_path, out, _train_config(size, epochs, batch_size, lr, threads), seed, resume)
+    c = _settings(config, epochs=epochs, size=size, batch_size=batch_size, lr=lr, threads=threads)
+    paths = train_all(manifest_path, out, c.train, seed, resume)
     console.print(f"wrote {len(paths)} models to {out}")
 
 

@@ -48,7 +48,7 @@ class LinearSVMEnsemble:
             self.coef, self.intercept = np.zeros(x.shape[1]), 0.0
             return self
         self.constant = -1
-        svm = LinearSVC(C=self.C, max_iter=20000, random_state=seed).fit((x - self.mean) / self.scale, y)
+        svm = LinearSVC(C=self.C, max_iter=5000, random_state=seed).fit((x - self.mean) / self.scale, y)
         self.coef, self.intercept = svm.coef_[0].copy(), float(svm.intercept_[0])
         margin = self.decision_function(x)[:, None]
         lr = LogisticRegression(C=1.0).fit(margin, y)

@@ -9,7 +9,7 @@ fold-averaged errors).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +42,38 @@ class TrainConfig:
     weight_decay: float = 1e-4
     svm_c: float = 1.0
     threads: int = 1
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """A flat experiment file (configs/spontaneity_*.yaml): the protocol plus how nets are fitted."""
+
+    protocol: str = "kfold"
+    folds: int = 10
+    seeds: int = 3
+    first_seed: int = 0
+    train: TrainConfig = TrainConfig()
+
+
+def load_cv_config(path) -> CVConfig:
+    """Read a flat YAML of CVConfig and TrainConfig fields; unknown keys are an error naming the file."""
+    import dataclasses
+
+    import yaml
+
+    from affectlens.errors import DataError
+
+    try:
+        raw = yaml.safe_load(open(path, encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise DataError(path, f"not a readable YAML config ({type(e).__name__})") from None
+    cv_keys = {f.name for f in dataclasses.fields(CVConfig)} - {"train"}
+    tc_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(raw) - cv_keys - tc_keys
+    if unknown:
+        raise DataError(path, f"unknown key(s) {', '.join(sorted(unknown))}")
+    tc = TrainConfig(**{k: v for k, v in raw.items() if k in tc_keys})
+    return CVConfig(train=tc, **{k: v for k, v in raw.items() if k in cv_keys})
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -137,11 +169,13 @@ def fit_fold(onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor, trai
 
 def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
            protocol: str = "kfold", folds: int = 10, seeds: Sequence[int] = (0, 1, 2),
-           tc: TrainConfig = TrainConfig(), split_seed: int = 0, progress: bool = False) -> dict:
+           tc: TrainConfig = TrainConfig(), split_seed: int = 0, progress: bool = False,
+           on_fold: Optional[Callable[[int, int, Dict[str, float]], None]] = None) -> dict:
     """Subject-independent cross-validation of all nine methods.
 
     Returns a JSON-able dict: ``errors[method][seed][fold]`` (fractions), a ``summary`` per method
     (error % mean, std over folds, std over seeds, pooled error %) and the run's settings.
+    ``on_fold(seed, fold, {method: error})`` is called after every fold (logging from scripts).
     """
     torch.set_num_threads(max(1, min(tc.threads, 2)))
     splits = subject_folds(subjects, protocol, folds, split_seed)
@@ -156,6 +190,8 @@ def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np
                     miss = preds[m] != labels[test]
                     errors[m][si, fi] = miss.mean()
                     wrong[m] += int(miss.sum())
+                if on_fold is not None:
+                    on_fold(seed, fi, {m: float(errors[m][si, fi]) for m in METHODS})
     n_eval = len(seeds) * len(labels)
     return {"protocol": protocol, "folds": len(splits), "seeds": list(seeds), "samples": int(len(labels)),
             "subjects": int(len(np.unique(subjects))), "train": asdict(tc),

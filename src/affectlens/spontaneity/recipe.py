@@ -27,14 +27,15 @@ def load_dataset(manifest: str | Path, progress: bool = False):
 
 
 def cross_validate(manifest: str | Path, out: Optional[Path], protocol: str = "kfold", folds: int = 10,
-                   seeds: Sequence[int] = (0, 1, 2), tc: TrainConfig = TrainConfig(), progress: bool = True) -> dict:
+                   seeds: Sequence[int] = (0, 1, 2), tc: TrainConfig = TrainConfig(), progress: bool = True,
+                   on_fold=None) -> dict:
     """Read, cross-validate all nine methods, write ``results.json`` and ``errors.png`` into ``out``."""
     from affectlens.utils import write_json
 
     onset, apex, labels, subjects = load_dataset(manifest, progress)
     if len(np.unique(labels)) < 2:
         raise DataError(manifest, "needs both posed and spontaneous samples")
-    result = run_cv(onset, apex, labels, subjects, protocol, folds, seeds, tc, progress=progress)
+    result = run_cv(onset, apex, labels, subjects, protocol, folds, seeds, tc, progress=progress, on_fold=on_fold)
     result["manifest"] = str(manifest)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -47,8 +48,14 @@ def demo_cv(n_subjects: int = 12, per_subject: int = 6, folds: int = 2, epochs: 
     """A fast, self-contained run for demos: a tiny synthetic set, 2 folds, 1 seed, tiny nets."""
     from affectlens.spontaneity.synth import synthetic_arrays
 
+    from affectlens.spontaneity.protocol import PAPER_TABLE1
+
     onset, apex, labels, subjects = synthetic_arrays(n_subjects, per_subject, seed=seed, difficulty=0.0)
-    return run_cv(onset, apex, labels, subjects, "kfold", folds, (seed,), TrainConfig(size="tiny", epochs=epochs))
+    result = run_cv(onset, apex, labels, subjects, "kfold", folds, (seed,), TrainConfig(size="tiny", epochs=epochs))
+    # a flat view for reports: error % mean and std over folds, with the paper's USTC-NVIE subset figure
+    result["methods"] = {m: {"mean": round(s["mean"], 2), "std": round(s["std_folds"], 2),
+                             "paper_subset": PAPER_TABLE1[m][0]} for m, s in result["summary"].items()}
+    return result
 
 
 def train_all(manifest: str | Path, out: str | Path, tc: TrainConfig = TrainConfig(), seed: int = 0,
