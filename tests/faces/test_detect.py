@@ -104,8 +104,7 @@ def test_every_face_found(parts):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("parts", [("images", "multi_face.jpg"), ("identities", "knn_examples", "test", "obama_and_biden.jpg")],
-                         ids=lambda p: p[-1])
+@pytest.mark.parametrize("parts", [("images", "multi_face.jpg")], ids=lambda p: p[-1])
 def test_centerface_boxes_agree_with_dlib(parts):
     """An independent detector (dlib's HOG) finds no face that CenterFace misses."""
     dlib = pytest.importorskip("dlib")

@@ -84,17 +84,36 @@ def test_missed_detections_inside_a_track_stay_covered(tmp_path):
     clip = _clip(tmp_path / "in.mp4")
     miss = (5, 9, 10)  # one frame, then two in a row, inside the track
     covered = tmp_path / "tracked.mp4"
-    anonymize(clip, covered, method="solid", mask="box", margin=0.1, face_detector=ScriptedDetector(miss))
+    anonymize(clip, covered, method="solid", mask="box", margin=0.1, face_detector=ScriptedDetector(miss),
+              detect_every=1)
     assert max(_face_brightness(covered)) < 25  # every frame: the face is black
     # without tracking the same detector leaves the face visible exactly on the missed frames
     bare = tmp_path / "untracked.mp4"
-    anonymize(clip, bare, method="solid", mask="box", margin=0.1, face_detector=ScriptedDetector(miss),
+    anonymize(clip, bare, method="solid", mask="box", margin=0.1, face_detector=ScriptedDetector(miss), detect_every=1,
               tracker=TrackerConfig(max_gap=0, pre_roll=0, smooth=0))
     exposed = [i for i, b in enumerate(_face_brightness(bare)) if b > 100]
     assert exposed == list(miss)
     side = json.loads(sidecar_path(covered).read_text())
     assert side["faces_per_frame"] == [1] * 16 and side["method"] == "solid"
     assert [f["detected"] for f in side["frames"] if f["i"] in miss] == [[False]] * 3
+
+
+def bright_square(rgb):
+    """A stateless detector: the bounding box of the bright 'face' pixels (none if there are none)."""
+    ys, xs = np.nonzero(rgb.min(axis=2) > 140)
+    if ys.size < 50:
+        return Detections.empty()
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    return Detections(box, np.ones(1, np.float32), np.full((1, 5, 2), np.nan, np.float32))
+
+
+def test_detecting_every_other_frame_still_covers_every_frame(tmp_path):
+    clip = _clip(tmp_path / "in.mp4")
+    out = tmp_path / "every2.mp4"
+    anonymize(clip, out, method="solid", mask="box", margin=0.1, face_detector=bright_square, detect_every=2)
+    assert max(_face_brightness(out)) < 25
+    side = json.loads(sidecar_path(out).read_text())
+    assert [f["detected"] for f in side["frames"]][:4] == [[True], [False], [True], [False]]
 
 
 def _audio_packets(path) -> list[bytes]:
@@ -112,7 +131,7 @@ def _same_video_properties(a, b):
 def test_video_keeps_frames_timestamps_and_audio(tmp_path):
     clip = _clip(tmp_path / "in.mp4")
     out = tmp_path / "out" / "anon.mp4"
-    (res,) = anonymize(clip, out, face_detector=ScriptedDetector())
+    (res,) = anonymize(clip, out, face_detector=ScriptedDetector(), detect_every=1)
     assert res.status == "done" and res.frames == 16 and res.faces == 16
     _same_video_properties(clip, out)
 
@@ -141,14 +160,14 @@ def test_folder_resume_failures_and_sidecars(tmp_path):
     (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     (src / "notes.txt").write_text("not media")
     dst = tmp_path / "out"
-    res = anonymize(src, dst, face_detector=ScriptedDetector(), errors="collect")
+    res = anonymize(src, dst, face_detector=ScriptedDetector(), detect_every=1, errors="collect")
     status = {r.src.split("/")[-1]: r.status for r in res}
     assert status == {"a.mp4": "done", "b.png": "done", "broken.mp4": "failed"}
     assert "broken.mp4" in [r for r in res if r.status == "failed"][0].error
     assert (dst / "sub" / "a.mp4").is_file() and sidecar_path(dst / "sub" / "a.mp4").is_file()
     assert (dst / "b.png").is_file() and not (dst / "broken.mp4").exists()
     assert not [p for p in dst.rglob(".*")]  # no temporary files left behind
-    again = anonymize(src, dst, face_detector=ScriptedDetector(), errors="collect")
+    again = anonymize(src, dst, face_detector=ScriptedDetector(), detect_every=1, errors="collect")
     assert {r.src.split("/")[-1]: r.status for r in again} == {"a.mp4": "skipped", "b.png": "skipped",
                                                                "broken.mp4": "failed"}
 
