@@ -1,0 +1,133 @@
+"""Stage 3 and the attacks: attribute flips never touch protected attributes, faces are replaced
+only inside the landmark ellipse, obfuscate plugs into anonymize, dlib matches a person to himself."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from affectlens.errors import AffectlensError
+from affectlens.privacy import attack as K
+from affectlens.privacy import obfuscate as O
+from tests.conftest import shared_path
+
+IDS = ("media", "identities")
+
+
+def test_default_flip_is_the_papers_four():
+    mask = O.flip_mask()
+    assert {O.CELEBA_ATTRIBUTES[i] for i in np.flatnonzero(mask)} == {"Pointy_Nose", "Smiling", "Young", "Big_Nose"}
+    assert O.flip_mask("smiling,YOUNG").sum() == 2
+
+
+@pytest.mark.parametrize("name", O.PROTECTED)
+def test_protected_attributes_cannot_be_flipped(name):
+    with pytest.raises(O.ProtectedAttributeError):
+        O.flip_mask([name, "Smiling"])
+
+
+def test_unknown_attribute_is_an_error():
+    with pytest.raises(AffectlensError, match="unknown attribute"):
+        O.flip_mask(["Smiley"])
+
+
+def test_manipulate_never_changes_protected_attributes():
+    rng = np.random.default_rng(0)
+    attrs = rng.integers(0, 2, (500, 40)).astype(np.uint8)
+    prot = np.array([n in O.PROTECTED for n in O.CELEBA_ATTRIBUTES])
+    for mask in (O.flip_mask(), O.flip_mask("all"), rng.integers(0, 2, 40).astype(np.uint8)):  # even a raw mask
+        out = O.manipulate(attrs, mask)
+        assert np.array_equal(out[:, prot], attrs[:, prot])
+        free = ~prot & (mask == 1)
+        assert (out[:, free] != attrs[:, free]).all() and np.array_equal(out[:, ~free], attrs[:, ~free])
+    assert O.flip_mask("all").sum() == 40 - len(O.PROTECTED)
+
+
+def test_match_scores_by_hand():
+    gallery = np.array([[0.0, 0], [1, 0], [5, 5]])
+    gids = np.array([1, 2, 3])
+    probe = np.array([[0.1, 0], [0.55, 0], [9, 9]])
+    pids = np.array([1, 1, 3])
+    # probe 0: own 0.1 ✓, nearest = own ✓; probe 1: own 0.55 ✓ but nearest is id 2 (0.45) ✗; probe 2: 5.66 ✗
+    m = K.match_scores(probe, pids, gallery, gids, threshold=0.6)
+    assert m["verified"] == pytest.approx(2 / 3) and m["identified"] == pytest.approx(1 / 3) and m["n"] == 3
+    assert np.allclose(K.face_distance(probe[:1], gallery[:2]), [[0.1, 0.9]])
+
+
+def test_paper_recognizer_shapes_and_tiny_learning():
+    paper = K.recognizer_paper()
+    assert paper.head.out_features == 20 and paper.features[0].stride == (4, 4)  # AlexNet's 11×11/4 at 227
+    assert len(paper.config.extra_dense) == 6  # the paper's 6 added dense layers
+    small = K.recognizer_small().eval()
+    assert small(torch.zeros(2, 3, 128, 64)).shape == (2, 20)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 6)
+    images = np.zeros((24, 128, 64, 3), np.uint8)
+    for i, k in enumerate(labels):  # identity k = a bright horizontal band (survives the random flips)
+        images[i, k * 32:(k + 1) * 32] = 200 + rng.integers(0, 50)
+    model = K.recognizer_tiny(n_classes=4, dropout=0.0)
+    losses = K.train_recognizer(model, images, labels, epochs=60, lr=3e-3, batch_size=8)
+    assert losses[-1] < 0.5 * losses[0] and K.recognizer_accuracy(model, images, labels) > 0.9
+
+
+@pytest.mark.shared_data
+def test_dlib_matches_a_person_to_himself_and_not_to_another():
+    from affectlens.privacy.celeba import read_rgb
+
+    o1 = K.encode_faces(read_rgb(shared_path(*IDS, "obama.jpg")), upsample=0)
+    o2 = K.encode_faces(read_rgb(shared_path(*IDS, "obama2.jpg")), upsample=0)
+    b = K.encode_faces(read_rgb(shared_path(*IDS, "biden.jpg")), upsample=0)
+    assert o1.shape == o2.shape == b.shape == (1, 128)
+    assert K.face_distance(o1, o1)[0, 0] < 1e-6
+    assert K.face_distance(o1, o2)[0, 0] < K.MATCH_THRESHOLD < K.face_distance(o1, b)[0, 0]
+
+
+def _tiny_obfuscator():
+    from affectlens.faces.landmarks import N_LANDMARKS
+    from affectlens.privacy.attributes import attributes_tiny
+    from affectlens.privacy.reconstruct import recon_tiny
+    from tests.faces.test_landmarks import _synthetic_face
+
+    torch.manual_seed(0)
+    template = _synthetic_face(cx=44.5, cy=60.0, s=22.0)
+    assert template.shape == (N_LANDMARKS, 2)
+    recon = recon_tiny(template_points=tuple(template.ravel().tolist()))
+    return O.Obfuscator(recon, attributes_tiny())
+
+
+@pytest.mark.shared_data
+def test_obfuscator_changes_only_the_face_ellipse_of_a_real_photo():
+    from affectlens.faces.landmarks import ellipse_mask, landmarks
+    from affectlens.privacy.celeba import read_rgb
+
+    rgb = read_rgb(shared_path(*IDS, "obama-240p.jpg"))
+    obf = _tiny_obfuscator()
+    out, faces = obf(rgb)
+    assert out.shape == rgb.shape and out.dtype == np.uint8 and len(faces) == 1
+    pts = landmarks(rgb)[0]
+    face = ellipse_mask(rgb.shape[:2], pts, margin=1.4).astype(bool)  # generous: warp + feather
+    assert np.abs(out.astype(int) - rgb)[~face].max() <= 1  # the context is untouched
+    assert np.abs(out.astype(int) - rgb)[face].mean() > 5  # the face is regenerated
+    f = faces[0]
+    prot = [O.CELEBA_ATTRIBUTES.index(n) for n in O.PROTECTED]
+    assert np.array_equal(f.attrs_after[prot], f.attrs_before[prot])
+    assert (f.attrs_after != f.attrs_before).sum() == 4
+
+
+@pytest.mark.shared_data
+def test_obfuscate_is_an_anonymize_method(tmp_path):
+    from affectlens.privacy import anonymize as A
+    from affectlens.privacy.celeba import read_rgb
+
+    rgb = read_rgb(shared_path(*IDS, "obama-240p.jpg"))
+    method = O.as_anonymize_method(_tiny_obfuscator())
+    A.register_method("obfuscate_test", method)
+    from affectlens.faces.detect import CenterFace
+
+    boxes = CenterFace(0.5, num_threads=1)(rgb).boxes
+    assert len(boxes) == 1
+    out = A.anonymize_frame(rgb, boxes, A.get_method("obfuscate_test"), "ellipse", 0.25)
+    assert out.shape == rgb.shape and np.abs(out.astype(int) - rgb).mean() > 0.5
+    # a region with no face at all falls back to blur, so a detection is never left unmasked
+    flat = np.full((30, 30, 3), 90, np.uint8)
+    assert method(flat, np.ones((30, 30), np.float32)).shape == flat.shape
