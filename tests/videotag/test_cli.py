@@ -63,6 +63,7 @@ def test_frame_level_synth_and_dbof(shards, tmp_path):
     assert _run(["videotag", "train", "--data", str(frames), "--config", str(cfg), "--out", str(tmp_path / "r"),
                  "--train-shards", "2"]) == 0
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["videos"] == 40
+    assert _run(["videotag", "eval", str(tmp_path / "r" / "model.pt"), "--data", str(frames), "--train-shards", "2"]) == 0
 
 
 def test_synth_videotext_is_keyed_and_labelled(shards, tmp_path):

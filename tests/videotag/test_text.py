@@ -86,7 +86,7 @@ def test_textcnn_learns_tiny_task():
     y = np.stack([(ids == 3).any(1), (ids == 7).any(1) & (ids == 8).any(1)], 1)
     model = T.TextCNN(T.textcnn_small(vocab_size=vocab + 1, embed_dim=8, channels=8, hidden=16, num_classes=2),
                       rng.normal(size=(vocab, 8)).astype(np.float32))
-    fit(model, Split(list(range(200)), ids, y), np.arange(2), TrainConfig(epochs=15, batch_size=32, lr=1e-2),
+    fit(model, Split(list(range(200)), ids, y), np.arange(2), TrainConfig(epochs=10, batch_size=32, lr=2e-2),
         None, log=lambda s: None)
     model.eval()
     with torch.no_grad():

@@ -71,6 +71,8 @@ def _sparse_top_k(p: np.ndarray, y: np.ndarray, k: int):
 
 
 def _positives(y: np.ndarray, axis=None):
+    if y.dtype == bool and axis is not None:  # summing the bytes beats count_nonzero(axis=…)
+        return y.view(np.uint8).sum(axis=axis, dtype=np.int64)
     return np.count_nonzero(y if y.dtype == bool else y > 0, axis=axis)
 
 
@@ -95,7 +97,8 @@ def average_precision_per_class(predictions, labels, top_k: int = 20) -> np.ndar
     p, y = _check(predictions, labels)
     num_classes = p.shape[1]
     cls, scores, hits = _sparse_top_k(p, y, top_k)
-    order = np.lexsort((-scores, cls))  # by class, then score descending
+    by_score = np.argsort(-scores, kind="stable")
+    order = by_score[np.argsort(cls[by_score], kind="stable")]  # by class, then score descending
     cls, hits = cls[order], hits[order]
     starts = np.searchsorted(cls, np.arange(num_classes))
     rank = np.arange(cls.size) - starts[cls] + 1.0
