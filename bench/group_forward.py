@@ -80,7 +80,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     peak_before = matmul_gflops()
-    rows = [bench_size(s, 1 if s == "paper" else 4, a.repeats) for s in a.sizes.split(",")]
+    rows = [bench_size(s, 4 if s == "tiny" else 1, a.repeats) for s in a.sizes.split(",")]
     peak = statistics.median([peak_before, matmul_gflops()])  # before and after: the machine is shared
     print(f"torch {torch.__version__}, {a.threads} threads; 2048² fp32 matmul: {peak:.1f} GFLOP/s (median)")
     print(f"{'size':6} {'params':>8} {'batch':>5} {'GFLOP/clip':>11} {'clips/s':>9} {'GFLOP/s':>8} {'÷ matmul':>9}")

@@ -324,15 +324,17 @@ def window_starts(duration: float, window: float, hop: float) -> np.ndarray:
     return starts
 
 
-def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5, timeline_min: float = 7.5) -> dict:
+def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5,
+                  timeline_min: Optional[float] = None) -> dict:
     """Class probabilities of one clip, or a timeline over sliding ``window``-s windows when the
-    video is longer than ``timeline_min`` seconds."""
+    video is longer than ``timeline_min`` seconds (default 1.5 windows, e.g. 7.5 s)."""
     import torch
 
     from affectlens.media import audio_windows, frame_times, load_audio, log_mel, probe, sample_frames
 
     cfg = model.cfg
     duration = probe(path).duration
+    timeline_min = 1.5 * window if timeline_min is None else timeline_min
     starts = window_starts(duration, window, hop) if duration > timeline_min else np.zeros(1)
     length = min(window, duration) if duration > timeline_min else duration
     audio = load_audio(path, missing="silence")
