@@ -94,8 +94,9 @@ def augment(images: torch.Tensor, cfg: TrainConfig, mcfg: M.ExpressionConfig, ge
     ang = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(cfg.rotate_deg)
     zoom = 1 + (torch.rand(b, generator=gen) * 2 - 1) * cfg.scale
     flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
-    # The crop side/48 is folded into the zoom, so a 44-px input sees 44/48 of the face on average.
-    crop = side / images.shape[-1]
+    # As in fit_to_model: a slightly smaller input is a crop (side/48 folded into the zoom, so a
+    # 40-px input sees 40/48 of the face on average); a much smaller one sees the whole face resized.
+    crop = side / images.shape[-1] if 0.8 * images.shape[-1] <= side <= images.shape[-1] else 1.0
     cos, sin = torch.cos(ang) * crop / zoom, torch.sin(ang) * crop / zoom
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1] = cos * flip, -sin
