@@ -62,7 +62,7 @@ def main() -> None:
         for mode in args.tta:
             p = predict_proba(net, x, tta=mode)
             rows.append(_score(f"{name} [{net.cfg.variant}, TTA {mode}]", y, p,
-                               _timed(lambda: predict_proba(net, sub, tta=mode), args.runs) / len(sub)))
+                               _timed(lambda net=net, mode=mode: predict_proba(net, sub, tta=mode), args.runs) / len(sub)))
     ref = rows[0]
     print(f"\n{args.split}: {len(y)} faces, {args.data}")
     print(f"{'model':58s} {'accuracy':>9s} {'macro-F1':>9s} {'acc/fer':>8s} {'ms/face':>8s}")

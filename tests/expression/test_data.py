@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from affectlens.errors import DataError
-from affectlens.expression.data import CLASSES, folder_entries, load_fer, read_fer_csv, read_fer_folder
+from affectlens.expression.data import (
+    CLASSES,
+    folder_entries,
+    load_fer,
+    read_fer_csv,
+    read_fer_folder,
+)
 from tests.conftest import shared_path
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from affectlens.expression.fer_peer import _same_pad, fer_predict_proba, fer_preprocess, load_fer_model
+from affectlens.expression.fer_peer import (
+    _same_pad,
+    fer_predict_proba,
+    fer_preprocess,
+    load_fer_model,
+)
 from tests.conftest import shared_path
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from affectlens.expression.model import (ExpressionConfig, build_model, count_parameters, expression_compact,
-                                         expression_tiny)
+from affectlens.expression.model import (
+    ExpressionConfig,
+    build_model,
+    count_parameters,
+    expression_compact,
+    expression_tiny,
+)
 
 VARIANTS = ("cnn_bilstm", "cnn", "bilstm")
 

@@ -12,7 +12,13 @@ from typer.testing import CliRunner
 
 from affectlens.expression.data import CLASSES
 from affectlens.expression.model import build_model, expression_tiny
-from affectlens.expression.predict import DEFAULT_WEIGHTS, align_face, link_tracks, FaceResult, predict_images
+from affectlens.expression.predict import (
+    DEFAULT_WEIGHTS,
+    FaceResult,
+    align_face,
+    link_tracks,
+    predict_images,
+)
 from affectlens.training import save_checkpoint
 from tests.conftest import shared_path
 

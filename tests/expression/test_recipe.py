@@ -9,7 +9,15 @@ import torch
 
 from affectlens.expression.data import FerSet
 from affectlens.expression.model import expression_compact
-from affectlens.expression.recipe import TrainConfig, augment, evaluate, load_train_config, lr_at, train, tta_views
+from affectlens.expression.recipe import (
+    TrainConfig,
+    augment,
+    evaluate,
+    load_train_config,
+    lr_at,
+    train,
+    tta_views,
+)
 
 
 def _toy_fer(n_per_split=(96, 32, 32), seed=0) -> FerSet:

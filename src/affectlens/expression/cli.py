@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -11,15 +10,16 @@ app = typer.Typer(help="7-class facial expression (CNN-BiLSTM, paper 002): train
 
 
 @app.command()
-def train(config: Optional[Path] = typer.Option(None, help="Flat YAML recipe, e.g. configs/expression_cnn_bilstm.yaml."),
-          data: Optional[str] = typer.Option(None, help="fer2013.csv or the folder with train/ and test/."),
-          out: Optional[str] = typer.Option(None, help="Run folder (last.pt, best.pt, train.log); resumes if present."),
-          variant: Optional[str] = typer.Option(None, help="cnn_bilstm | cnn | bilstm"),
-          size: Optional[str] = typer.Option(None, help="tiny | small | base"),
-          epochs: Optional[int] = typer.Option(None, help="Total epochs (a resumed run may change it before its decay phase)."),
-          threads: Optional[int] = typer.Option(None, help="torch CPU threads.")):
+def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. configs/expression_cnn_bilstm.yaml."),
+          data: str | None = typer.Option(None, help="fer2013.csv or the folder with train/ and test/."),
+          out: str | None = typer.Option(None, help="Run folder (last.pt, best.pt, train.log); resumes if present."),
+          variant: str | None = typer.Option(None, help="cnn_bilstm | cnn | bilstm"),
+          size: str | None = typer.Option(None, help="tiny | small | base"),
+          epochs: int | None = typer.Option(None, help="Total epochs (a resumed run may change it before its decay phase)."),
+          threads: int | None = typer.Option(None, help="torch CPU threads.")):
     """Train on Training, keep the best PublicTest epoch (best.pt); resumable from last.pt."""
-    from affectlens.expression.recipe import load_train_config, train as run
+    from affectlens.expression.recipe import load_train_config
+    from affectlens.expression.recipe import train as run
 
     cfg = load_train_config(config, data=data, out=out, variant=variant, size=size, epochs=epochs, threads=threads)
     state = run(cfg)
@@ -27,11 +27,11 @@ def train(config: Optional[Path] = typer.Option(None, help="Flat YAML recipe, e.
 
 
 @app.command("eval")
-def evaluate(weights: Optional[Path] = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
+def evaluate(weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
              data: str = typer.Option("../shared/data/fer2013", help="fer2013.csv or the image-folder layout."),
              out: Path = typer.Option(Path("runs/expression/eval"), help="Folder for metrics.json and the PNGs."),
              split: str = typer.Option("PrivateTest", help="Training | PublicTest | PrivateTest"),
-             tta: List[str] = typer.Option(["none", "flip", "tencrop"], help="Test-time augmentation modes to score.")):
+             tta: list[str] = typer.Option(["none", "flip", "tencrop"], help="Test-time augmentation modes to score.")):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (counts), as JSON and PNG."""
     from affectlens.expression.recipe import evaluate as run
 
@@ -42,9 +42,9 @@ def evaluate(weights: Optional[Path] = typer.Option(None, help="Checkpoint (defa
 
 
 @app.command()
-def predict(paths: List[Path] = typer.Argument(..., help="Images, videos or folders of them."),
+def predict(paths: list[Path] = typer.Argument(..., help="Images, videos or folders of them."),
             out: Path = typer.Option(Path("expression"), help="Output stem: writes OUT.csv and OUT.json."),
-            weights: Optional[Path] = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
+            weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
             detector: str = typer.Option("centerface", help="centerface | haar"),
             frames: int = typer.Option(16, help="Frames sampled per video (t_i = (i + 0.5)·D/n)."),
             tta: str = typer.Option("flip", help="none | flip | tencrop"),

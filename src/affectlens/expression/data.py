@@ -17,9 +17,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class FerSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def split(self, usage: str) -> "FerSet":
+    def split(self, usage: str) -> FerSet:
         """The samples of one official split (``Training``, ``PublicTest`` or ``PrivateTest``)."""
         if usage not in USAGES:
             raise ValueError(f"usage must be one of {USAGES}, got {usage!r}")
