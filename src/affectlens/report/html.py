@@ -51,7 +51,7 @@ nav{font-size:13px;margin:8px 0 14px}nav a{margin-right:14px;color:#3b6ea5;text-
 section{background:#fff;border:1px solid #e1e5ea;border-radius:8px;padding:4px 20px 16px;margin:16px 0}
 table{border-collapse:collapse;margin:8px 0 14px;font-size:14px}
 th,td{border-bottom:1px solid #e4e7eb;padding:4px 12px;text-align:left}
-th{background:#eef2f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#eef2f7}caption{text-align:left;font-size:13px;color:#5b6673;padding:2px 0 4px}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.best td{font-weight:600;background:#f0f7ee}
 figure{margin:10px 14px 10px 0;display:inline-block;vertical-align:top}
 figure img{max-width:100%;border:1px solid #e1e5ea;border-radius:4px;background:#fff}
@@ -135,6 +135,10 @@ def image_data_uri(image: str | Path | bytes | np.ndarray, max_side: int | None 
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
 def _cell(value: Any, floatfmt: str) -> str:
     if isinstance(value, (bool, np.bool_)):
         return f"<td>{'yes' if value else 'no'}</td>"
@@ -201,8 +205,9 @@ class Report:
         if rows and isinstance(rows[0], Mapping):
             headers = list(headers or dict.fromkeys(k for r in rows for k in r))
             rows = [[r.get(h) for h in headers] for r in rows]
-        head = "".join(f"<th>{_esc(h)}</th>" for h in headers or [])
-        best = ' class="best"'
+        right, best = ' class="n"', ' class="best"'  # numeric columns align right, headers too
+        numeric = [bool(rows) and all(_is_number(r[j]) for r in rows if j < len(r)) for j in range(len(headers or []))]
+        head = "".join(f"<th{right if n else ''}>{_esc(h)}</th>" for h, n in zip(headers or [], numeric))
         body = "".join(f"<tr{best if i == highlight else ''}>{''.join(_cell(v, floatfmt) for v in r)}</tr>"
                        for i, r in enumerate(rows))
         cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
