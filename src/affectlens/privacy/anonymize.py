@@ -15,13 +15,13 @@ threshold), written last: a folder run skips files whose output and sidecar exis
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -31,8 +31,20 @@ from affectlens.faces.detect import PHOTO_SCALES, CenterFace, Detections, HaarDe
 from affectlens.faces.track import FaceTracker, TrackedFrame, TrackerConfig
 from affectlens.utils import atomic_path, write_json
 
-__all__ = ["AnonymizeConfig", "FileResult", "METHODS", "Method", "register_method", "anonymize", "anonymize_image",
-           "anonymize_frame", "anonymize_video", "plan_outputs", "IMAGE_EXTS", "VIDEO_EXTS"]
+__all__ = [
+    "IMAGE_EXTS",
+    "METHODS",
+    "VIDEO_EXTS",
+    "AnonymizeConfig",
+    "FileResult",
+    "Method",
+    "anonymize",
+    "anonymize_frame",
+    "anonymize_image",
+    "anonymize_video",
+    "plan_outputs",
+    "register_method",
+]
 
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (region (h, w, 3) uint8, mask (h, w) f32) -> (h, w, 3)
 MaskShape = Literal["ellipse", "box"]
@@ -55,7 +67,7 @@ class AnonymizeConfig:
     threshold: float = 0.2
     det_size: int | None = 480
     detect_every: int = 2
-    tracker: TrackerConfig = TrackerConfig()
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     crf: int = 18
     threads: int = 1  # onnxruntime threads per detection worker
     detect_workers: int = 2  # frames detected at once, each in its own thread
@@ -245,7 +257,7 @@ class _Stage(threading.Thread):
     def run(self) -> None:
         try:
             self.fn()
-        except BaseException as e:  # re-raised in the main thread
+        except BaseException as e:  # noqa: BLE001 - kept and re-raised in the main thread
             self.error = e
 
 
@@ -458,7 +470,13 @@ def _progress(enabled: bool):
     if not enabled:
         return nullcontext(None)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=False)
@@ -473,7 +491,7 @@ def _run_one(src: Path, dst: Path, cfg: AnonymizeConfig, bar, detector) -> FileR
         from affectlens.media import probe
 
         task = bar.add_task(f"  {src.name}", total=probe(src).frame_count)
-        on_frame = lambda n: bar.advance(task, n)  # noqa: E731
+        on_frame = lambda n: bar.advance(task, n)
     try:
         return anonymize_video(src, dst, cfg, detector, on_frame)
     finally:

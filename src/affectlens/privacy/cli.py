@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -15,14 +14,14 @@ app = typer.Typer(help="Face anonymization and identity obfuscation (paper 004).
 
 
 def anonymize_command(
-    src: List[Path] = typer.Argument(..., help="Images, videos or folders (searched recursively)."),
+    src: list[Path] = typer.Argument(..., help="Images, videos or folders (searched recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (one input) or folder; never an input."),
     method: str = typer.Option("blur", "--method", "-m", help="blur | pixelate | solid | obfuscate"),
     mask: str = typer.Option("ellipse", "--mask", help="ellipse | box"),
     margin: float = typer.Option(0.25, "--margin", help="Share of the face box added on each side."),
     threshold: float = typer.Option(0.2, "--threshold", "-t", help="CenterFace score threshold."),
     detector: str = typer.Option("centerface", "--detector", help="centerface | haar"),
-    det_size: Optional[int] = typer.Option(480, "--det-size", help="Longer side of video frames for detection (0 = full)."),
+    det_size: int | None = typer.Option(480, "--det-size", help="Longer side of video frames for detection (0 = full)."),
     detect_every: int = typer.Option(2, "--detect-every", help="Detect on every n-th video frame; tracking fills the rest."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip files whose output and sidecar exist."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list of per-file results on stdout."),
@@ -69,6 +68,6 @@ def anonymize_command(
 
 top_commands = {"anonymize": anonymize_command}
 
-from affectlens.privacy.research_cli import register_commands  # noqa: E402  (train-attributes, train-reconstruct, evaluate)
+from affectlens.privacy.research_cli import register_commands
 
 register_commands(app)
