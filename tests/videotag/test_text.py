@@ -100,3 +100,15 @@ def test_videotext_round_trip_and_bad_row(tmp_path):
     path.write_text(path.read_text() + '{"title": "no id"}\n')
     with pytest.raises(DataError, match=r"t\.jsonl:2: bad video text row"):
         T.read_videotext(path)
+
+
+def test_textdata_filter_labels_variant():
+    from affectlens.videotag.textrecipe import TextData
+
+    texts = {"v1": {"title": "Live Concert in Paris", "keywords": ["concert", "paris", "Video Game"]}}
+    words = T.label_words(["Concert", "Video game"])
+    plain = TextData(["v1", "v2"], [np.array([0]), np.array([1])], texts)
+    filtered = TextData(["v1", "v2"], [np.array([0]), np.array([1])], texts, words)
+    assert plain.keywords[0] == ["concert", "paris", "video", "game"] and plain.titles[1] == []
+    assert filtered.keywords[0] == ["paris", "video", "game"]  # only the video's own label (0) is removed
+    assert filtered.titles[0] == ["Live", "in", "Paris"]
