@@ -64,13 +64,13 @@ def test_ssim_loss_decreases_on_a_tiny_batch():
     model = R.recon_tiny()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.5, 0.999))
     losses = []
-    for _ in range(25):
+    for _ in range(40):
         loss = R.ssim_loss(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < 0.85 * losses[0] and losses[-1] < min(losses[:10]), losses[::5]
 
 
 def test_ssim_map_mean_equals_pytorch_msssim():
