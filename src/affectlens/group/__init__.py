@@ -2,5 +2,5 @@
 
 ``model`` (GroupEmotionNet: audio-only / video-only / fusion), ``data`` (VGAF reader, feature cache),
 ``synth`` (synthetic videos of §4.3), ``recipe`` (train / eval / predict / Table 2 ablation), ``cli``.
-Never imports ``affectlens.faces`` or any face, landmark, pose, tracking, diarization or ASR library.
+Never imports the shared faces room or any face, landmark, pose, tracking, diarization or ASR library.
 """
