@@ -39,12 +39,14 @@ class Recogniser:
 
     def __init__(self):
         import dlib
-        import face_recognition_models as frm
 
+        from affectlens.faces.landmarks import dlib_model_paths
+
+        paths = dlib_model_paths()
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
-        self.shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-        self.encoder = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        self.shape = dlib.shape_predictor(paths["shape_predictor_5"])
+        self.encoder = dlib.face_recognition_model_v1(paths["face_recognition_resnet"])
 
     def detect(self, rgb: np.ndarray) -> list:
         return list(self.detector(rgb, 1))

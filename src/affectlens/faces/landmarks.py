@@ -8,9 +8,9 @@ Point indices (iBUG 300-W): jaw 0-16, eyebrows 17-26, nose 27-35, eyes 36-47, mo
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -23,10 +23,18 @@ CHIN = 8
 
 @lru_cache(maxsize=None)
 def _model_paths() -> tuple[str, str]:
-    with warnings.catch_warnings():  # face_recognition_models still imports pkg_resources
-        warnings.simplefilter("ignore")
-        import face_recognition_models as frm
-    return frm.pose_predictor_model_location(), frm.face_recognition_model_location()
+    # Locate the files without importing face_recognition_models: its __init__ imports
+    # pkg_resources, which newer setuptools no longer ship.
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        from affectlens.errors import AffectlensError
+
+        raise AffectlensError("face-recognition-models is not installed (pip install face-recognition-models)")
+    models = Path(next(iter(spec.submodule_search_locations))) / "models"
+    return (str(models / "shape_predictor_68_face_landmarks.dat"),
+            str(models / "dlib_face_recognition_resnet_model_v1.dat"))
 
 
 @lru_cache(maxsize=None)
@@ -40,7 +48,8 @@ def _dlib_models():
 def dlib_model_paths() -> dict:
     """Paths of the dlib model files bundled with ``face-recognition-models``."""
     pose, rec = _model_paths()
-    return {"shape_predictor_68": pose, "face_recognition_resnet": rec}
+    five = str(Path(pose).with_name("shape_predictor_5_face_landmarks.dat"))
+    return {"shape_predictor_68": pose, "shape_predictor_5": five, "face_recognition_resnet": rec}
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
