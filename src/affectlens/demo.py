@@ -152,9 +152,27 @@ def group_step(folder: Path) -> StepResult:
     """Synthesize group clips, train audio-only / video-only / fusion CPU models, evaluate, timeline."""
     from affectlens.group.recipe import demo_run
 
-    res = demo_run(folder)
-    return StepResult(summary=res["summary"], metrics=res["metrics"], figures=res.get("figures", []),
-                      tables=res.get("tables", []))
+    res = demo_run(folder, log=lambda s: None)
+    modalities = [m for m in ("audio", "video", "fusion") if m in res]
+    rows = [[m, res[m]["accuracy"], res[m]["macro_f1"]] for m in modalities]
+    timeline = res.get("timeline", {})
+    windows = timeline.get("windows", [])
+    spans = ", ".join(f"{w['start']:.0f}-{w['end']:.0f} s {w['label']}" for w in windows[:6]
+                      if {"start", "end", "label"} <= set(w))
+    figures = [("Test accuracy per epoch (synthetic split-cue set)", res["modalities_png"])]
+    figures += [(f"Confusion matrix, {m}", res[m]["confusion_png"]) for m in modalities]
+    if timeline.get("png"):
+        figures.append(("Timeline of a 15-s clip whose segments are Positive, Neutral, Negative", timeline["png"]))
+    best = max(modalities, key=lambda m: res[m]["accuracy"])
+    return StepResult(
+        summary="synthetic VGAF-format clips; test accuracy " +
+                ", ".join(f"{m} {res[m]['accuracy']:.2f}" for m in modalities) + f" (best: {best})",
+        metrics={m: {k: v for k, v in res[m].items() if k != "confusion_png"} for m in modalities}
+        | {"timeline": windows},
+        figures=[(c, p) for c, p in figures if p and Path(p).exists()],
+        tables=[("Group emotion on synthetic clips (labelled synthetic)", ["model", "accuracy", "macro-F1"], rows)],
+        text=f"Timeline windows: {spans}" if spans else "",
+    )
 
 
 def videotag_step(folder: Path) -> StepResult:
