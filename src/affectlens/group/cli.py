@@ -7,6 +7,20 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from affectlens.report.html import REPORT_OPTION
+from affectlens.scale import (
+    ADDRESS_OPTION,
+    BACKEND_OPTION,
+    RESUME_OPTION,
+    WORKERS_OPTION,
+)
+from affectlens.training.options import (
+    ACCELERATOR_OPTION,
+    DEVICES_OPTION,
+    NUM_NODES_OPTION,
+    STRATEGY_OPTION,
+)
+
 app = typer.Typer(help="Group emotion (Positive / Neutral / Negative) from global frames + audio; privacy-compliant.",
                   no_args_is_help=True)
 console = Console()
@@ -32,17 +46,30 @@ def features(data: Path = typer.Argument(..., help=DATA_HELP),
              labels: Optional[Path] = typer.Option(None, "--labels", help="Label file, if not auto-detected."),
              clips: Optional[Path] = typer.Option(None, "--clips", help="Clip folder, if not auto-detected."),
              strict: bool = typer.Option(False, "--strict", help="A bad label row is fatal instead of skipped."),
-             missing_audio: str = typer.Option("error", "--missing-audio", help="error | silence")):
-    """Cache frames and log-mels of every clip (atomic, resumable, progress bar)."""
-    from affectlens.group.data import FeatureSpec, extract_features, read_vgaf
+             missing_audio: str = typer.Option("error", "--missing-audio", help="error | silence"),
+             backend: str = BACKEND_OPTION, address: str | None = ADDRESS_OPTION,
+             workers: int | None = WORKERS_OPTION, resume: bool = RESUME_OPTION):
+    """Cache frames and log-mels of every clip (atomic, resumable, progress bar; --backend ray spreads clips)."""
+    import functools
+
+    from affectlens.group.data import FeatureSpec, cache_clip, cache_path, read_vgaf
+    from affectlens.scale import run_batch
 
     index = read_vgaf(data, labels=labels, clips=clips, on_error="error" if strict else "skip")
     spec = FeatureSpec(frames, audio_frames or frames, size, missing_audio)
-    root = data if data.is_dir() else data.parent
-    report = extract_features(index.items, cache or root / "cache", spec)
-    console.print(f"{len(index.items)} clips: {report['written']} cached, {report['skipped_existing']} already "
-                  f"cached, {len(report['failed'])} failed → {report['cache']}")
-    _finish(index.errors + report["failed"], "rows/clips")
+    cache = cache or (data if data.is_dir() else data.parent) / "cache"
+    res = run_batch(index.items, functools.partial(cache_clip, cache=cache, spec=spec),
+                    functools.partial(_cache_entry, cache=cache, spec=spec, path_of=cache_path),
+                    backend=backend, address=address, num_workers=workers, resume=resume,
+                    description=f"features {spec.key}")
+    console.print(f"{len(index.items)} clips: {len(res.done)} cached, {len(res.skipped)} already cached, "
+                  f"{len(res.failed)} failed → {cache / spec.key} ({res.backend}, {res.seconds:.1f} s)")
+    failed = [r if r.startswith(str(it.path)) else f"{it.path}: {r}" for it, r in res.failed]
+    _finish(index.errors + failed, "rows/clips")
+
+
+def _cache_entry(item, cache: Path, spec, path_of) -> Path:
+    return path_of(cache, spec, item.name)
 
 
 @app.command("train")
@@ -64,20 +91,34 @@ def train_cmd(data: Optional[Path] = typer.Argument(None, help=DATA_HELP + " Omi
               freeze_vit_epochs: Optional[int] = typer.Option(None, "--freeze-vit-epochs"),
               vit_weights: Optional[str] = typer.Option(None, "--vit-weights", help="Local ViT weights file."),
               resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last.pt."),
-              strict: bool = typer.Option(False, "--strict", help="A bad label row is fatal.")):
-    """Train with the paper's recipe (checkpoints every epoch, resumable)."""
+              strict: bool = typer.Option(False, "--strict", help="A bad label row is fatal."),
+              devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION,
+              accelerator: str = ACCELERATOR_OPTION):
+    """Train with the paper's recipe (checkpoints every epoch, resumable).
+
+    With --devices N>1, --num-nodes N>1 or --strategy ddp it trains through Lightning instead
+    (every process runs this command; rank 0 writes OUT/ddp.pt each epoch and evaluates; no
+    resume, no focal loss).
+    """
     from affectlens.group.recipe import load_config, train
+    from affectlens.training.options import is_distributed, trainer_kwargs
 
     if data is None and synthetic is None:
         raise typer.BadParameter("give DATA, --synthetic, or both")
     cfg = load_config(config, synthetic_ratio=synthetic_ratio, size=size, modality=modality, head=head, frames=frames,
                       audio_frames=audio_frames, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
                       freeze_vit_epochs=freeze_vit_epochs, vit_weights=vit_weights)
+    trainer = trainer_kwargs(devices, num_nodes, strategy, accelerator) if is_distributed(
+        devices, num_nodes, strategy) else None
     result = train(cfg, data, out, val=val, synthetic=synthetic, on_error="error" if strict else "skip",
-                   resume=resume, log=console.print)
+                   resume=resume, log=console.print, trainer=trainer)
+    if not result.get("is_global_zero", True):
+        return
     if "eval" in result:
         console.print(f"validation accuracy {result['eval']['accuracy']:.4f}, macro-F1 {result['eval']['macro_f1']:.4f}")
-    console.print(f"checkpoints: {result['best']} (best), {result['last']} (last)")
+    same = result["best"] == result["last"]
+    console.print(f"checkpoint: {result['last']}" if same else
+                  f"checkpoints: {result['best']} (best), {result['last']} (last)")
     _finish(result["problems"], "rows/clips")
 
 
@@ -85,14 +126,33 @@ def train_cmd(data: Optional[Path] = typer.Argument(None, help=DATA_HELP + " Omi
 def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt / last.pt from 'group train'."),
              data: Path = typer.Argument(..., help=DATA_HELP),
              out: Path = typer.Option(Path("group-eval"), "--out"),
-             strict: bool = typer.Option(False, "--strict")):
+             strict: bool = typer.Option(False, "--strict"),
+             report: Path | None = REPORT_OPTION):
     """Accuracy, per-class F1 and the confusion matrix (eval.json, confusion.png, per_class.png)."""
     from affectlens.group.recipe import evaluate
 
     r = evaluate(checkpoint, data, out, on_error="error" if strict else "skip", log=console.print)
     f1 = ", ".join(f"{k} {v['f1']:.3f}" for k, v in r["per_class"].items())
     console.print(f"n={r['n']} accuracy {r['accuracy']:.4f}  F1: {f1}  → {out}/eval.json")
+    if report is not None:
+        from affectlens.report.html import write_eval_report
+
+        write_eval_report(report, r, history=_run_history(checkpoint), title="group emotion — evaluation",
+                          notes=f"checkpoint `{checkpoint}` on `{data}` ({r['n']} clips)")
+        console.print(f"report → {report}")
     _finish(r["problems"], "rows/clips")
+
+
+def _run_history(checkpoint: Path) -> dict | None:
+    """Training curves from the run folder's train_summary.json, when the checkpoint sits in one."""
+    import json
+    import math
+
+    summary = checkpoint.parent / "train_summary.json"
+    if not summary.is_file():
+        return None
+    history = json.loads(summary.read_text(encoding="utf-8")).get("history") or {}
+    return {k: [v for v in vals if not math.isnan(v)] for k, vals in history.items()} or None  # NaN: no val set
 
 
 @app.command("predict")

@@ -139,27 +139,36 @@ def cache_path(cache: Path, spec: FeatureSpec, name: str) -> Path:
     return Path(cache) / spec.key / (Path(name).stem + ".npz")
 
 
+def cache_clip(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:
+    """Extract one clip's features into its cache entry (atomically) and return the entry's path.
+
+    Module level and free of state, so :func:`affectlens.scale.run_batch` can ship it to Ray workers.
+    """
+    from affectlens.utils import atomic_path
+
+    out = cache_path(cache, spec, item.name)
+    feats = clip_features(item.path, spec)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, video=feats["video"], audio=feats["audio"].astype(np.float16),
+                     duration=feats["duration"], label=np.int64(item.label))
+    return out
+
+
 def extract_features(items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, progress: bool = True) -> dict:
     """Fill the cache for ``items`` (skipping entries already there); bad clips are reported, not fatal."""
     from rich.progress import track
 
-    from affectlens.utils import atomic_path
-
     done, skipped, failed = 0, 0, []
     for item in track(list(items), description=f"features {spec.key}", disable=not progress):
-        out = cache_path(cache, spec, item.name)
-        if out.exists():
+        if cache_path(cache, spec, item.name).exists():
             skipped += 1
             continue
         try:
-            feats = clip_features(item.path, spec)
+            cache_clip(item, cache, spec)
         except AffectlensError as e:
             failed.append(str(e))
             continue
-        with atomic_path(out) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, video=feats["video"], audio=feats["audio"].astype(np.float16),
-                         duration=feats["duration"], label=np.int64(item.label))
         done += 1
     return {"cache": str(Path(cache) / spec.key), "written": done, "skipped_existing": skipped, "failed": failed}
 

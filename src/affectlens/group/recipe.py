@@ -211,6 +211,44 @@ def fit(cfg: TrainConfig, train_ds, val_ds, out: Path, resume: bool = True, log:
     return {"history": history, "best_acc": best, "best": str(out / "best.pt"), "last": str(out / "last.pt")}
 
 
+def fit_lightning(cfg: TrainConfig, train_ds, val_ds, out: Path, trainer: dict, progress: bool = True,
+                  log: Log = print) -> dict:
+    """The multi-process path (``--devices``/``--num-nodes``/``--strategy``): Lightning's ``fit``.
+
+    Every rank runs this; rank 0 writes ``out/ddp.pt`` (a plain checkpoint ``evaluate`` reads)
+    after each epoch. The ViT freeze schedule is kept; focal loss and resume are single-process only.
+    """
+    import lightning as L
+    import torch
+
+    from affectlens.errors import AffectlensError
+    from affectlens.training.lightning import LitClassifier
+    from affectlens.training.lightning import fit as lightning_fit
+
+    if cfg.loss != "ce":
+        raise AffectlensError(f"loss {cfg.loss!r} is only in the single-process loop; use ce with --devices/--num-nodes")
+    torch.set_num_threads(cfg.threads)
+    model = build_model(cfg.model_config(), vit_weights=cfg.vit_weights or None)
+
+    class FreezeViT(L.Callback):
+        def on_train_epoch_start(self, trainer_, module):
+            model.set_vit_frozen(trainer_.current_epoch < cfg.freeze_vit_epochs)
+
+    module = LitClassifier(model, input_keys=("video", "audio"), optimizer=cfg.optimizer, lr=cfg.lr,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    # a frozen ViT (or the unused branch of a one-modality model) gets no gradient on some steps
+    strategy = "ddp_find_unused_parameters_true" if trainer.get("strategy") == "ddp" else trainer.get("strategy")
+    val_dl = _loader(val_ds, max(cfg.batch_size, 8), False, 0) if val_ds is not None and len(val_ds) else None
+    res = lightning_fit(module, _loader(train_ds, cfg.batch_size, True, cfg.seed), val_dl, max_epochs=cfg.epochs,
+                        checkpoint=Path(out) / "ddp.pt", config=_checkpoint_config(cfg, model), seed=cfg.seed,
+                        callbacks=[FreezeViT()], progress=progress, **{**trainer, "strategy": strategy})
+    if res.is_global_zero:
+        log(f"{cfg.epochs} epochs on {res.world_size} processes -> {res.checkpoint}")
+    acc = res.history.get("val_acc") or res.history.get("train_acc") or [float("nan")]
+    return {"history": res.history, "best_acc": acc[-1], "best": str(res.checkpoint), "last": str(res.checkpoint),
+            "is_global_zero": res.is_global_zero, "world_size": res.world_size}
+
+
 def load_model(checkpoint: Path):
     """``(model, TrainConfig)`` from a checkpoint written by ``fit``."""
     from affectlens.training import load_checkpoint
@@ -228,10 +266,12 @@ def load_model(checkpoint: Path):
 # ----------------------------------------------------------------------------- commands
 def train(cfg: TrainConfig, data: Path, out: Path, val: Optional[Path] = None, synthetic: Optional[Path] = None,
           cache: Optional[Path] = None, on_error: str = "skip", resume: bool = True, progress: bool = True,
-          log: Log = print) -> dict:
+          log: Log = print, trainer: dict | None = None) -> dict:
     """Index, cache features, mix synthetic clips at ``cfg.synthetic_ratio``, fit, evaluate on ``val``.
 
     ``data`` may be None when training on synthetic clips only (Table 2's ``synt_video`` rows).
+    ``trainer`` (Lightning ``Trainer`` arguments from ``training.options.trainer_kwargs``) trains
+    through :func:`fit_lightning` instead; then only rank 0 (``result["is_global_zero"]``) evaluates.
     """
     from affectlens.utils import write_json
 
@@ -254,10 +294,15 @@ def train(cfg: TrainConfig, data: Path, out: Path, val: Optional[Path] = None, s
         v_items, v_cache, v_problems = prepare(val, cfg, None, on_error, progress, log)
         problems += v_problems
         val_ds = GroupClips(v_items, v_cache, spec)
-    result = fit(cfg, train_ds, val_ds, out, resume=resume, log=log)
+    if trainer is None:
+        result = fit(cfg, train_ds, val_ds, out, resume=resume, log=log)
+    else:
+        result = fit_lightning(cfg, train_ds, val_ds, out, trainer, progress, log)
+        if not result["is_global_zero"]:  # every rank runs the command; rank 0 alone reports
+            return {**result, "problems": problems}
     result.update(n_train=len(train_ds), problems=problems)
     if val_ds is not None:
-        result["eval"] = evaluate_dataset(out / "best.pt", val_ds, out / "eval")
+        result["eval"] = evaluate_dataset(Path(result["best"]), val_ds, out / "eval")
     write_json(out / "train_summary.json", result)
     from affectlens.report.plots import curves_png
 

@@ -324,14 +324,15 @@ class Report:
 
 def write_eval_report(path: str | Path, report: Mapping[str, Any], class_names: Sequence[str] | None = None,
                       history: Mapping[str, Sequence[float]] | None = None, title: str = "Evaluation",
-                      notes: str | None = None, tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
-                      ) -> Path:
+                      notes: str | None = None, tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                      images: Sequence[tuple[Any, str]] = ()) -> Path:
     """One line for a room's ``eval --report PATH``.
 
     ``report`` is a ``classification_report`` dict (per-class table and confusion matrix are
     drawn) or any dict of scalar metrics (e.g. GAP / mAP / Hit@1 of a multi-label model), shown
     as a table. ``history`` adds training curves, ``tables`` adds named tables of dict rows (e.g.
-    an ablation), ``notes`` a paragraph (command line, checkpoint, data).
+    an ablation), ``notes`` a paragraph (command line, checkpoint, data), ``images`` figures the
+    room already drew as ``(PNG path | bytes | array, caption)`` (e.g. an error-bar chart).
     """
     r = Report(title)
     r.section("Results")
@@ -346,6 +347,10 @@ def write_eval_report(path: str | Path, report: Mapping[str, Any], class_names: 
         r.kv({k: v for k, v in report.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)})
     for name, rows in (tables or {}).items():
         r.section(name).table(rows)
+    if images:
+        r.section("Figures")
+        for image, caption in images:
+            r.image(image, caption)
     if history:
         r.section("Training").curves(history)
     return r.write(path)

@@ -44,3 +44,18 @@ def trainer_kwargs(devices: str | int = "1", num_nodes: int = 1, strategy: str =
         raise AffectlensError(f"--accelerator {accelerator!r}: expected cpu, gpu or auto")
     return {"devices": parse_devices(devices), "num_nodes": int(num_nodes), "strategy": strategy,
             "accelerator": accelerator}
+
+
+def is_distributed(devices: str | int = "1", num_nodes: int = 1, strategy: str = "auto") -> bool:
+    """Whether the options ask for more than the one plain process (several devices or nodes, or an
+    explicit strategy): a room's ``train`` then goes through :func:`affectlens.training.lightning.fit`."""
+    d = parse_devices(devices)
+    many = d == "auto" or (isinstance(d, list) and len(d) > 1) or (isinstance(d, int) and d > 1)
+    return many or int(num_nodes) > 1 or strategy != "auto"
+
+
+def require_single_process(command: str, devices: str | int = "1", num_nodes: int = 1, strategy: str = "auto") -> None:
+    """One-line error for a ``train`` whose hand-written loop runs in one process only."""
+    if is_distributed(devices, num_nodes, strategy):
+        raise AffectlensError(f"{command} trains in a single process (its own loop): --devices/--num-nodes/"
+                              f"--strategy must stay 1/1/auto (got {devices}/{num_nodes}/{strategy})")
