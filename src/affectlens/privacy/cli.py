@@ -5,10 +5,13 @@ extra top-level commands to ``top_commands``.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import typer
+
+from affectlens.scale import ADDRESS_OPTION, BACKEND_OPTION, WORKERS_OPTION
 
 app = typer.Typer(help="Face anonymization and identity obfuscation (paper 004).", no_args_is_help=True)
 
@@ -31,11 +34,13 @@ def anonymize_command(
                                     help="obfuscate: stage-1 attribute classifier (affectlens privacy train-attributes)."),
     flip: str = typer.Option("Pointy_Nose,Smiling,Young,Big_Nose", "--flip",
                              help="obfuscate: attributes to invert (comma list or 'all'); Male & co. never change."),
+    backend: str = BACKEND_OPTION, address: str | None = ADDRESS_OPTION, workers: int | None = WORKERS_OPTION,
 ):
-    """Blur, pixelate or black out every face; videos keep frames, timestamps and audio."""
-    from rich.console import Console
-    from rich.table import Table
+    """Blur, pixelate or black out every face; videos keep frames, timestamps and audio.
 
+    --backend ray spreads the files over Ray workers (one file per task) with the same resume,
+    outputs and failure report as the default single process.
+    """
     from affectlens.errors import AffectlensError
     from affectlens.privacy.anonymize import anonymize
 
@@ -43,13 +48,23 @@ def anonymize_command(
         raise AffectlensError(f"--mask must be 'ellipse' or 'box', got {mask!r}")
     if detector not in ("centerface", "haar"):
         raise AffectlensError(f"--detector must be 'centerface' or 'haar', got {detector!r}")
-    if method == "obfuscate":  # paper 004: regenerate faces with attributes flipped
-        from affectlens.privacy.obfuscate import register_obfuscate
+    options = {"method": method, "mask": mask, "margin": margin, "detector": detector, "threshold": threshold,
+               "det_size": det_size or None, "detect_every": detect_every}
+    obfuscate = (str(recon), str(attributes), flip, margin) if method == "obfuscate" else None
+    if backend != "local":
+        results = _anonymize_batch(src, out, options, obfuscate, resume, backend, address, workers, not as_json)
+    else:
+        if obfuscate is not None:  # paper 004: regenerate faces with attributes flipped
+            _register_obfuscate(*obfuscate)
+        results = anonymize(src, out, resume=resume, progress=not as_json, errors="collect", **options)
+    _print_results(results, as_json)
 
-        register_obfuscate(recon, attributes, flip, box_margin=margin)
-    results = anonymize(src, out, method=method, mask=mask, margin=margin, detector=detector, threshold=threshold,
-                        det_size=det_size or None, detect_every=detect_every, resume=resume,
-                        progress=not as_json, errors="collect")
+
+def _print_results(results: list, as_json: bool) -> None:
+    """The per-file table (or JSON), one error line per failed file, exit 1 when any failed."""
+    from rich.console import Console
+    from rich.table import Table
+
     err = Console(stderr=True)
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -64,6 +79,59 @@ def anonymize_command(
     if failed:
         err.print(f"[red]{len(failed)} of {len(results)} files failed[/red]")
         raise typer.Exit(1)
+
+
+@functools.cache
+def _register_obfuscate(recon: str, attributes: str, flip: str, margin: float) -> None:
+    """Load the obfuscation models once per process (the driver, or each Ray worker)."""
+    from affectlens.privacy.obfuscate import register_obfuscate
+
+    register_obfuscate(Path(recon), Path(attributes), flip, box_margin=margin)
+
+
+def _anonymize_file(src: Path, dst_of: dict, options: dict, obfuscate: tuple | None) -> Path:
+    """One file of a ``--backend ray`` run (module level, so Ray workers can import it); returns
+    its sidecar, which ``anonymize`` writes last."""
+    from affectlens.privacy.anonymize import anonymize, sidecar_path
+
+    if obfuscate is not None:
+        _register_obfuscate(*obfuscate)
+    dst = dst_of[str(src)]
+    anonymize(src, dst, resume=False, errors="raise", **options)
+    return sidecar_path(dst)
+
+
+def _anonymize_batch(src: list[Path], out: Path, options: dict, obfuscate: tuple | None, resume: bool,
+                     backend: str, address: str | None, workers: int | None, progress: bool) -> list:
+    """``anonymize`` over :func:`affectlens.scale.run_batch`: results in input order, as FileResults."""
+    from affectlens.privacy.anonymize import (
+        IMAGE_EXTS,
+        FileResult,
+        get_method,
+        plan_outputs,
+        sidecar_path,
+    )
+    from affectlens.scale import run_batch
+
+    if obfuscate is None:
+        get_method(options["method"])  # an unknown method fails once, here, not once per file
+    pairs = plan_outputs(src, out)
+    dst_of = {str(s): d for s, d in pairs}
+    res = run_batch([s for s, _ in pairs], functools.partial(_anonymize_file, dst_of=dst_of, options=options,
+                                                             obfuscate=obfuscate),
+                    lambda s: sidecar_path(dst_of[str(s)]), backend=backend, address=address, num_workers=workers,
+                    resume=resume, description="files", progress=progress)
+    kind = {str(s): "image" if s.suffix.lower() in IMAGE_EXTS else "video" for s, _ in pairs}
+    rows: dict[str, FileResult] = {}
+    for s, side in res.done:
+        faces = json.loads(Path(side).read_text(encoding="utf-8")).get("faces_per_frame", [])
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "done", kind[str(s)], len(faces), sum(faces))
+    for s, _ in res.skipped:
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "skipped", kind[str(s)])
+    for s, reason in res.failed:
+        line = reason if reason.startswith(str(s)) else f"{s}: {reason}"
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "failed", kind[str(s)], error=line)
+    return [rows[str(s)] for s, _ in pairs]
 
 
 top_commands = {"anonymize": anonymize_command}
