@@ -5,6 +5,13 @@ from pathlib import Path
 
 import typer
 
+from affectlens.report.html import REPORT_OPTION
+from affectlens.training.options import (
+    DEVICES_OPTION,
+    NUM_NODES_OPTION,
+    STRATEGY_OPTION,
+)
+
 app = typer.Typer(help="7-class facial expression (CNN-BiLSTM, paper 002): train on FER2013, evaluate, predict.",
                   no_args_is_help=True)
 
@@ -16,10 +23,18 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
           variant: str | None = typer.Option(None, help="cnn_bilstm | cnn | bilstm"),
           size: str | None = typer.Option(None, help="tiny | small | base"),
           epochs: int | None = typer.Option(None, help="Total epochs (a resumed run may change it before its decay phase)."),
-          threads: int | None = typer.Option(None, help="torch CPU threads.")):
-    """Train on Training, keep the best PublicTest epoch (best.pt); resumable from last.pt."""
+          threads: int | None = typer.Option(None, help="torch CPU threads."),
+          devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION):
+    """Train on Training, keep the best PublicTest epoch (best.pt); resumable from last.pt.
+
+    Single process only (its own loop: batch augmentation, warmup-stable-decay LR): --devices,
+    --num-nodes and --strategy must stay 1 / 1 / auto; any other value is refused with one line.
+    """
     from affectlens.expression.recipe import load_train_config
     from affectlens.expression.recipe import train as run
+    from affectlens.training.options import require_single_process
+
+    require_single_process("expression train", devices, num_nodes, strategy)
 
     cfg = load_train_config(config, data=data, out=out, variant=variant, size=size, epochs=epochs, threads=threads)
     state = run(cfg)
@@ -31,7 +46,8 @@ def evaluate(weights: Path | None = typer.Option(None, help="Checkpoint (default
              data: str = typer.Option("../shared/data/fer2013", help="fer2013.csv or the image-folder layout."),
              out: Path = typer.Option(Path("runs/expression/eval"), help="Folder for metrics.json and the PNGs."),
              split: str = typer.Option("PrivateTest", help="Training | PublicTest | PrivateTest"),
-             tta: list[str] = typer.Option(["none", "flip", "tencrop"], help="Test-time augmentation modes to score.")):
+             tta: list[str] = typer.Option(["none", "flip", "tencrop"], help="Test-time augmentation modes to score."),
+             report: Path | None = REPORT_OPTION):
     """Accuracy, macro-F1, per-class P/R/F1 and the confusion matrix (counts), as JSON and PNG."""
     from affectlens.expression.recipe import evaluate as run
 
@@ -39,6 +55,26 @@ def evaluate(weights: Path | None = typer.Option(None, help="Checkpoint (default
     for mode, rep in res["reports"].items():
         typer.echo(f"{split} TTA={mode:8s} accuracy {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}")
     typer.echo(f"wrote {out / 'metrics.json'}, {out / 'per_class.png'}, {out / 'confusion_matrix.png'}")
+    if report is not None:
+        from affectlens.report.html import write_eval_report
+
+        rows = [{"TTA": m, "accuracy": r["accuracy"], "macro-F1": r["macro_f1"]} for m, r in res["reports"].items()]
+        write_eval_report(report, res["reports"][tta[-1]], title=f"expression — {res['variant']}, {split}",
+                          notes=f"weights `{res['weights']}` on `{data}` ({res['n']} faces); per-class table and "
+                                f"confusion matrix with TTA {tta[-1]}",
+                          tables={"Test-time augmentation": rows}, history=_run_history(weights))
+        typer.echo(f"report -> {report}")
+
+
+def _run_history(weights: Path | None) -> dict | None:
+    """Training curves from the run folder's history.json (written by `expression train`), if any."""
+    import json
+
+    path = weights.parent / "history.json" if weights is not None else None
+    if path is None or not path.is_file():
+        return None
+    history = json.loads(path.read_text(encoding="utf-8")).get("history") or {}
+    return {k: v for k, v in history.items() if k != "epoch_seconds"} or None
 
 
 @app.command()

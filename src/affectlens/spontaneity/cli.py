@@ -8,6 +8,13 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from affectlens.report.html import REPORT_OPTION
+from affectlens.training.options import (
+    DEVICES_OPTION,
+    NUM_NODES_OPTION,
+    STRATEGY_OPTION,
+)
+
 app = typer.Typer(help="Posed vs spontaneous expressions from onset/apex face pairs (comparison-layer CNNs).",
                   no_args_is_help=True)
 console = Console()
@@ -83,7 +90,8 @@ def cv(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manif
        size: Optional[str] = typer.Option(None, help="Net widths: tiny | small | paper (default small)."),
        batch_size: Optional[int] = typer.Option(None, help="(default 16)."), lr: Optional[float] = typer.Option(None, help="(default 3e-3)."),
        threads: Optional[int] = typer.Option(None, help="torch threads, at most 2 (default 1)."),
-       out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for results.json and errors.png.")):
+       out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for results.json and errors.png."),
+       report: Path | None = REPORT_OPTION):
     """Subject-independent cross-validation of all nine methods; prints Table 1's layout beside the paper."""
     from affectlens.spontaneity.protocol import print_table
     from affectlens.spontaneity.recipe import cross_validate
@@ -94,6 +102,32 @@ def cv(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manif
     print_table(result, console)
     if out is not None:
         console.print(f"wrote {out / 'results.json'} and {out / 'errors.png'}")
+    if report is not None:
+        _write_cv_report(report, result, out)
+        console.print(f"report → {report}")
+
+
+def _write_cv_report(path: Path, result: dict, out: Path | None) -> None:
+    """Table 1 (ours beside the paper) as the ablation table, the error-bar chart as the figure."""
+    import tempfile
+
+    from affectlens.report.html import write_eval_report
+    from affectlens.spontaneity.protocol import error_bars_png, table_rows
+
+    loso = result["protocol"] == "loso"
+    rows = [{"method": m, "paper" + (" SPOS (LOSO)" if loso else " subset / full"): paper,
+             "ours: error % mean ± std(folds)": ours, "std(seeds)": float(seeds),
+             "pooled error %": result["summary"][m]["pooled"]} for m, paper, ours, seeds in table_rows(result)]
+    settings = {k: result[k] for k in ("protocol", "folds", "samples", "subjects")}
+    with tempfile.TemporaryDirectory() as tmp:
+        bars = out / "errors.png" if out is not None else Path(tmp) / "errors.png"
+        if out is None:
+            error_bars_png(result, bars)
+        write_eval_report(path, settings, title=f"spontaneity — {result['protocol']} cross-validation",
+                          notes=f"manifest `{result['manifest']}`, seeds {result['seeds']}; error rates averaged "
+                                "over folds and seeds (never the best seed)",
+                          tables={"Error rate per method (Table 1)": rows},
+                          images=[(bars, "error rate per method, ours (± std over folds) beside the paper")])
 
 
 @app.command()
@@ -103,9 +137,17 @@ def train(manifest_path: Path = typer.Argument(..., metavar="MANIFEST"),
           epochs: Optional[int] = typer.Option(None), size: Optional[str] = typer.Option(None, help="tiny | small | paper"),
           batch_size: Optional[int] = typer.Option(None), lr: Optional[float] = typer.Option(None),
           seed: int = typer.Option(0), threads: Optional[int] = typer.Option(None),
-          resume: bool = typer.Option(True, help="Reuse nets already saved in --out.")):
-    """Train the seven nets and both -SVM ensembles on every pair, for `predict`."""
+          resume: bool = typer.Option(True, help="Reuse nets already saved in --out."),
+          devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION):
+    """Train the seven nets and both -SVM ensembles on every pair, for `predict`.
+
+    Single process only (seven small nets and two SVMs in a row): --devices, --num-nodes and
+    --strategy must stay 1 / 1 / auto; any other value is refused with one line.
+    """
     from affectlens.spontaneity.recipe import train_all
+    from affectlens.training.options import require_single_process
+
+    require_single_process("spontaneity train", devices, num_nodes, strategy)
 
     c = _settings(config, epochs=epochs, size=size, batch_size=batch_size, lr=lr, threads=threads)
     paths = train_all(manifest_path, out, c.train, seed, resume)

@@ -6,6 +6,13 @@ from typing import List, Optional
 
 import typer
 
+from affectlens.report.html import REPORT_OPTION
+from affectlens.training.options import (
+    DEVICES_OPTION,
+    NUM_NODES_OPTION,
+    STRATEGY_OPTION,
+)
+
 app = typer.Typer(help="Multi-label video tagging on YouTube-8M features (+ titles and keywords).",
                   no_args_is_help=True)
 
@@ -41,9 +48,17 @@ def train(data: Path = _DATA, out: Path = typer.Option(..., "--out", help="Run f
           config: Optional[Path] = typer.Option(None, "--config", help="A configs/videotag_*.yaml recipe."),
           epochs: Optional[int] = typer.Option(None, "--epochs"), lr: Optional[float] = typer.Option(None, "--lr"),
           modalities: Optional[str] = typer.Option(None, "--modalities", help="e.g. rgb,audio"),
-          train_shards: int = _TRAIN_SHARDS):
-    """Train on the training shards (resumes from OUT/last.pt) and evaluate on the rest."""
+          train_shards: int = _TRAIN_SHARDS,
+          devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION):
+    """Train on the training shards (resumes from OUT/last.pt) and evaluate on the rest.
+
+    Single process only (its own loop over in-memory features): --devices, --num-nodes and
+    --strategy must stay 1 / 1 / auto; any other value is refused with one line.
+    """
+    from affectlens.training.options import require_single_process
     from affectlens.videotag import recipe
+
+    require_single_process("videotag train", devices, num_nodes, strategy)
 
     mods = modalities.split(",") if modalities else None
     cfg = recipe.load_config(config, epochs=epochs, lr=lr, modalities=mods)
@@ -56,12 +71,22 @@ def train(data: Path = _DATA, out: Path = typer.Option(..., "--out", help="Run f
 
 @app.command("eval")
 def eval_cmd(checkpoint: Path = typer.Argument(..., help="model.pt from 'videotag train'."), data: Path = _DATA,
-             split: str = typer.Option("eval", "--split", help="train, eval or all"), train_shards: int = _TRAIN_SHARDS):
+             split: str = typer.Option("eval", "--split", help="train, eval or all"), train_shards: int = _TRAIN_SHARDS,
+             report: Path | None = REPORT_OPTION):
     """Print GAP / Hit@1 / PERR / mAP of a trained model."""
     from affectlens.videotag import recipe
 
     m = recipe.evaluate(checkpoint, _split(data, split, train_shards))
     _print_metrics(f"{checkpoint} on {m['videos']} videos", {checkpoint.parent.name or "model": m})
+    if report is not None:
+        from affectlens.report.html import write_eval_report
+        from affectlens.training import load_checkpoint
+
+        history = load_checkpoint(checkpoint).get("history") or None
+        write_eval_report(report, m, history=history, title="videotag — evaluation",
+                          notes=f"checkpoint `{checkpoint}` on the {split} split of `{data}` ({m['videos']} videos); "
+                                "metrics as the YouTube-8M starter code defines them (GAP over the top 20)")
+        typer.echo(f"report -> {report}")
 
 
 @app.command()
