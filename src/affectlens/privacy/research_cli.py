@@ -10,6 +10,13 @@ from typing import Optional
 
 import typer
 
+from affectlens.report.html import REPORT_OPTION
+from affectlens.training.options import (
+    DEVICES_OPTION,
+    NUM_NODES_OPTION,
+    STRATEGY_OPTION,
+)
+
 
 def train_attributes_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Flat YAML (configs/privacy_attributes_*.yaml)."),
@@ -18,9 +25,21 @@ def train_attributes_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (re-run to resume from last.pt)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="small | resnet18 | resnet50 (the paper's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION,
 ):
-    """Stage 1: train the 40-attribute classifier; report held-out mean accuracy vs majority and paper."""
-    from affectlens.privacy.attributes import AttributeTrainConfig, load_train_config, train_attributes
+    """Stage 1: train the 40-attribute classifier; report held-out mean accuracy vs majority and paper.
+
+    Single process only (its own loop): --devices, --num-nodes and --strategy must stay 1 / 1 /
+    auto; any other value is refused with one line.
+    """
+    from affectlens.privacy.attributes import (
+        AttributeTrainConfig,
+        load_train_config,
+        train_attributes,
+    )
+    from affectlens.training.options import require_single_process
+
+    require_single_process("privacy train-attributes", devices, num_nodes, strategy)
 
     cfg = load_train_config(AttributeTrainConfig, config, data=data, out=out, epochs=epochs, backbone=backbone,
                             threads=threads)
@@ -36,10 +55,18 @@ def train_reconstruct_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (re-run to resume from last.pt)."),
     landmark_cache: Optional[str] = typer.Option(None, "--cache", help="Landmark cache .npz (default: user cache dir)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION,
 ):
-    """Stage 2: train the 111-channel U-Net with 1 − SSIM; report test SSIM vs the paper's 0.8752."""
+    """Stage 2: train the 111-channel U-Net with 1 − SSIM; report test SSIM vs the paper's 0.8752.
+
+    Single process only (its own loop): --devices, --num-nodes and --strategy must stay 1 / 1 /
+    auto; any other value is refused with one line.
+    """
     from affectlens.privacy.attributes import load_train_config
     from affectlens.privacy.reconstruct import ReconTrainConfig, train_reconstruct
+    from affectlens.training.options import require_single_process
+
+    require_single_process("privacy train-reconstruct", devices, num_nodes, strategy)
 
     cfg = load_train_config(ReconTrainConfig, config, data=data, out=out, epochs=epochs,
                             landmark_cache=landmark_cache, threads=threads)
@@ -57,14 +84,39 @@ def evaluate_command(
     max_images: int = typer.Option(240, "--max-images", help="Probe photos for the dlib attack (whole identities)."),
     expression: Optional[str] = typer.Option(None, "--expression", help="Expression-room best.pt (default: fer's net)."),
     landmark_cache: Optional[str] = typer.Option(None, "--cache", help="Landmark cache .npz."),
+    report: Path | None = REPORT_OPTION,
 ):
     """Obfuscate vs blur vs pixelate on held-out identities: recognisers, detection, SSIM, expression, attributes."""
     from affectlens.privacy.evaluate import EvalConfig, evaluate_obfuscation
 
     cfg = EvalConfig(data=data, out=out, recon=str(recon), attributes=str(attributes), max_images=max_images,
                      expression=expression, landmark_cache=landmark_cache)
-    evaluate_obfuscation(cfg, log=typer.echo)
+    metrics = evaluate_obfuscation(cfg, log=typer.echo)
     typer.echo((Path(out) / "table.md").read_text(encoding="utf-8"))
+    if report is not None:
+        _write_evaluate_report(report, metrics, Path(out))
+        typer.echo(f"report -> {report}")
+
+
+def _write_evaluate_report(path: Path, metrics: dict, out: Path) -> None:
+    """The method × measure table (the paper's comparison) and the sample grid, in one HTML page."""
+    from affectlens.privacy.evaluate import COLUMNS
+    from affectlens.report.html import write_eval_report
+
+    rows = [{"method": name, **{label: r.get(key) for key, label in COLUMNS}} for name, r in metrics["methods"].items()]
+    rec = metrics.get("recognizer", {})
+    summary = {"probe photos": metrics.get("n_probes"), "held-out identities": metrics.get("n_identities"),
+               "recogniser train photos": rec.get("n_train"), "recogniser test photos": rec.get("n_test"),
+               "paper recogniser, original": rec.get("paper_original"),
+               "paper recogniser, obfuscated (4 attrs)": rec.get("paper_obfuscated_4"),
+               "expression model": metrics.get("expression_model")}
+    samples = out / "samples.png"
+    write_eval_report(path, {k: v for k, v in summary.items() if v is not None},
+                      title="privacy — identity obfuscation vs blur and pixelate",
+                      notes="Attacks: the paper's person recogniser and dlib's 128-d face encoder; utility: face "
+                            "still detected, SSIM outside the face, expression and other attributes kept.",
+                      tables={"Methods": rows},
+                      images=[(samples, "one row per photo, one column per method")] if samples.is_file() else ())
 
 
 def register_commands(app: typer.Typer) -> None:
