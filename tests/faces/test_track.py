@@ -25,12 +25,23 @@ def test_box_iou_hand_computed():
 def test_missed_frames_inside_a_track_are_interpolated():
     truth = _moving(20)
     dets = [truth[i:i + 1] if i not in (7, 8) else np.zeros((0, 4)) for i in range(20)]
-    out = track_boxes(dets, TrackerConfig(max_gap=3, smooth=0))
+    out = track_boxes(dets, TrackerConfig(max_gap=3, smooth=0, grow=0.0))
     assert [f.index for f in out] == list(range(20))
     for i in (7, 8):
         assert len(out[i].boxes) == 1 and not out[i].detected[0]
         np.testing.assert_allclose(out[i].boxes[0], truth[i], atol=1e-4)  # linear motion: exact
     assert len({int(f.track_ids[0]) for f in out}) == 1
+
+
+def test_filled_boxes_grow_with_the_distance_to_a_detection():
+    truth = _moving(20)
+    dets = [truth[i:i + 1] if i not in (6, 7, 8) else np.zeros((0, 4)) for i in range(20)]
+    out = track_boxes(dets, TrackerConfig(max_gap=3, smooth=0, grow=0.05))
+    size = truth[0, 2] - truth[0, 0]
+    for i, d in ((6, 1), (7, 2), (8, 1)):  # frames from the nearer detection
+        box = out[i].boxes[0]
+        assert _covers(box, truth[i])
+        np.testing.assert_allclose(box[2] - box[0], size * (1 + 0.05 * d), rtol=1e-5)
 
 
 def test_smoothed_box_always_contains_the_detection():
@@ -55,7 +66,7 @@ def test_track_end_is_held_then_dropped_and_start_has_pre_roll():
 def test_two_faces_keep_their_own_tracks():
     a, b = _moving(12, x0=0), _moving(12, x0=200, vx=-3)
     dets = [np.stack([a[i], b[i]]) if i != 5 else a[i:i + 1] for i in range(12)]
-    out = track_boxes(dets, TrackerConfig(smooth=0))
+    out = track_boxes(dets, TrackerConfig(smooth=0, grow=0.0))
     assert all(len(f.boxes) == 2 for f in out)
     assert set(out[5].track_ids.tolist()) == {0, 1}
     filled = out[5].boxes[~out[5].detected][0]

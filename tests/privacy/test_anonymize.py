@@ -14,8 +14,10 @@ from affectlens.faces.track import TrackerConfig
 from affectlens.media import iter_frames, probe, write_video
 from affectlens.privacy.anonymize import (
     METHODS,
+    _FrameDetector,
     anonymize,
     anonymize_frame,
+    anonymize_yuv420p,
     plan_outputs,
     region_mask,
     sidecar_path,
@@ -77,6 +79,48 @@ def test_methods_change_only_the_masked_area():
             face = out[25:55, 45:75].astype(float)
             assert face.std() < img[25:55, 45:75].std() / 3, (name, mask)  # the texture is gone
     assert (anonymize_frame(img, box, METHODS["solid"], "box", 0.0)[20:60, 40:80] == 0).all()
+
+
+def test_yuv420p_masking_matches_rgb_and_leaves_the_rest_untouched():
+    """Videos are masked in the decoder's yuv420p: same result as on RGB, other bytes kept exactly."""
+    import cv2
+
+    rng = np.random.default_rng(2)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (96, 160, 3), dtype=np.uint8), (0, 0), 2)  # natural-ish colours
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)  # (144, 160): PyAV's yuv420p ndarray layout
+    boxes = np.array([[41.3, 20.7, 83.9, 66.2], [100, 50, 150, 95]], np.float32)
+    for name in ("blur", "pixelate", "solid"):
+        for mask in ("ellipse", "box"):
+            out = anonymize_yuv420p(yuv.copy(), boxes, METHODS[name], mask, margin=0.25)
+            ref = anonymize_frame(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), boxes, METHODS[name], mask, 0.25)
+            ref = cv2.cvtColor(cv2.cvtColor(ref, cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420)  # as encoded
+            diff = np.abs(cv2.cvtColor(out, cv2.COLOR_YUV2RGB_I420).astype(int) - ref.astype(int))
+            assert np.percentile(diff, 99) <= 2 and diff.mean() < 0.2, (name, mask)
+            changed = out[:96] != yuv[:96]  # Y plane
+            ys, xs = np.nonzero(changed)
+            assert ys.min() >= 8 and xs.min() >= 30, (name, mask)  # nothing outside the grown boxes
+            assert not changed[:, :30].any() and not changed[:8].any()
+    assert (anonymize_yuv420p(yuv.copy(), boxes[:1], METHODS["solid"], "box", 0.0)[22:66, 42:84] == 16).all()  # black
+
+
+def test_downscaled_detection_boxes_come_back_in_frame_pixels():
+    seen = {}
+
+    def fake(rgb):  # a face at (10, 5)-(30, 25) of whatever image it is given
+        seen["shape"] = rgb.shape
+        return Detections(np.array([[10, 5, 30, 25]], np.float32), np.ones(1, np.float32),
+                          np.full((1, 5, 2), 10, np.float32))
+
+    frame = av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
+    dets = _FrameDetector(fake, rotation=0, scale=0.5)(frame)
+    assert seen["shape"] == (60, 80, 3)
+    np.testing.assert_allclose(dets.boxes, [[20, 10, 60, 50]])
+    np.testing.assert_allclose(dets.landmarks[0, 0], [20, 20])
+    _FrameDetector(fake, rotation=0)(frame)  # a caller's detector sees the full frame
+    assert seen["shape"] == (120, 160, 3)
+    dets = _FrameDetector(fake, rotation=90, scale=0.5)(frame)  # displayed upright: 120 wide, 160 high
+    assert seen["shape"] == (80, 60, 3)
+    np.testing.assert_allclose(dets.boxes, [[20, 10, 60, 50]])
 
 
 def test_ellipse_mask_covers_centre_not_corners():

@@ -5,7 +5,8 @@ what the detector saw shows that face for a frame, and the face flickers into vi
 links detections into tracks and, for every frame, returns boxes that
 
 * follow each detection (the smoothed box is grown to contain the raw one, never shrunk below it);
-* fill a gap of up to ``max_gap`` missed frames by interpolating between the boxes around it;
+* fill a gap of up to ``max_gap`` missed frames by interpolating between the boxes around it,
+  grown by ``grow`` per frame of distance to the nearer detection (a face need not move linearly);
 * hold (and slowly grow) the last box for ``max_gap`` frames after a track ends, and the first box
   for ``pre_roll`` frames before it starts, in case the detector was late.
 
@@ -32,7 +33,7 @@ class TrackerConfig:
     pre_roll: int = 2  # frames masked before a track's first detection
     smooth: int = 2  # half-width of the centred moving average over a track's boxes
     iou: float = 0.2  # minimum overlap to link a detection to a track
-    grow: float = 0.05  # held boxes grow by this share of their size per frame (faces move)
+    grow: float = 0.05  # held and filled boxes grow by this share of their size per frame from a detection
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ class FaceTracker:
         after = t.frames[k] if k < len(t.frames) else None
         if before is not None and after is not None and after - before - 1 <= cfg.max_gap:
             w = (index - before) / (after - before)
-            return (1 - w) * t.boxes[k - 1] + w * t.boxes[k], False
+            box = (1 - w) * t.boxes[k - 1] + w * t.boxes[k]
+            return _grow(box, cfg.grow * min(index - before, after - index)), False  # less sure away from a detection
         if before is not None and index - before <= cfg.max_gap:
             return _grow(t.boxes[k - 1], cfg.grow * (index - before)), False
         if after is not None and before is None and after - index <= cfg.pre_roll:

@@ -7,8 +7,12 @@ methods live in the typed mapping ``METHODS``; another module adds one with ``re
 
 Videos keep their resolution, frame count, timestamps (each frame's ``pts``), frame rate, time base
 and audio stream (packets copied, not re-encoded). Decoding, detection and encoding run in three
-threads that overlap (detection itself in two worker threads; PyAV, onnxruntime and OpenCV release the GIL). Detections pass through a
-``FaceTracker`` so a face the detector misses for a few frames stays covered.
+threads that overlap (detection itself in two worker threads; PyAV, onnxruntime and OpenCV release
+the GIL). Frames stay in the decoder's yuv420p: the detector gets a small RGB copy made by the
+scaler in one pass, a frame without faces goes to the encoder as decoded, and a frame with faces is
+changed only inside the faces' regions (``anonymize_yuv420p``), so no full-size RGB frame is made.
+Detections pass through a ``FaceTracker`` so a face the detector misses for a few frames stays
+covered.
 
 Each output gets a JSON sidecar ``<output>.json`` (faces per frame, boxes, method, detector,
 threshold), written last: a folder run skips files whose output and sidecar exist (resume).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,9 +154,12 @@ def region_mask(shape: MaskShape, box: np.ndarray, margin: float, bounds: tuple[
     ax, ay = (bx2 - bx1) / 2 + mx, (by2 - by1) / 2 + my
     dx = ((np.arange(x2 - x1, dtype=np.float32) + 0.5 - cx) / max(ax, 1)) ** 2  # (w,)
     dy = ((np.arange(y2 - y1, dtype=np.float32) + 0.5 - cy) / max(ay, 1)) ** 2  # (h,)
-    r = np.sqrt(dy[:, None] + dx[None, :])  # (h, w)
-    edge = 2.0 / max(min(ax, ay), 1)  # ~2-px soft edge, always outside the ellipse (r > 1)
-    return np.clip((1 + edge - r) / edge, 0, 1).astype(np.float32)
+    r = dy[:, None] + dx[None, :]  # (h, w) float32, worked on in place below
+    np.sqrt(r, out=r)
+    edge = np.float32(2.0 / max(min(ax, ay), 1))  # ~2-px soft edge, always outside the ellipse (r > 1)
+    r *= -1 / edge  # weight = (1 + edge - r) / edge, clipped to [0, 1]
+    r += (1 + edge) / edge
+    return np.clip(r, 0, 1, out=r)
 
 
 def anonymize_frame(rgb: np.ndarray, boxes: np.ndarray, method: Method, mask: MaskShape = "ellipse",
@@ -242,6 +250,59 @@ def anonymize_image(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     return FileResult(str(src), str(dst), "done", "image", 1, len(dets), time.perf_counter() - t0)
 
 
+# ---------------------------------------------------------------- video: masking decoded yuv420p pictures
+
+
+def _even_bounds(bounds: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
+    """``bounds`` grown outward to even coordinates (yuv420p chroma covers 2×2 pixels)."""
+    x1, y1, x2, y2 = bounds
+    return x1 & ~1, y1 & ~1, min(w, x2 + (x2 & 1)), min(h, y2 + (y2 & 1))
+
+
+def anonymize_yuv420p(yuv: np.ndarray, boxes: np.ndarray, method: Method, mask: MaskShape = "ellipse",
+                      margin: float = 0.25) -> np.ndarray:
+    """Mask every box (k, 4) in place in a yuv420p picture and return it.
+
+    ``yuv`` is ``(H * 3 / 2, W)`` uint8 in PyAV's ``VideoFrame.to_ndarray()`` layout (the Y plane,
+    then U, then V, each contiguous). Only each face's region is touched: it is converted to RGB
+    (BT.601 video range, OpenCV) for ``method``, which sees the same crop and mask as in
+    ``anonymize_frame``; the replacement is converted back and blended in by the mask on Y and
+    (with the mask averaged over each 2×2 block) on U and V, so pixels outside the mask keep their
+    bytes exactly.
+    """
+    h_all, w_all = yuv.shape[0] * 2 // 3, yuv.shape[1]
+    if (yuv.dtype != np.uint8 or yuv.ndim != 2 or h_all * 3 // 2 != yuv.shape[0] or h_all % 2 or w_all % 2
+            or not yuv.flags.c_contiguous):
+        raise ValueError(f"expected a contiguous yuv420p picture (H*3/2, W) uint8 with even H and W, "
+                         f"got {yuv.shape} {yuv.dtype}")
+    n = h_all * w_all
+    flat = yuv.reshape(-1)  # a view: yuv is contiguous
+    planes = (yuv[:h_all], flat[n:n + n // 4].reshape(h_all // 2, w_all // 2),
+              flat[n + n // 4:].reshape(h_all // 2, w_all // 2))
+    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
+        bounds = expand_box(box, margin, w_all, h_all)
+        bx1, by1, bx2, by2 = bounds
+        if bx2 - bx1 < 1 or by2 - by1 < 1:
+            continue
+        x1, y1, x2, y2 = _even_bounds(bounds, w_all, h_all)
+        h, w = y2 - y1, x2 - x1
+        crops = (planes[0][y1:y2, x1:x2], planes[1][y1 // 2:y2 // 2, x1 // 2:x2 // 2],
+                 planes[2][y1 // 2:y2 // 2, x1 // 2:x2 // 2])
+        i420 = np.concatenate([c.reshape(-1) for c in crops]).reshape(h * 3 // 2, w)
+        rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # (h, w, 3)
+        inner = (slice(by1 - y1, by2 - y1), slice(bx1 - x1, bx2 - x1))  # the crop anonymize_frame uses
+        weight = np.zeros((h, w), np.float32)
+        weight[inner] = region_mask(mask, box, margin, bounds)
+        rgb[inner] = np.asarray(method(rgb[inner], weight[inner]), np.uint8)
+        new = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
+        q = h * w // 4
+        crops[0][:] = cv2.blendLinear(new[:h * w].reshape(h, w), np.ascontiguousarray(crops[0]), weight, 1.0 - weight)
+        wc = cv2.resize(weight, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # mean of each 2×2 block
+        for plane, part in ((crops[1], new[h * w:h * w + q]), (crops[2], new[h * w + q:])):
+            plane[:] = cv2.blendLinear(part.reshape(h // 2, w // 2), np.ascontiguousarray(plane), wc, 1.0 - wc)
+    return yuv
+
+
 # ---------------------------------------------------------------- video: three overlapping stages
 
 _END = object()
@@ -272,13 +333,41 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
-def _decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
-    from affectlens.media import iter_frames
+def decoded_frames(src: Path) -> Iterator:
+    """Every decoded ``av.VideoFrame`` of ``src``'s first video stream in presentation order, as the
+    decoder returns it (no colour conversion, no copy); failures become ``MediaError``."""
+    import av
 
+    from affectlens.media.video import _video_stream, open_media
+
+    with open_media(src) as container:
+        stream = _video_stream(container, src)
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None:
+                    yield frame
+        except av.error.FFmpegError as e:
+            raise MediaError(src, f"corrupt or truncated ({e})") from None
+
+
+def encode_frame(writer, frame) -> None:
+    """Encode a decoded (or rebuilt) ``av.VideoFrame`` with ``writer`` (a ``VideoWriter``), keeping
+    its ``pts``. The decoder's picture type is cleared so the encoder picks frame types itself (as
+    ``ffmpeg`` does); PyAV converts a frame whose pixel format differs from the stream's."""
+    from av.video.frame import PictureType
+
+    frame.pict_type = PictureType.NONE
+    frame.time_base = writer.time_base
+    writer._n += 1  # VideoWriter.write takes RGB arrays only; this is its encode path for a ready frame
+    writer._mux_video(writer._v.encode(frame))
+
+
+def _decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
     def run() -> None:
         try:
-            for t, frame, rgb in iter_frames(src):
-                if not _put(q, (t, frame.pts, rgb), stop):
+            for frame in decoded_frames(src):
+                if not _put(q, frame, stop):
                     return
         finally:
             _put(q, _END, stop)
@@ -289,14 +378,17 @@ def _encode_stage(writer, q: queue.Queue, stop: threading.Event) -> Callable[[],
     def run() -> None:
         try:
             while (item := q.get()) is not _END:
-                writer.write(item[0], pts=item[1])
+                if isinstance(item, tuple):  # (rgb, pts): a rotated source, masked in RGB
+                    writer.write(item[0], pts=item[1])
+                else:
+                    encode_frame(writer, item)
         except BaseException:
             stop.set()
             raise
     return run
 
 
-def _items(q: queue.Queue, stages: Sequence[_Stage]) -> Iterator[tuple]:
+def _items(q: queue.Queue, stages: Sequence[_Stage]) -> Iterator:
     """Frames from the decode stage; raises a stage's error as soon as it shows."""
     while True:
         try:
@@ -320,15 +412,74 @@ def _video_scale(cfg: AnonymizeConfig, width: int, height: int) -> float:
     return cfg.det_size / max(width, height)
 
 
-def _detect_track(items: Iterable[tuple], detector, cfg: AnonymizeConfig, pending: list, emit,
+class _FrameDetector:
+    """Runs a detector on a decoded frame; boxes come back in displayed-frame pixels.
+
+    With ``scale`` (our CenterFace), the frame is resized and converted to RGB in one pass of the
+    decoder's scaler (libswscale, area filter) straight from yuv, so no full-size RGB frame is ever
+    made; the detector then runs at that size. Otherwise (a caller's detector, Haar) it gets the
+    full-size RGB frame.
+    """
+
+    def __init__(self, detector: Callable[[np.ndarray], Detections], rotation: int, scale: float | None = None):
+        self.detector, self.rotation, self.scale = detector, rotation, scale
+
+    def __repr__(self) -> str:
+        if self.scale is None:
+            return repr(self.detector)
+        return f"CenterFace(threshold={self.detector.threshold}, scale={round(self.scale, 4)})"
+
+    def rgb(self, frame, width: int | None = None, height: int | None = None) -> np.ndarray:
+        if width is None:
+            img = frame.to_ndarray(format="rgb24")
+        else:
+            img = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+        if self.rotation:
+            img = np.ascontiguousarray(np.rot90(img, k=-self.rotation // 90))  # clockwise, as iter_frames
+        return img
+
+    def __call__(self, frame) -> Detections:
+        if self.scale is None or self.scale == 1.0:
+            return self.detector(self.rgb(frame))
+        w, h = frame.width, frame.height  # coded size
+        rw, rh = max(2, round(w * self.scale)), max(2, round(h * self.scale))
+        small = self.rgb(frame, rw, rh)
+        dets = self.detector(small)
+        if not len(dets):
+            return dets
+        (sh, sw), (dh, dw) = small.shape[:2], ((w, h) if self.rotation in (90, 270) else (h, w))
+        f = np.array([dw / sw, dh / sh], np.float32)
+        boxes = np.clip(dets.boxes * np.tile(f, 2), 0, np.array([dw, dh, dw, dh], np.float32))
+        return Detections(boxes.astype(np.float32), dets.scores, (dets.landmarks * f).astype(np.float32))
+
+
+def _frame_detector(cfg: AnonymizeConfig, custom, info) -> _FrameDetector:
+    if custom is not None:
+        return _FrameDetector(custom, info.rotation)
+    if cfg.detector == "haar":
+        return _FrameDetector(_detector(cfg, 1.0), info.rotation)
+    scale = _video_scale(cfg, info.width, info.height)
+    return _FrameDetector(_detector(cfg, 1.0), info.rotation, scale)
+
+
+def _tracker_config(cfg: AnonymizeConfig) -> TrackerConfig:
+    """``cfg.tracker``, stretched so the frames skipped by ``detect_every`` are always bridged: a gap
+    of ``detect_every - 1`` frames is filled and a new face is masked that many frames early."""
+    from dataclasses import replace
+
+    skip = cfg.detect_every - 1
+    t = cfg.tracker
+    return replace(t, max_gap=max(t.max_gap, skip), pre_roll=max(t.pre_roll, skip))
+
+
+def _detect_track(items: Iterable, detector: _FrameDetector, cfg: AnonymizeConfig, pending: deque, emit,
                   in_order: bool) -> None:
     """Detect on frames in ``cfg.detect_workers`` threads (results consumed in frame order), feed
     the tracker, and ``emit`` each frame the tracker has settled."""
-    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     workers = 1 if in_order else cfg.detect_workers
-    tracker = FaceTracker(cfg.tracker)
+    tracker = FaceTracker(_tracker_config(cfg))
     inflight: deque = deque()
 
     def settle_one() -> None:
@@ -339,7 +490,7 @@ def _detect_track(items: Iterable[tuple], detector, cfg: AnonymizeConfig, pendin
 
     with ThreadPoolExecutor(workers, thread_name_prefix="detect") as pool:
         for i, item in enumerate(items):
-            fut = pool.submit(detector, item[2]) if i % cfg.detect_every == 0 else None
+            fut = pool.submit(detector, item) if i % cfg.detect_every == 0 else None
             inflight.append((item, fut))
             while len(inflight) > 2 * workers:
                 settle_one()
@@ -352,27 +503,46 @@ def _detect_track(items: Iterable[tuple], detector, cfg: AnonymizeConfig, pendin
 def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig(),
                     detector: Callable[[np.ndarray], Detections] | None = None,
                     on_frame: Callable[[int], None] | None = None) -> FileResult:
-    """Anonymize one video: decode, detect+track+mask and encode overlap in three threads."""
+    """Anonymize one video: decode, detect+track+mask and encode overlap in three threads.
+
+    Frames stay in the decoder's pixel format: one without a face goes to the encoder as decoded;
+    one with faces is copied and masked only inside the faces' regions (``anonymize_yuv420p``).
+    A rotated source is masked on upright RGB frames instead (the output is stored upright).
+    """
+    import av
+
     from affectlens.media import VideoWriter, probe
+    from affectlens.media.video import _target_hw, _to_rgb
 
     t0 = time.perf_counter()
     info = probe(src)
     custom = detector is not None  # a caller's detector may keep state: call it in frame order
-    detector = detector or _detector(cfg, _video_scale(cfg, info.width, info.height))
+    frame_detector = _frame_detector(cfg, detector, info)
     method = get_method(cfg.method)
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=8)
     q_out: queue.Queue = queue.Queue(maxsize=8)
-    writer = VideoWriter.like(src, dst, crf=cfg.crf)
+    # as VideoWriter.like(src, ...), without probing src a second time
+    writer = VideoWriter(dst, info.rate, info.width, info.height, time_base=info.time_base,
+                         audio_from=src if info.audio else None, crf=cfg.crf)
     stages = [_Stage(_decode_stage(src, q_in, stop), "decode"), _Stage(_encode_stage(writer, q_out, stop), "encode")]
     frames: list[dict] = []
-    pending: list[tuple] = []  # frames waiting for the tracker's verdict, oldest first
+    pending: deque = deque()  # decoded frames waiting for the tracker's verdict, oldest first
+    hw = _target_hw(None, info.rotation, info.width, info.height)
 
     def emit(tf: TrackedFrame) -> None:
-        t, pts, rgb = pending.pop(0)
-        out = anonymize_frame(rgb, tf.boxes, method, cfg.mask, cfg.margin)
-        if not _put(q_out, (out, pts), stop):
+        frame = pending.popleft()
+        if info.rotation:
+            out = (anonymize_frame(_to_rgb(frame, hw, info.rotation), tf.boxes, method, cfg.mask, cfg.margin), frame.pts)
+        else:
+            out = frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
+            if len(tf.boxes):
+                yuv = anonymize_yuv420p(out.to_ndarray(), tf.boxes, method, cfg.mask, cfg.margin)
+                out = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+                out.pts = frame.pts
+        if not _put(q_out, out, stop):
             raise stages[1].error or MediaError(dst, "encoder stopped")
+        t = float(frame.pts * info.time_base) - info.start_time
         frames.append({"i": tf.index, "t": round(t, 4), "boxes": np.round(tf.boxes, 1).tolist(),
                        "detected": tf.detected.tolist()})
         if on_frame is not None:
@@ -381,7 +551,7 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     try:
         for s in stages:
             s.start()
-        _detect_track(_items(q_in, stages), detector, cfg, pending, emit, custom)
+        _detect_track(_items(q_in, stages), frame_detector, cfg, pending, emit, custom)
         _put(q_out, _END, stop)
         stages[1].join()
         if stages[1].error is not None:
@@ -397,8 +567,8 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
             s.join(timeout=5)
     extra = {"kind": "video", "width": info.width, "height": info.height, "fps": info.fps, "rate": str(info.rate),
              "time_base": str(info.time_base), "frame_count": len(frames), "detect_every": cfg.detect_every,
-             "det_size": cfg.det_size, "tracker": asdict(cfg.tracker)}
-    write_json(sidecar_path(dst), _sidecar(cfg, src, dst, detector, frames, extra))
+             "det_size": cfg.det_size, "tracker": asdict(_tracker_config(cfg))}
+    write_json(sidecar_path(dst), _sidecar(cfg, src, dst, frame_detector, frames, extra))
     faces = sum(len(f["boxes"]) for f in frames)
     return FileResult(str(src), str(dst), "done", "video", len(frames), faces, time.perf_counter() - t0)
 
