@@ -2,7 +2,8 @@
 
 Runs, in one process tree and interleaved (so machine load hits all three alike), each as a fresh
 subprocess timed end to end (start-up included for all):
-  * ``baseline``: decode + re-encode alone (our pipeline with the detector replaced by nothing);
+  * ``baseline``: decode + re-encode alone (decoded frames straight into the same H.264 writer
+    ours uses, same preset and crf, audio copied; decoding in its own thread as in ours);
   * ``ours``: ``affectlens anonymize IN --out OUT --threshold T`` (defaults otherwise);
   * ``deface``: ``deface IN -o OUT --keep-audio --thresh T`` (its CLI; skipped with a message when
     it cannot run, never faked).
@@ -13,11 +14,16 @@ and measures face recall on the native clip: faces an independent detector (dlib
 a sampled original frame and still finds at the same place in the anonymized frame are leaks.
 
     .venv/bin/python bench/anonymize.py --runs 3
+    .venv/bin/python bench/anonymize.py --runs 3 --deface-runs 0 --frames 275 --variant "--detect-every 3"
+
+``--variant OPTIONS`` times ours once more per run with those CLI options (same interleaving);
+``--deface-runs 0`` skips the (very slow) peer.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -50,19 +56,41 @@ def make_scaled(src: Path, dst: Path, width: int, height: int, frames: int) -> P
 
 
 def baseline_main(src: str, dst: str) -> None:
-    """Decode + re-encode alone, through the same threaded pipeline (used as a subprocess)."""
-    from affectlens.faces.detect import Detections
-    from affectlens.privacy.anonymize import anonymize
+    """Decode + re-encode alone (used as a subprocess): every decoded frame goes straight to the
+    encoder, decoding in its own thread as in ours, with the very writer ours uses (``VideoWriter``,
+    libx264 ``veryfast``, the same crf, audio packets copied) — nothing of ours but the plumbing."""
+    import queue
+    import threading
 
-    anonymize(src, dst, resume=False, face_detector=lambda rgb: Detections.empty())
+    from affectlens.media import VideoWriter
+    from affectlens.privacy.anonymize import (
+        AnonymizeConfig,
+        decoded_frames,
+        encode_frame,
+    )
+
+    q: queue.Queue = queue.Queue(maxsize=8)
+    end = object()
+
+    def decode() -> None:
+        try:
+            for frame in decoded_frames(Path(src)):
+                q.put(frame)
+        finally:
+            q.put(end)
+
+    threading.Thread(target=decode, daemon=True).start()
+    with VideoWriter.like(src, dst, crf=AnonymizeConfig().crf) as writer:
+        while (frame := q.get()) is not end:
+            encode_frame(writer, frame)
 
 
 def commands(tool: str, src: Path, dst: Path, threshold: float) -> list[str]:
     if tool == "baseline":
         return [PY, __file__, "--baseline", str(src), str(dst)]
-    if tool == "ours":
+    if tool.startswith("ours"):  # "ours" = defaults; "ours --detect-every 3" = with those options
         return [PY, "-m", "affectlens", "anonymize", str(src), "--out", str(dst), "--threshold", str(threshold),
-                "--no-resume", "--json"]
+                "--no-resume", "--json", *shlex.split(tool[4:])]
     return [PY, "-m", "deface.deface", str(src), "-o", str(dst), "--keep-audio", "--thresh", str(threshold)]
 
 
@@ -145,7 +173,7 @@ def run_clip(name: str, src: Path, tools: list[str], runs: int, threshold: float
 
     n = probe(src).frame_count
     times: dict[str, list[float]] = {t: [] for t in tools}
-    outs = {t: work / f"{name}_{t}.mp4" for t in tools}
+    outs = {t: work / f"{name}_{t.replace(' ', '').replace('--', '_')}.mp4" for t in tools}
     for r in range(runs):
         for tool in tools:  # interleaved: A B C A B C ...
             if tool == "deface" and r >= deface_runs:
@@ -166,13 +194,15 @@ def ratio(a, b) -> str:
 
 def print_report(rows: list[dict], recall: dict | None, threshold: float, deface_note: str | None) -> None:
     print(f"\n## Speed (median fps of each run, start-up included; threshold {threshold})")
-    print("| clip | frames | baseline decode+encode | ours | deface | ours / deface | ours cost vs baseline |")
-    print("|---|---|---|---|---|---|---|")
+    print("| clip | frames | tool | fps | vs deface | cost vs baseline decode+encode |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         f = r["fps"]
         fmt = lambda v: f"{v:.2f}" if v else "n/a"
-        print(f"| {r['clip']} | {r['frames']} | {fmt(f.get('baseline'))} | {fmt(f.get('ours'))} | {fmt(f.get('deface'))} "
-              f"| {ratio(f.get('ours'), f.get('deface'))} | {ratio(f.get('baseline'), f.get('ours'))} |")
+        for tool in f:
+            print(f"| {r['clip']} | {r['frames']} | {tool} | {fmt(f[tool])} | "
+                  f"{ratio(f[tool], f.get('deface')) if tool.startswith('ours') else ''} | "
+                  f"{ratio(f.get('baseline'), f[tool]) if tool != 'baseline' else ''} |")
     if deface_note:
         print(f"\ndeface could not run here ({deface_note}); its columns are n/a, not estimated.")
     print("\n## Faithfulness of the outputs ((!) = differs from the input)")
@@ -192,7 +222,10 @@ def print_report(rows: list[dict], recall: dict | None, threshold: float, deface
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--deface-runs", type=int, default=None, help="fewer runs for the (slow) peer; default --runs")
+    ap.add_argument("--deface-runs", type=int, default=None,
+                    help="fewer runs for the (slow) peer (0 = skip it); default --runs")
+    ap.add_argument("--variant", action="append", default=[], metavar="OPTIONS",
+                    help='also time ours with these CLI options, e.g. --variant "--detect-every 3" (repeatable)')
     ap.add_argument("--threshold", type=float, default=0.2, help="same score threshold for both tools")
     ap.add_argument("--frames", type=int, default=90, help="frames in the made 720p/1080p clips")
     ap.add_argument("--sizes", default="native,720p,1080p")
@@ -206,7 +239,8 @@ def main() -> None:
     if not CLIP.exists():
         sys.exit(f"{CLIP} is missing: this benchmark needs ../shared/data")
     note = deface_available()
-    tools = ["baseline", "ours"] + ([] if note else ["deface"])
+    deface_runs = args.runs if args.deface_runs is None else args.deface_runs
+    tools = ["baseline", "ours", *(f"ours {v}" for v in args.variant)] + ([] if note or not deface_runs else ["deface"])
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_anonymize_"))
     work.mkdir(parents=True, exist_ok=True)
     clips = {"native": CLIP, "720p": (1280, 720), "1080p": (1920, 1080)}
@@ -215,7 +249,7 @@ def main() -> None:
         spec = clips[name]
         src = spec if isinstance(spec, Path) else make_scaled(CLIP, work / f"src_{name}.mp4", *spec, args.frames)
         print(f"{name}: {src}", flush=True)
-        rows.append(run_clip(name, src, tools, args.runs, args.threshold, work, args.deface_runs or args.runs))
+        rows.append(run_clip(name, src, tools, args.runs, args.threshold, work, deface_runs))
     recall = None
     native = next((r for r in rows if r["clip"] == "native"), None)
     if args.recall_every and native:
