@@ -27,6 +27,7 @@ PAPER_AUDIO_CHANNELS = ((32, 64, 64), (128, 128, 128), (256, 256, 256), (512, 51
 TINY_AUDIO_CHANNELS = ((4, 8, 8), (16, 16, 16), (32, 32, 32), (64, 64, 64))
 MODALITIES = ("audio", "video", "fusion")
 HEADS = ("mean", "flatten")
+VIT_STEMS = ("patch", "conv", "convpool")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class GroupConfig:
     vit_patch: int = 0                  # 0 = the architecture's own patch size
     vit_pool: str = "token"             # timm global_pool: "token" (CLS) or "avg"
     vit_depth: int = 0                  # 0 = the architecture's own depth (24 for ViT-L)
+    vit_stem: str = "patch"             # "patch": the ViT's linear patch embedding; "conv" / "convpool": a
+    #                                     hybrid ViT whose tokens come from a small CNN (ViT paper §3.1)
+    vit_stem_channels: tuple[int, ...] = (32, 64, 128)  # conv stems: one width per 2x down-sampling
+    vit_init_values: float = 0.0        # >0: LayerScale (CaiT) with this initial value, so each block
+    #                                     starts close to the identity (0 = the architecture's default)
     d_model: int = 1024
     n_heads: int = 4
     ff_dim: int = 2048                  # feed-forward width = 2·d_model in the paper
@@ -56,6 +62,8 @@ class GroupConfig:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.vit_stem not in VIT_STEMS:
+            raise ValueError(f"vit_stem must be one of {VIT_STEMS}, got {self.vit_stem!r}")
         a, v = max(self.n_audio, self.n_video), min(self.n_audio, self.n_video)
         if self.modality == "fusion" and a % v:
             raise ValueError(f"n_video={self.n_video} and n_audio={self.n_audio}: one must divide the other")
@@ -79,14 +87,27 @@ def group_base(modality: str = "fusion", head: str = "mean", n_video: int = 5, n
 
 
 def group_tiny(modality: str = "fusion", head: str = "mean", n_video: int = 5, n_audio: int = 5,
-               img_size: int = 64, vit_depth: int = 2) -> GroupConfig:
-    """CPU-size for tests and benchmarks: a 2-block ViT-Ti with 8-px patches at 64 px (avg-pooled),
-    a narrow audio CNN on 4x4-pooled log-mels, d_model 128."""
+               img_size: int = 64, vit_depth: int = 2, vit_stem: str = "convpool") -> GroupConfig:
+    """CPU-size for tests and benchmarks: a 2-block hybrid ViT-Ti at 64 px, a narrow audio CNN on
+    4x4-pooled log-mels, d_model 128.
+
+    Trained from random weights on a few hundred clips, the plain ViT (linear 8-px patches,
+    average-pooled) never learned the synthetic faces, although a small CNN does within 2 epochs:
+    a smile is a few pixels in one token out of 64. So the tokens come from a small CNN
+    (``vit_stem="convpool"``: three 3x3 conv + BN + ReLU + 2x2 max-pool blocks, 16-32-64, plus one of
+    128 → a 4x4 grid of 16-px cells), the blocks start near the identity (LayerScale 1e-4) and the
+    frame embedding is the max over tokens. ``vit_stem="patch"`` gives the old linear-patch ViT
+    (avg-pooled) for comparison."""
+    if vit_stem == "patch":
+        vit = {"vit_patch": 8, "vit_pool": "avg"}
+    else:
+        vit = {"vit_stem": vit_stem, "vit_stem_channels": (16, 32, 64, 128), "vit_pool": "max",
+               "vit_init_values": 1e-4}
+    # 4 stem blocks → 16 tokens per 64-px frame: 3x cheaper than 3 blocks (64 tokens), which also learn
     return GroupConfig(modality=modality, head=head, n_video=n_video, n_audio=n_audio,
-                       vit_name="vit_tiny_patch16_224", img_size=img_size, vit_patch=8, vit_pool="avg",
-                       vit_depth=vit_depth, audio_stem_pool=4,
+                       vit_name="vit_tiny_patch16_224", img_size=img_size, vit_depth=vit_depth, audio_stem_pool=4,
                        d_model=128, ff_dim=256, dropout_ff=0.1, dropout_attn=0.1,
-                       audio_channels=TINY_AUDIO_CHANNELS)
+                       audio_channels=TINY_AUDIO_CHANNELS, **vit)
 
 
 BUILDERS = {"paper": group_paper, "base": group_base, "tiny": group_tiny}
@@ -257,7 +278,49 @@ def _need(x, name):
     return x
 
 
+class ConvStemEmbed(nn.Module):
+    """Tokens from a small convolutional stem instead of a linear patch embedding (a "hybrid" ViT,
+    Dosovitskiy et al. §3.1; the stem design of Xiao et al., "Early convolutions help transformers
+    see better"): ``k`` stride-2 3x3 conv + BatchNorm + ReLU layers, then a 1x1 conv to the ViT
+    width, so each token covers a ``2**k``-px cell of the whole frame (no crops). Drop-in for timm's
+    ``PatchEmbed`` (same constructor keywords, (B, N, D) output)."""
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
+                 channels: tuple[int, ...] = (32, 64, 128), pool: bool = False, bias: bool = True, **_):
+        super().__init__()
+        layers, c = [], in_chans
+        for w in channels:
+            if pool:  # 3x3 conv (stride 1) + BN + ReLU, then 2x2 max-pool: small local cues survive the stride
+                layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                           nn.MaxPool2d(2)]
+            else:
+                layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                           nn.ReLU(inplace=True)]
+            c = w
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(c, embed_dim, 1, bias=bias)
+        stride = 2 ** len(channels)
+        size = img_size if isinstance(img_size, int) else img_size[0]
+        if size % stride:
+            raise ValueError(f"img_size {size} is not a multiple of the conv stem's stride {stride}")
+        self.img_size, self.patch_size = (size, size), (stride, stride)
+        self.grid_size = (size // stride, size // stride)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.dynamic_img_pad = False
+        for m in self.stem.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def feat_ratio(self, as_scalar: bool = True):
+        return self.patch_size[0] if as_scalar else self.patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, (S/stride)², D)
+        return self.proj(self.stem(x)).flatten(2).transpose(1, 2)
+
+
 def _create_vit(cfg: GroupConfig) -> nn.Module:
+    import functools
+
     import timm
 
     kwargs = dict(pretrained=False, num_classes=0, global_pool=cfg.vit_pool, img_size=cfg.img_size)
@@ -265,6 +328,11 @@ def _create_vit(cfg: GroupConfig) -> nn.Module:
         kwargs["patch_size"] = cfg.vit_patch
     if cfg.vit_depth:
         kwargs["depth"] = cfg.vit_depth
+    if cfg.vit_init_values:
+        kwargs["init_values"] = cfg.vit_init_values
+    if cfg.vit_stem != "patch":
+        kwargs["embed_layer"] = functools.partial(ConvStemEmbed, channels=tuple(cfg.vit_stem_channels),
+                                                  pool=cfg.vit_stem == "convpool")
     return timm.create_model(cfg.vit_name, **kwargs)
 
 
@@ -299,6 +367,8 @@ def config_from_dict(d: dict) -> GroupConfig:
     d = dict(d)
     if "audio_channels" in d:
         d["audio_channels"] = tuple(tuple(c) for c in d["audio_channels"])
+    if "vit_stem_channels" in d:
+        d["vit_stem_channels"] = tuple(d["vit_stem_channels"])
     return GroupConfig(**d)
 
 
