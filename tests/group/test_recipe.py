@@ -136,3 +136,11 @@ def test_cli_features_reports_bad_rows_and_exits_nonzero(run, tmp_path):
                                    "--size", "32", "--cache", str(tmp_path / "c")])
     assert res.exit_code == 1 and "ghost.mp4" in res.output and ":3:" in res.output
     assert len(list((tmp_path / "c").rglob("*.npz"))) == 1
+
+
+def test_tiny_vit_stem_option():
+    assert TrainConfig(size="tiny").model_config().vit_stem == "convpool"  # the hybrid ViT is the default
+    old = TrainConfig(size="tiny", vit_stem="patch").model_config()
+    assert (old.vit_stem, old.vit_patch, old.vit_pool) == ("patch", 8, "avg")
+    with pytest.raises(ValueError, match="tiny"):
+        TrainConfig(size="paper", vit_stem="conv").model_config()  # the paper size keeps ViT-L/14's patches
