@@ -69,3 +69,37 @@ def test_tiny_model_learns_a_tiny_task(variant):
         opt.step()
     net.eval()
     assert (net(x).argmax(1) == y).float().mean() > 0.95
+
+
+def test_ensemble_checkpoint_averages_its_members_probabilities(tmp_path):
+    from affectlens.expression.model import ExpressionEnsemble
+    from affectlens.expression.predict import load_model
+    from affectlens.expression.recipe import combine
+    from affectlens.training import save_checkpoint
+
+    cfg = expression_tiny()
+    nets, paths = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(build_model(cfg).eval())
+        paths.append(save_checkpoint(tmp_path / f"net{seed}.pt", nets[-1], cfg, epoch=3, public_test_acc=0.5))
+    ens = load_model(combine(paths, tmp_path / "pair.pt"))
+    assert isinstance(ens, ExpressionEnsemble) and len(ens.members) == 2
+    x, clip = torch.randn(4, 1, 24, 24), torch.randn(2, 3, 1, 24, 24)
+    with torch.no_grad():
+        want = (torch.softmax(nets[0](x), 1) + torch.softmax(nets[1](x), 1)) / 2
+        want_video = (torch.softmax(nets[0].forward_video(clip), 1) + torch.softmax(nets[1].forward_video(clip), 1)) / 2
+        torch.testing.assert_close(torch.softmax(ens(x), 1), want)
+        torch.testing.assert_close(torch.softmax(ens.forward_video(clip), 1), want_video)
+    assert not torch.allclose(want, torch.softmax(nets[0](x), 1))  # the members really differ
+
+
+def test_combine_refuses_different_architectures(tmp_path):
+    from affectlens.errors import DataError
+    from affectlens.expression.recipe import combine
+    from affectlens.training import save_checkpoint
+
+    a = save_checkpoint(tmp_path / "a.pt", build_model(expression_tiny()), expression_tiny())
+    b = save_checkpoint(tmp_path / "b.pt", build_model(expression_tiny(variant="cnn")), expression_tiny(variant="cnn"))
+    with pytest.raises(DataError, match="config differs"):
+        combine([a, b], tmp_path / "pair.pt")

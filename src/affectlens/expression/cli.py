@@ -41,6 +41,15 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
     typer.echo(f"best PublicTest accuracy {state['best_acc']:.4f} at epoch {state['best_epoch']} -> {Path(cfg.out) / 'best.pt'}")
 
 
+@app.command()
+def ensemble(checkpoints: list[Path] = typer.Argument(..., help="Two or more best.pt of the same architecture."),
+             out: Path = typer.Option(..., "--out", "-o", help="The combined checkpoint to write.")):
+    """Combine trained nets into one checkpoint whose prediction is their mean class probability."""
+    from affectlens.expression.recipe import combine
+
+    typer.echo(f"wrote {combine(checkpoints, out)} ({len(checkpoints)} members)")
+
+
 @app.command("eval")
 def evaluate(weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
              data: str = typer.Option("../shared/data/fer2013", help="fer2013.csv or the image-folder layout."),

@@ -156,6 +156,31 @@ class ExpressionNet(nn.Module):
         return self.forward_head(self.read_sequence(seq))
 
 
+class ExpressionEnsemble(nn.Module):
+    """Several :class:`ExpressionNet` of one config whose class probabilities are averaged.
+
+    ``forward`` / ``forward_video`` return ``log`` of the mean softmax, so a softmax of the output is
+    exactly the members' mean probability and the ensemble drops in wherever one net is used.
+    """
+
+    def __init__(self, cfg: ExpressionConfig, members: int = 2):
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {members}")
+        self.cfg = cfg
+        self.members = nn.ModuleList(ExpressionNet(cfg) for _ in range(members))
+
+    @staticmethod
+    def _mean_log_prob(logits: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([torch.softmax(z, dim=1) for z in logits]).mean(0).clamp_min(1e-12).log()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mean_log_prob([m(x) for m in self.members])
+
+    def forward_video(self, frames: torch.Tensor) -> torch.Tensor:
+        return self._mean_log_prob([m.forward_video(frames) for m in self.members])
+
+
 def build_model(cfg: ExpressionConfig) -> ExpressionNet:
     return ExpressionNet(cfg)
 

@@ -30,13 +30,14 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "cnn_bilstm_fer2013.pt"
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-def load_model(path: str | Path | None = None) -> M.ExpressionNet:
-    """An :class:`ExpressionNet` from a checkpoint (default: the shipped FER2013 weights)."""
+def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.ExpressionEnsemble:
+    """The net (or ensemble, see ``recipe.combine``) in a checkpoint; default: the shipped FER2013 weights."""
     from affectlens.training import load_checkpoint
 
     ck = load_checkpoint(path or DEFAULT_WEIGHTS)
     cfg = M.ExpressionConfig(**ck["config"])
-    net = M.build_model(cfg)
+    members = int(ck.get("members", 0))
+    net = M.ExpressionEnsemble(cfg, members) if members else M.build_model(cfg)
     net.load_state_dict(ck["state_dict"])
     return net.eval()
 

@@ -263,6 +263,28 @@ def _train_epoch(model, opt, x_all, y_all, cfg, mcfg, gen, epoch, spe, total, ou
     return running / max(seen, 1)
 
 
+def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
+    """Write one checkpoint holding the nets of ``checkpoints`` (same config) as an averaging ensemble."""
+    from affectlens.errors import DataError
+    from affectlens.training import load_checkpoint, save_checkpoint
+
+    if len(checkpoints) < 2:
+        raise ValueError("combine needs at least two checkpoints")
+    cks = [load_checkpoint(p) for p in checkpoints]
+    for p, ck in zip(checkpoints, cks):
+        if ck.get("members"):
+            raise DataError(p, "is already an ensemble; combine single nets")
+        if ck["config"] != cks[0]["config"]:
+            raise DataError(p, f"config differs from {checkpoints[0]}'s; an ensemble needs one architecture")
+    cfg = M.ExpressionConfig(**cks[0]["config"])
+    ens = M.ExpressionEnsemble(cfg, len(cks))
+    for member, ck in zip(ens.members, cks):
+        member.load_state_dict(ck["state_dict"])
+    sources = [{"file": Path(p).name, "epoch": ck.get("epoch"), "public_test_acc": ck.get("public_test_acc")}
+               for p, ck in zip(checkpoints, cks)]
+    return save_checkpoint(out, ens, cfg, members=len(cks), sources=sources)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, split: str = "PrivateTest",
