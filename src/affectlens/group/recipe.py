@@ -505,13 +505,13 @@ def format_table2(results: Dict[str, Dict[int, float]], frames: Sequence[int] = 
 
 
 # ----------------------------------------------------------------------------- demo
-def demo_run(out: Path, n_train: int = 160, n_test: int = 60, epochs: int = 8, log: Log = print) -> dict:
+def demo_run(out: Path, n_train: int = 240, n_test: int = 60, epochs: int = 7, log: Log = print) -> dict:
     """A few-minute CPU demo: synthesize a small split-cue set (faces tell Positive from the rest,
     sound tells Negative from the rest), train audio-only / video-only / fusion tiny models, evaluate,
     plot, and predict a timeline over a synthesized 15-s video. Returns the metrics.
 
     64-px frames with 3–4 faces (the paper's 3–9 made each face 14–19 px and needed ~300 clips);
-    the tiny hybrid ViT (conv stem, max over tokens). About 2–3 min on one loaded CPU core."""
+    the tiny hybrid ViT (conv stem, max over tokens). About 2.5 min on one loaded CPU core."""
     import dataclasses as dc
 
     from affectlens.group.synth import SynthSpec, generate_dataset, write_long_video
