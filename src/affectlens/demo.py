@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -54,7 +54,14 @@ def media_step(folder: Path) -> StepResult:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from affectlens.media import audio_windows, frame_times, load_audio, log_mel, probe, sample_frames
+    from affectlens.media import (
+        audio_windows,
+        frame_times,
+        load_audio,
+        log_mel,
+        probe,
+        sample_frames,
+    )
     from affectlens.utils import atomic_path
 
     clip = _synthetic_clip(folder / "synthetic_clip.mp4")
