@@ -113,7 +113,13 @@ class VideoWriter:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != (self._v.height, self._v.width):
             raise MediaError(self.path, f"frame shape {rgb.shape} does not match {self._v.height}×{self._v.width}×3")
         frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint8, copy=False), format="rgb24")
-        frame.pts = self._n if pts is None else int(pts)
+        self.write_frame(frame, self._n if pts is None else int(pts))
+
+    def write_frame(self, frame: av.VideoFrame, pts: Optional[int] = None) -> None:
+        """Encode a ready ``av.VideoFrame`` (e.g. a decoded yuv420p frame, no RGB round trip); ``pts``
+        in ``time_base`` units (default: the frame's own). PyAV converts another pixel format."""
+        if pts is not None:
+            frame.pts = int(pts)
         frame.time_base = self.time_base
         self._n += 1
         self._mux_video(self._v.encode(frame))

@@ -358,9 +358,7 @@ def encode_frame(writer, frame) -> None:
     from av.video.frame import PictureType
 
     frame.pict_type = PictureType.NONE
-    frame.time_base = writer.time_base
-    writer._n += 1  # VideoWriter.write takes RGB arrays only; this is its encode path for a ready frame
-    writer._mux_video(writer._v.encode(frame))
+    writer.write_frame(frame)
 
 
 def _decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
