@@ -50,26 +50,16 @@ def features(data: Path = typer.Argument(..., help=DATA_HELP),
              backend: str = BACKEND_OPTION, address: str | None = ADDRESS_OPTION,
              workers: int | None = WORKERS_OPTION, resume: bool = RESUME_OPTION):
     """Cache frames and log-mels of every clip (atomic, resumable, progress bar; --backend ray spreads clips)."""
-    import functools
-
-    from affectlens.group.data import FeatureSpec, cache_clip, cache_path, read_vgaf
-    from affectlens.scale import run_batch
+    from affectlens.group.data import FeatureSpec, extract_features, read_vgaf
 
     index = read_vgaf(data, labels=labels, clips=clips, on_error="error" if strict else "skip")
     spec = FeatureSpec(frames, audio_frames or frames, size, missing_audio)
     cache = cache or (data if data.is_dir() else data.parent) / "cache"
-    res = run_batch(index.items, functools.partial(cache_clip, cache=cache, spec=spec),
-                    functools.partial(_cache_entry, cache=cache, spec=spec, path_of=cache_path),
-                    backend=backend, address=address, num_workers=workers, resume=resume,
-                    description=f"features {spec.key}")
-    console.print(f"{len(index.items)} clips: {len(res.done)} cached, {len(res.skipped)} already cached, "
-                  f"{len(res.failed)} failed → {cache / spec.key} ({res.backend}, {res.seconds:.1f} s)")
-    failed = [r if r.startswith(str(it.path)) else f"{it.path}: {r}" for it, r in res.failed]
-    _finish(index.errors + failed, "rows/clips")
-
-
-def _cache_entry(item, cache: Path, spec, path_of) -> Path:
-    return path_of(cache, spec, item.name)
+    r = extract_features(index.items, cache, spec, backend=backend, address=address, workers=workers,
+                         resume=resume)
+    console.print(f"{len(index.items)} clips: {r['written']} cached, {r['skipped_existing']} already cached, "
+                  f"{len(r['failed'])} failed → {r['cache']} ({r['backend']}, {r['seconds']:.1f} s)")
+    _finish(index.errors + r["failed"], "rows/clips")
 
 
 @app.command("train")

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from affectlens.errors import AffectlensError, DataError
+from affectlens.errors import DataError
 
 CLASSES = ("Positive", "Neutral", "Negative")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -155,22 +155,26 @@ def cache_clip(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:
     return out
 
 
-def extract_features(items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, progress: bool = True) -> dict:
-    """Fill the cache for ``items`` (skipping entries already there); bad clips are reported, not fatal."""
-    from rich.progress import track
+def extract_features(items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, progress: bool = True, *,
+                     backend: str = "local", address: str | None = None, workers: int | None = None,
+                     resume: bool = True) -> dict:
+    """Fill the cache for ``items`` through :func:`affectlens.scale.run_batch` (in this process or over
+    Ray): entries already there are skipped when ``resume``; bad clips are reported, not fatal."""
+    import functools
 
-    done, skipped, failed = 0, 0, []
-    for item in track(list(items), description=f"features {spec.key}", disable=not progress):
-        if cache_path(cache, spec, item.name).exists():
-            skipped += 1
-            continue
-        try:
-            cache_clip(item, cache, spec)
-        except AffectlensError as e:
-            failed.append(str(e))
-            continue
-        done += 1
-    return {"cache": str(Path(cache) / spec.key), "written": done, "skipped_existing": skipped, "failed": failed}
+    from affectlens.scale import run_batch
+
+    res = run_batch(items, functools.partial(cache_clip, cache=cache, spec=spec),
+                    functools.partial(_cache_entry, cache=cache, spec=spec), backend=backend, address=address,
+                    num_workers=workers, resume=resume, description=f"features {spec.key}", progress=progress)
+    failed = [r if r.startswith(str(it.path)) else f"{it.path}: {r}" for it, r in res.failed]
+    return {"cache": str(Path(cache) / spec.key), "written": len(res.done), "skipped_existing": len(res.skipped),
+            "failed": failed, "backend": res.backend, "seconds": res.seconds}
+
+
+def _cache_entry(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:
+    """Where ``cache_clip`` writes ``item`` (module level, so Ray workers can unpickle it)."""
+    return cache_path(cache, spec, item.name)
 
 
 class GroupClips:
