@@ -37,6 +37,7 @@ from affectlens.faces.track import FaceTracker, TrackedFrame, TrackerConfig
 from affectlens.utils import atomic_path, write_json
 
 __all__ = [
+    "anonymize_batch",
     "IMAGE_EXTS",
     "METHODS",
     "VIDEO_EXTS",
@@ -705,3 +706,47 @@ def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method
             if bar is not None:
                 bar.advance(overall, 1)
     return results
+
+
+def _anonymize_task(src: Path, dst_of: dict, options: dict, setup: Callable[[], None] | None) -> Path:
+    """One file of :func:`anonymize_batch` (module level, so Ray workers can import it); returns its
+    sidecar, which ``anonymize`` writes last."""
+    if setup is not None:
+        setup()
+    dst = dst_of[str(src)]
+    anonymize(src, dst, resume=False, errors="raise", **options)
+    return sidecar_path(dst)
+
+
+def anonymize_batch(src: str | Path | Sequence[str | Path], dst: str | Path, *, backend: str = "ray",
+                    address: str | None = None, workers: int | None = None, resume: bool = True,
+                    progress: bool = False, setup: Callable[[], None] | None = None, **options) -> list[FileResult]:
+    """:func:`anonymize` one file per task over :func:`affectlens.scale.run_batch` (``backend="ray"``
+    spreads them over a Ray cluster), with the same outputs, resume (on the sidecar) and per-file
+    results in input order. ``setup`` runs in each task first (e.g. registering a method whose
+    models must be loaded in the worker); ``options`` are ``anonymize``'s keyword options."""
+    import functools
+    import json
+
+    from affectlens.scale import run_batch
+
+    if setup is None:
+        get_method(options.get("method", "blur"))  # an unknown method fails once, here, not once per file
+    srcs = [src] if isinstance(src, (str, Path)) else list(src)
+    pairs = plan_outputs(srcs, dst)
+    dst_of = {str(s): d for s, d in pairs}
+    res = run_batch([s for s, _ in pairs],
+                    functools.partial(_anonymize_task, dst_of=dst_of, options=options, setup=setup),
+                    lambda s: sidecar_path(dst_of[str(s)]), backend=backend, address=address, num_workers=workers,
+                    resume=resume, description="files", progress=progress)
+    kind = {str(s): "image" if s.suffix.lower() in IMAGE_EXTS else "video" for s, _ in pairs}
+    rows: dict[str, FileResult] = {}
+    for s, side in res.done:
+        faces = json.loads(Path(side).read_text(encoding="utf-8")).get("faces_per_frame", [])
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "done", kind[str(s)], len(faces), sum(faces))
+    for s, _ in res.skipped:
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "skipped", kind[str(s)])
+    for s, reason in res.failed:
+        line = reason if reason.startswith(str(s)) else f"{s}: {reason}"
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "failed", kind[str(s)], error=line)
+    return [rows[str(s)] for s, _ in pairs]

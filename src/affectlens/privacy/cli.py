@@ -52,7 +52,11 @@ def anonymize_command(
                "det_size": det_size or None, "detect_every": detect_every}
     obfuscate = (str(recon), str(attributes), flip, margin) if method == "obfuscate" else None
     if backend != "local":
-        results = _anonymize_batch(src, out, options, obfuscate, resume, backend, address, workers, not as_json)
+        from affectlens.privacy.anonymize import anonymize_batch
+
+        setup = functools.partial(_register_obfuscate, *obfuscate) if obfuscate is not None else None
+        results = anonymize_batch(src, out, backend=backend, address=address, workers=workers, resume=resume,
+                                  progress=not as_json, setup=setup, **options)
     else:
         if obfuscate is not None:  # paper 004: regenerate faces with attributes flipped
             _register_obfuscate(*obfuscate)
@@ -87,51 +91,6 @@ def _register_obfuscate(recon: str, attributes: str, flip: str, margin: float) -
     from affectlens.privacy.obfuscate import register_obfuscate
 
     register_obfuscate(Path(recon), Path(attributes), flip, box_margin=margin)
-
-
-def _anonymize_file(src: Path, dst_of: dict, options: dict, obfuscate: tuple | None) -> Path:
-    """One file of a ``--backend ray`` run (module level, so Ray workers can import it); returns
-    its sidecar, which ``anonymize`` writes last."""
-    from affectlens.privacy.anonymize import anonymize, sidecar_path
-
-    if obfuscate is not None:
-        _register_obfuscate(*obfuscate)
-    dst = dst_of[str(src)]
-    anonymize(src, dst, resume=False, errors="raise", **options)
-    return sidecar_path(dst)
-
-
-def _anonymize_batch(src: list[Path], out: Path, options: dict, obfuscate: tuple | None, resume: bool,
-                     backend: str, address: str | None, workers: int | None, progress: bool) -> list:
-    """``anonymize`` over :func:`affectlens.scale.run_batch`: results in input order, as FileResults."""
-    from affectlens.privacy.anonymize import (
-        IMAGE_EXTS,
-        FileResult,
-        get_method,
-        plan_outputs,
-        sidecar_path,
-    )
-    from affectlens.scale import run_batch
-
-    if obfuscate is None:
-        get_method(options["method"])  # an unknown method fails once, here, not once per file
-    pairs = plan_outputs(src, out)
-    dst_of = {str(s): d for s, d in pairs}
-    res = run_batch([s for s, _ in pairs], functools.partial(_anonymize_file, dst_of=dst_of, options=options,
-                                                             obfuscate=obfuscate),
-                    lambda s: sidecar_path(dst_of[str(s)]), backend=backend, address=address, num_workers=workers,
-                    resume=resume, description="files", progress=progress)
-    kind = {str(s): "image" if s.suffix.lower() in IMAGE_EXTS else "video" for s, _ in pairs}
-    rows: dict[str, FileResult] = {}
-    for s, side in res.done:
-        faces = json.loads(Path(side).read_text(encoding="utf-8")).get("faces_per_frame", [])
-        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "done", kind[str(s)], len(faces), sum(faces))
-    for s, _ in res.skipped:
-        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "skipped", kind[str(s)])
-    for s, reason in res.failed:
-        line = reason if reason.startswith(str(s)) else f"{s}: {reason}"
-        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "failed", kind[str(s)], error=line)
-    return [rows[str(s)] for s, _ in pairs]
 
 
 top_commands = {"anonymize": anonymize_command}
