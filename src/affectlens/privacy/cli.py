@@ -25,7 +25,7 @@ def anonymize_command(
     threshold: float = typer.Option(0.2, "--threshold", "-t", help="CenterFace score threshold."),
     detector: str = typer.Option("centerface", "--detector", help="centerface | haar"),
     det_size: int | None = typer.Option(480, "--det-size", help="Longer side of video frames for detection (0 = full)."),
-    detect_every: int = typer.Option(2, "--detect-every", help="Detect on every n-th video frame; tracking fills the rest."),
+    detect_every: int = typer.Option(4, "--detect-every", help="Detect on every n-th video frame; tracking fills the rest (AnonymizeConfig.detect_every)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip files whose output and sidecar exist."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list of per-file results on stdout."),
     recon: Path = typer.Option(Path("runs/privacy/reconstruct_cpu/best.pt"), "--recon",
