@@ -94,12 +94,23 @@ def test_ensemble_checkpoint_averages_its_members_probabilities(tmp_path):
     assert not torch.allclose(want, torch.softmax(nets[0](x), 1))  # the members really differ
 
 
-def test_combine_refuses_different_architectures(tmp_path):
+def test_combine_mixes_widths_and_variants_but_refuses_a_different_input(tmp_path):
     from affectlens.errors import DataError
+    from affectlens.expression.model import ExpressionEnsemble
+    from affectlens.expression.predict import load_model
     from affectlens.expression.recipe import combine
     from affectlens.training import save_checkpoint
 
-    a = save_checkpoint(tmp_path / "a.pt", build_model(expression_tiny()), expression_tiny())
-    b = save_checkpoint(tmp_path / "b.pt", build_model(expression_tiny(variant="cnn")), expression_tiny(variant="cnn"))
-    with pytest.raises(DataError, match="config differs"):
-        combine([a, b], tmp_path / "pair.pt")
+    torch.manual_seed(0)
+    cfgs = [expression_tiny(), expression_tiny(variant="cnn", channels=(12, 24))]
+    nets = [build_model(c).eval() for c in cfgs]
+    paths = [save_checkpoint(tmp_path / f"{i}.pt", n, c) for i, (n, c) in enumerate(zip(nets, cfgs))]
+    ens = load_model(combine(paths, tmp_path / "mixed.pt"))
+    assert isinstance(ens, ExpressionEnsemble) and [m.cfg for m in ens.members] == cfgs
+    x = torch.randn(3, 1, 24, 24)
+    with torch.no_grad():
+        want = (torch.softmax(nets[0](x), 1) + torch.softmax(nets[1](x), 1)) / 2
+        torch.testing.assert_close(torch.softmax(ens(x), 1), want)
+    c = save_checkpoint(tmp_path / "c.pt", build_model(expression_tiny(image_size=32)), expression_tiny(image_size=32))
+    with pytest.raises(DataError, match="input differs"):
+        combine([paths[0], c], tmp_path / "bad.pt")

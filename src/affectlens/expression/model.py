@@ -16,6 +16,7 @@ All variants take ``(B, 1, H, W)`` float images normalised by :func:`normalise` 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -157,18 +158,26 @@ class ExpressionNet(nn.Module):
 
 
 class ExpressionEnsemble(nn.Module):
-    """Several :class:`ExpressionNet` of one config whose class probabilities are averaged.
+    """Several :class:`ExpressionNet` whose class probabilities are averaged.
 
+    Members may differ in width or variant (``configs``, one per member) but must read the same
+    input and predict the same classes (``image_size``, ``pixel_mean``, ``pixel_std``,
+    ``num_classes``); ``cfg`` is the first member's, which is all a caller needs to prepare faces.
     ``forward`` / ``forward_video`` return ``log`` of the mean softmax, so a softmax of the output is
     exactly the members' mean probability and the ensemble drops in wherever one net is used.
     """
 
-    def __init__(self, cfg: ExpressionConfig, members: int = 2):
+    def __init__(self, configs: Sequence[ExpressionConfig]):
         super().__init__()
-        if members < 1:
-            raise ValueError(f"an ensemble needs at least one member, got {members}")
-        self.cfg = cfg
-        self.members = nn.ModuleList(ExpressionNet(cfg) for _ in range(members))
+        configs = list(configs)
+        if not configs:
+            raise ValueError("an ensemble needs at least one member")
+        for c in configs[1:]:
+            if input_contract(c) != input_contract(configs[0]):
+                raise ValueError(f"ensemble members must share image_size, pixel_mean, pixel_std and num_classes: "
+                                 f"{input_contract(c)} vs {input_contract(configs[0])}")
+        self.cfg, self.configs = configs[0], configs
+        self.members = nn.ModuleList(ExpressionNet(c) for c in configs)
 
     @staticmethod
     def _mean_log_prob(logits: list[torch.Tensor]) -> torch.Tensor:
@@ -179,6 +188,11 @@ class ExpressionEnsemble(nn.Module):
 
     def forward_video(self, frames: torch.Tensor) -> torch.Tensor:
         return self._mean_log_prob([m.forward_video(frames) for m in self.members])
+
+
+def input_contract(cfg: ExpressionConfig) -> tuple:
+    """What a net reads and predicts: ``(image_size, pixel_mean, pixel_std, num_classes)``."""
+    return cfg.image_size, cfg.pixel_mean, cfg.pixel_std, cfg.num_classes
 
 
 def build_model(cfg: ExpressionConfig) -> ExpressionNet:

@@ -37,7 +37,11 @@ def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.Expression
     ck = load_checkpoint(path or DEFAULT_WEIGHTS)
     cfg = M.ExpressionConfig(**ck["config"])
     members = int(ck.get("members", 0))
-    net = M.ExpressionEnsemble(cfg, members) if members else M.build_model(cfg)
+    if members:  # older ensembles hold one config for all members
+        configs = [M.ExpressionConfig(**c) for c in ck.get("member_configs") or [ck["config"]] * members]
+        net = M.ExpressionEnsemble(configs)
+    else:
+        net = M.build_model(cfg)
     net.load_state_dict(ck["state_dict"])
     return net.eval()
 

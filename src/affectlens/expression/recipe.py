@@ -264,25 +264,30 @@ def _train_epoch(model, opt, x_all, y_all, cfg, mcfg, gen, epoch, spe, total, ou
 
 
 def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
-    """Write one checkpoint holding the nets of ``checkpoints`` (same config) as an averaging ensemble."""
+    """Write one checkpoint holding the nets of ``checkpoints`` as an averaging ensemble.
+
+    The nets may differ in width or variant but must read the same input and predict the same
+    classes (``model.input_contract``)."""
     from affectlens.errors import DataError
     from affectlens.training import load_checkpoint, save_checkpoint
 
     if len(checkpoints) < 2:
         raise ValueError("combine needs at least two checkpoints")
     cks = [load_checkpoint(p) for p in checkpoints]
-    for p, ck in zip(checkpoints, cks):
+    configs = [M.ExpressionConfig(**ck["config"]) for ck in cks]
+    for p, ck, cfg in zip(checkpoints, cks, configs):
         if ck.get("members"):
             raise DataError(p, "is already an ensemble; combine single nets")
-        if ck["config"] != cks[0]["config"]:
-            raise DataError(p, f"config differs from {checkpoints[0]}'s; an ensemble needs one architecture")
-    cfg = M.ExpressionConfig(**cks[0]["config"])
-    ens = M.ExpressionEnsemble(cfg, len(cks))
+        if M.input_contract(cfg) != M.input_contract(configs[0]):
+            raise DataError(p, f"input differs from {checkpoints[0]}'s (image_size, pixel_mean, pixel_std, "
+                               f"num_classes {M.input_contract(cfg)} vs {M.input_contract(configs[0])})")
+    ens = M.ExpressionEnsemble(configs)
     for member, ck in zip(ens.members, cks):
         member.load_state_dict(ck["state_dict"])
     sources = [{"file": Path(p).name, "epoch": ck.get("epoch"), "public_test_acc": ck.get("public_test_acc")}
                for p, ck in zip(checkpoints, cks)]
-    return save_checkpoint(out, ens, cfg, members=len(cks), sources=sources)
+    return save_checkpoint(out, ens, configs[0], members=len(cks), sources=sources,
+                           member_configs=[ck["config"] for ck in cks])
 
 
 # --------------------------------------------------------------------------- evaluation
