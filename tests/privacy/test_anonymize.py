@@ -95,7 +95,13 @@ def test_yuv420p_masking_matches_rgb_and_leaves_the_rest_untouched():
             ref = anonymize_frame(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), boxes, METHODS[name], mask, 0.25)
             ref = cv2.cvtColor(cv2.cvtColor(ref, cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420)  # as encoded
             diff = np.abs(cv2.cvtColor(out, cv2.COLOR_YUV2RGB_I420).astype(int) - ref.astype(int))
-            assert np.percentile(diff, 99) <= 2 and diff.mean() < 0.2, (name, mask)
+            if getattr(METHODS[name], "planar", False):  # filtered per plane: Y exact to rounding, and U/V
+                # cells are laid on the even-pixel chroma grid, a pixel off the RGB path's on a random colour field
+                ref_yuv = cv2.cvtColor(ref, cv2.COLOR_RGB2YUV_I420)
+                assert np.abs(out[:96].astype(int) - ref_yuv[:96].astype(int)).max() <= 1, (name, mask)
+                assert np.percentile(diff, 99) <= 3 and diff.mean() < 0.3, (name, mask)
+            else:
+                assert np.percentile(diff, 99) <= 2 and diff.mean() < 0.2, (name, mask)
             changed = out[:96] != yuv[:96]  # Y plane
             ys, xs = np.nonzero(changed)
             assert ys.min() >= 8 and xs.min() >= 30, (name, mask)  # nothing outside the grown boxes

@@ -87,14 +87,20 @@ class AnonymizeConfig:
 # ---------------------------------------------------------------- methods
 
 
-def blur(region: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def blur(region: np.ndarray, mask: np.ndarray, step: int = 1) -> np.ndarray:
     """Heavy blur: average down to 1/16 of the face size, Gaussian there (sigma 3 cells, about a
     fifth of the face at full size), scale back up. Weaker blurs (1/12, sigma 1) still let dlib's
-    face recogniser re-identify 4 of 16 faces in bench/anonymize_privacy.py; this one none."""
+    face recogniser re-identify 4 of 16 faces in bench/anonymize_privacy.py; this one none.
+    ``step``: frame pixels per pixel of ``region`` (2 for a subsampled chroma plane), so that every
+    plane is averaged over the same cells."""
     h, w = region.shape[:2]
-    small = cv2.resize(region, (max(2, w // 16), max(2, h // 16)), interpolation=cv2.INTER_AREA)
+    div = 16 // step
+    small = cv2.resize(region, (max(2, w // div), max(2, h // div)), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=3.0, borderType=cv2.BORDER_REPLICATE)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+blur.planar = True  # linear: run on Y, U and V (with ``step``) it equals running it on RGB
 
 
 def pixelate(region: np.ndarray, mask: np.ndarray, cells: int = 8) -> np.ndarray:
@@ -291,16 +297,24 @@ def anonymize_yuv420p(yuv: np.ndarray, boxes: np.ndarray, method: Method, mask: 
         h, w = y2 - y1, x2 - x1
         crops = (planes[0][y1:y2, x1:x2], planes[1][y1 // 2:y2 // 2, x1 // 2:x2 // 2],
                  planes[2][y1 // 2:y2 // 2, x1 // 2:x2 // 2])
-        i420 = np.concatenate([c.reshape(-1) for c in crops]).reshape(h * 3 // 2, w)
-        rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # (h, w, 3)
         inner = (slice(by1 - y1, by2 - y1), slice(bx1 - x1, bx2 - x1))  # the crop anonymize_frame uses
         weight = np.zeros((h, w), np.float32)
         weight[inner] = region_mask(mask, box, margin, bounds)
+        wc = cv2.resize(weight, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # mean of each 2×2 block
+        if getattr(method, "planar", False):  # no colour conversion: filter Y, U and V as they are
+            y_in = np.ascontiguousarray(crops[0][inner])
+            crops[0][inner] = cv2.blendLinear(np.asarray(method(y_in, weight[inner]), np.uint8), y_in,
+                                              np.ascontiguousarray(weight[inner]), 1.0 - weight[inner])
+            for plane in crops[1:]:
+                src = np.ascontiguousarray(plane)
+                plane[:] = cv2.blendLinear(np.asarray(method(src, wc, step=2), np.uint8), src, wc, 1.0 - wc)
+            continue
+        i420 = np.concatenate([c.reshape(-1) for c in crops]).reshape(h * 3 // 2, w)
+        rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # (h, w, 3)
         rgb[inner] = np.asarray(method(rgb[inner], weight[inner]), np.uint8)
         new = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
         q = h * w // 4
         crops[0][:] = cv2.blendLinear(new[:h * w].reshape(h, w), np.ascontiguousarray(crops[0]), weight, 1.0 - weight)
-        wc = cv2.resize(weight, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # mean of each 2×2 block
         for plane, part in ((crops[1], new[h * w:h * w + q]), (crops[2], new[h * w + q:])):
             plane[:] = cv2.blendLinear(part.reshape(h // 2, w // 2), np.ascontiguousarray(plane), wc, 1.0 - wc)
     return yuv
