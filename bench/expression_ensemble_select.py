@@ -30,13 +30,20 @@ def main() -> None:
     from affectlens.expression.recipe import predict_proba
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoints", nargs="+", type=Path)
+    ap.add_argument("checkpoints", nargs="*", type=Path,
+                    help="default: every runs/expression/cnn_bilstm*/best.pt")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "fer2013"))
     ap.add_argument("--tta", nargs="+", default=["flip"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--top", type=int, default=12, help="rows to print per TTA mode")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.checkpoints:
+        args.checkpoints = sorted((REPO / "runs" / "expression").glob("cnn_bilstm*/best.pt"))
+    if len(args.checkpoints) < 2:
+        print("fewer than two trained nets under runs/expression/: nothing to choose from "
+              "(train them with the commands in docs/expression.md)")
+        return
     part = load_fer(args.data).split("PublicTest")
     names = [f"{p.parent.name}/{p.name}" if p.name in ("best.pt", "last.pt") else p.name for p in args.checkpoints]
     for mode in args.tta:
