@@ -62,12 +62,8 @@ def baseline_main(src: str, dst: str) -> None:
     import queue
     import threading
 
-    from affectlens.media import VideoWriter
-    from affectlens.privacy.anonymize import (
-        AnonymizeConfig,
-        decoded_frames,
-        encode_frame,
-    )
+    from affectlens.media import VideoWriter, decoded_frames
+    from affectlens.privacy.anonymize import AnonymizeConfig, encode_frame
 
     q: queue.Queue = queue.Queue(maxsize=8)
     end = object()

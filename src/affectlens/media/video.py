@@ -182,8 +182,10 @@ def _target_hw(size: Size, rotation: int, width: int, height: int) -> Tuple[int,
     return (w, h) if rotation in (90, 270) else (h, w)
 
 
-def _to_rgb(frame: av.VideoFrame, hw: Tuple[int, int], rotation: int) -> np.ndarray:
-    img = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0])  # (H, W, 3)
+def _to_rgb(frame: av.VideoFrame, hw: Tuple[int, int], rotation: int, interpolation: Optional[str] = None) -> np.ndarray:
+    """The frame as upright RGB; ``hw`` is the (height, width) to scale to before rotation
+    (``_target_hw``); ``interpolation`` is libswscale's (e.g. ``"AREA"`` for downscaling)."""
+    img = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0], interpolation=interpolation)  # (H, W, 3)
     if rotation:
         img = np.ascontiguousarray(np.rot90(img, k=-rotation // 90))  # clockwise
     return img
@@ -292,23 +294,30 @@ def _disposable_test(stream) -> Callable[[av.Packet], bool]:
     return disposable
 
 
+def decoded_frames(path: str | Path) -> Iterator[av.VideoFrame]:
+    """Every decoded ``av.VideoFrame`` of the first video stream in presentation order, as the
+    decoder returns it (no colour conversion, no copy; ``pts`` and ``time_base`` kept); a decoding
+    failure becomes a ``MediaError`` naming the file."""
+    path = Path(path)
+    with open_media(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None:
+                    yield frame
+        except av.error.FFmpegError as e:
+            raise MediaError(path, f"corrupt or truncated ({e})") from None
+
+
 def iter_frames(path: str | Path, size: Size = None) -> Iterator[Tuple[float, av.VideoFrame, np.ndarray]]:
     """Yield ``(t_seconds, frame, rgb)`` for every frame in presentation order.
 
     ``frame`` keeps the source ``pts``/``time_base`` so writers can keep timestamps exactly;
     ``rgb`` is ``(H, W, 3)`` uint8 with rotation applied.
     """
-    path = Path(path)
     info = probe(path)
     hw = _target_hw(size, info.rotation, info.width, info.height)
-    with open_media(path) as container:
-        stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    continue
-                t = float(frame.pts * stream.time_base) - info.start_time
-                yield t, frame, _to_rgb(frame, hw, info.rotation)
-        except av.error.FFmpegError as e:
-            raise MediaError(path, f"corrupt or truncated ({e})") from None
+    for frame in decoded_frames(path):
+        t = float(frame.pts * info.time_base) - info.start_time
+        yield t, frame, _to_rgb(frame, hw, info.rotation)

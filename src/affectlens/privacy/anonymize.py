@@ -273,11 +273,12 @@ def anonymize_yuv420p(yuv: np.ndarray, boxes: np.ndarray, method: Method, mask: 
     """Mask every box (k, 4) in place in a yuv420p picture and return it.
 
     ``yuv`` is ``(H * 3 / 2, W)`` uint8 in PyAV's ``VideoFrame.to_ndarray()`` layout (the Y plane,
-    then U, then V, each contiguous). Only each face's region is touched: it is converted to RGB
-    (BT.601 video range, OpenCV) for ``method``, which sees the same crop and mask as in
-    ``anonymize_frame``; the replacement is converted back and blended in by the mask on Y and
-    (with the mask averaged over each 2×2 block) on U and V, so pixels outside the mask keep their
-    bytes exactly.
+    then U, then V, each contiguous). Only each face's region is touched. A ``planar`` method (a
+    linear filter such as ``blur``) runs on the Y crop anonymize_frame would use and on the U and V
+    crops as they are (``step=2``); any other method gets the region converted to RGB (BT.601 video
+    range, OpenCV), sees the same crop and mask as in ``anonymize_frame``, and its result is
+    converted back. Either way the replacement is blended in by the mask on Y and (with the mask
+    averaged over each 2×2 block) on U and V, so pixels outside the mask keep their bytes exactly.
     """
     h_all, w_all = yuv.shape[0] * 2 // 3, yuv.shape[1]
     if (yuv.dtype != np.uint8 or yuv.ndim != 2 or h_all * 3 // 2 != yuv.shape[0] or h_all % 2 or w_all % 2
@@ -350,24 +351,6 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
-def decoded_frames(src: Path) -> Iterator:
-    """Every decoded ``av.VideoFrame`` of ``src``'s first video stream in presentation order, as the
-    decoder returns it (no colour conversion, no copy); failures become ``MediaError``."""
-    import av
-
-    from affectlens.media.video import _video_stream, open_media
-
-    with open_media(src) as container:
-        stream = _video_stream(container, src)
-        stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                if frame.pts is not None:
-                    yield frame
-        except av.error.FFmpegError as e:
-            raise MediaError(src, f"corrupt or truncated ({e})") from None
-
-
 def encode_frame(writer, frame) -> None:
     """Encode a decoded (or rebuilt) ``av.VideoFrame`` with ``writer`` (a ``VideoWriter``), keeping
     its ``pts``. The decoder's picture type is cleared so the encoder picks frame types itself (as
@@ -379,6 +362,8 @@ def encode_frame(writer, frame) -> None:
 
 
 def _decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
+    from affectlens.media import decoded_frames
+
     def run() -> None:
         try:
             for frame in decoded_frames(src):
@@ -445,13 +430,11 @@ class _FrameDetector:
         return f"CenterFace(threshold={self.detector.threshold}, scale={round(self.scale, 4)})"
 
     def rgb(self, frame, width: int | None = None, height: int | None = None) -> np.ndarray:
+        from affectlens.media.video import _to_rgb
+
         if width is None:
-            img = frame.to_ndarray(format="rgb24")
-        else:
-            img = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
-        if self.rotation:
-            img = np.ascontiguousarray(np.rot90(img, k=-self.rotation // 90))  # clockwise, as iter_frames
-        return img
+            return _to_rgb(frame, (frame.height, frame.width), self.rotation)
+        return _to_rgb(frame, (height, width), self.rotation, interpolation="AREA")
 
     def __call__(self, frame) -> Detections:
         if self.scale is None or self.scale == 1.0:
@@ -755,7 +738,7 @@ def anonymize_batch(src: str | Path | Sequence[str | Path], dst: str | Path, *, 
                     functools.partial(_anonymize_task, dst_of=dst_of, options=options, setup=setup),
                     lambda s: sidecar_path(dst_of[str(s)]), backend=backend, address=address, num_workers=workers,
                     resume=resume, description="files", progress=progress)
-    kind = {str(s): "image" if s.suffix.lower() in IMAGE_EXTS else "video" for s, _ in pairs}
+    kind = {str(s): _kind(s) for s, _ in pairs}
     rows: dict[str, FileResult] = {}
     for s, side in res.done:
         faces = json.loads(Path(side).read_text(encoding="utf-8")).get("faces_per_frame", [])
