@@ -42,7 +42,7 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
 
 
 @app.command()
-def ensemble(checkpoints: list[Path] = typer.Argument(..., help="Two or more best.pt of the same architecture."),
+def ensemble(checkpoints: list[Path] = typer.Argument(..., help="Two or more best.pt that read the same input (widths and variants may differ)."),
              out: Path = typer.Option(..., "--out", "-o", help="The combined checkpoint to write.")):
     """Combine trained nets into one checkpoint whose prediction is their mean class probability."""
     from affectlens.expression.recipe import combine

@@ -35,13 +35,12 @@ def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.Expression
     from affectlens.training import load_checkpoint
 
     ck = load_checkpoint(path or DEFAULT_WEIGHTS)
-    cfg = M.ExpressionConfig(**ck["config"])
     members = int(ck.get("members", 0))
     if members:  # older ensembles hold one config for all members
         configs = [M.ExpressionConfig(**c) for c in ck.get("member_configs") or [ck["config"]] * members]
         net = M.ExpressionEnsemble(configs)
     else:
-        net = M.build_model(cfg)
+        net = M.build_model(M.ExpressionConfig(**ck["config"]))
     net.load_state_dict(ck["state_dict"])
     return net.eval()
 
