@@ -96,10 +96,11 @@ def test_yuv420p_masking_matches_rgb_and_leaves_the_rest_untouched():
             ref = cv2.cvtColor(cv2.cvtColor(ref, cv2.COLOR_RGB2YUV_I420), cv2.COLOR_YUV2RGB_I420)  # as encoded
             diff = np.abs(cv2.cvtColor(out, cv2.COLOR_YUV2RGB_I420).astype(int) - ref.astype(int))
             if getattr(METHODS[name], "planar", False):  # filtered per plane: Y exact to rounding, and U/V
-                # cells are laid on the even-pixel chroma grid, a pixel off the RGB path's on a random colour field
+                # cells (whole pixels) are laid on the even-pixel chroma grid, a pixel or two off the RGB
+                # path's on a random colour field (a wrong plane or offset would be off by tens)
                 ref_yuv = cv2.cvtColor(ref, cv2.COLOR_RGB2YUV_I420)
                 assert np.abs(out[:96].astype(int) - ref_yuv[:96].astype(int)).max() <= 1, (name, mask)
-                assert np.percentile(diff, 99) <= 3 and diff.mean() < 0.3, (name, mask)
+                assert np.percentile(diff, 99) <= 3 and diff.mean() < 0.4, (name, mask)
             else:
                 assert np.percentile(diff, 99) <= 2 and diff.mean() < 0.2, (name, mask)
             changed = out[:96] != yuv[:96]  # Y plane
@@ -119,14 +120,20 @@ def test_downscaled_detection_boxes_come_back_in_frame_pixels():
 
     frame = av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
     dets = _FrameDetector(fake, rotation=0, scale=0.5)(frame)
-    assert seen["shape"] == (60, 80, 3)
-    np.testing.assert_allclose(dets.boxes, [[20, 10, 60, 50]])
-    np.testing.assert_allclose(dets.landmarks[0, 0], [20, 20])
+    assert seen["shape"] == (64, 80, 3)  # 60 rows stretched to CenterFace's stride of 32, 80 columns kept
+    np.testing.assert_allclose(dets.boxes, [[20, 5 * 120 / 64, 60, 25 * 120 / 64]], rtol=1e-6)
+    np.testing.assert_allclose(dets.landmarks[0, 0], [20, 10 * 120 / 64], rtol=1e-6)
     _FrameDetector(fake, rotation=0)(frame)  # a caller's detector sees the full frame
     assert seen["shape"] == (120, 160, 3)
     dets = _FrameDetector(fake, rotation=90, scale=0.5)(frame)  # displayed upright: 120 wide, 160 high
-    assert seen["shape"] == (80, 60, 3)
-    np.testing.assert_allclose(dets.boxes, [[20, 10, 60, 50]])
+    assert seen["shape"] == (80, 64, 3)
+    np.testing.assert_allclose(dets.boxes, [[10 * 120 / 64, 10, 30 * 120 / 64, 50]], rtol=1e-6)
+
+
+def test_detector_input_fits_the_network_stride_without_much_stretch():
+    from affectlens.privacy.anonymize import _stride_fit
+
+    assert [_stride_fit(n) for n in (480, 270, 256.4, 60, 80, 300, 23)] == [480, 256, 256, 64, 80, 288, 23]
 
 
 def test_ellipse_mask_covers_centre_not_corners():
