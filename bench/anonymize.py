@@ -9,7 +9,8 @@ subprocess timed end to end (start-up included for all):
     it cannot run, never faked).
 on ../shared/data/media/clips/short_hamilton_clip.mp4 (640x360) and on 720p and 1080p clips made
 from it (upscaled, audio copied). Prints median fps over ``--runs`` and the ratios ours/deface and
-ours/baseline; checks each output's size, frame count, rate, start and audio against the input;
+ours/baseline, and the median and range of every run's own ratio to the baseline run just before it
+(a pair shares the machine's state, which on a shared machine drifts between runs); checks each output's size, frame count, rate, start and audio against the input;
 and measures face recall on the native clip: faces an independent detector (dlib's HOG) finds in
 a sampled original frame and still finds at the same place in the anonymized frame are leaks.
 
@@ -169,19 +170,34 @@ def run_clip(name: str, src: Path, tools: list[str], runs: int, threshold: float
 
     n = probe(src).frame_count
     times: dict[str, list[float]] = {t: [] for t in tools}
+    cost: dict[str, list[float]] = {t: [] for t in tools if t != "baseline"}  # per run: seconds ÷ baseline's
     outs = {t: work / f"{name}_{t.replace(' ', '').replace('--', '_')}.mp4" for t in tools}
     for r in range(runs):
+        base = None
         for tool in tools:  # interleaved: A B C A B C ...
             if tool == "deface" and r >= deface_runs:
                 continue
             s = timed(commands(tool, src, outs[tool], threshold))
             if s is not None:
                 times[tool].append(s)
+                if tool == "baseline":
+                    base = s
+                elif base is not None:
+                    cost[tool].append(s / base)
             print(f"  {name} run {r + 1} {tool}: {'failed' if s is None else f'{n / s:.2f} fps'}", flush=True)
     fps = {t: (n / statistics.median(v) if v else None) for t, v in times.items()}
     faithful = {t: faithfulness(src, outs[t]) for t in tools if outs[t].exists() and fps[t]}
-    return {"clip": name, "frames": n, "fps": fps, "runs": {t: v for t, v in times.items()}, "faithful": faithful,
-            "outputs": {t: str(p) for t, p in outs.items()}}
+    return {"clip": name, "frames": n, "fps": fps, "runs": {t: v for t, v in times.items()}, "cost": cost,
+            "faithful": faithful, "outputs": {t: str(p) for t, p in outs.items()}}
+
+
+def paired_cost(values: list[float]) -> str:
+    """Median (range) of the per-run cost ratios: each run's baseline ran just before, so the pair
+    shares the machine's state even when its speed drifts between runs."""
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 \
+        else f"{values[0]:.2f}x"
 
 
 def ratio(a, b) -> str:
@@ -190,15 +206,16 @@ def ratio(a, b) -> str:
 
 def print_report(rows: list[dict], recall: dict | None, threshold: float, deface_note: str | None) -> None:
     print(f"\n## Speed (median fps of each run, start-up included; threshold {threshold})")
-    print("| clip | frames | tool | fps | vs deface | cost vs baseline decode+encode |")
-    print("|---|---|---|---|---|---|")
+    print("| clip | frames | tool | fps | vs deface | cost vs baseline decode+encode | same, median (range) of the runs' pairs |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         f = r["fps"]
         fmt = lambda v: f"{v:.2f}" if v else "n/a"
         for tool in f:
             print(f"| {r['clip']} | {r['frames']} | {tool} | {fmt(f[tool])} | "
                   f"{ratio(f[tool], f.get('deface')) if tool.startswith('ours') else ''} | "
-                  f"{ratio(f.get('baseline'), f[tool]) if tool != 'baseline' else ''} |")
+                  f"{ratio(f.get('baseline'), f[tool]) if tool != 'baseline' else ''} | "
+                  f"{paired_cost(r['cost'][tool]) if tool != 'baseline' else ''} |")
     if deface_note:
         print(f"\ndeface could not run here ({deface_note}); its columns are n/a, not estimated.")
     print("\n## Faithfulness of the outputs ((!) = differs from the input)")
