@@ -110,6 +110,26 @@ def test_yuv420p_masking_matches_rgb_and_leaves_the_rest_untouched():
     assert (anonymize_yuv420p(yuv.copy(), boxes[:1], METHODS["solid"], "box", 0.0)[22:66, 42:84] == 16).all()  # black
 
 
+def test_masking_a_frame_in_place_through_padded_planes_matches_the_packed_picture():
+    """Video frames are masked in their own buffers, whose rows are padded (line size > width)."""
+    import cv2
+
+    from affectlens.privacy.anonymize import _frame_planes, anonymize_planes
+
+    rng = np.random.default_rng(3)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (90, 170, 3), dtype=np.uint8), (0, 0), 2)
+    boxes = np.array([[30.2, 10.5, 80.7, 70.1], [120, 40, 169, 89]], np.float32)
+    for name in ("blur", "pixelate"):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        assert frame.planes[0].line_size > frame.planes[0].width  # the padded case
+        ref = anonymize_yuv420p(frame.to_ndarray(), boxes, METHODS[name], "ellipse", 0.25)
+        frame.make_writable()
+        anonymize_planes(*_frame_planes(frame), boxes, METHODS[name], "ellipse", 0.25)
+        np.testing.assert_array_equal(frame.to_ndarray(), ref, err_msg=name)
+        assert not np.array_equal(ref, av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format="yuv420p").to_ndarray())  # something was masked
+
+
 def test_downscaled_detection_boxes_come_back_in_frame_pixels():
     seen = {}
 

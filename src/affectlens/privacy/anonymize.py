@@ -322,7 +322,7 @@ def _blend(view: np.ndarray, method: Method, weight: np.ndarray, inverse: np.nda
 def anonymize_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray, boxes: np.ndarray, method: Method,
                      mask: MaskShape = "ellipse", margin: float = 0.25) -> None:
     """Mask every box (k, 4) in place in a 4:2:0 picture given as its planes: ``y`` (H, W), ``u`` and
-    ``v`` (H/2, W/2) uint8, each may be a strided view (``frame_planes`` of a decoded frame).
+    ``v`` (H/2, W/2) uint8, each may be a strided view (``_frame_planes`` of a decoded frame).
 
     Only each face's region is touched. A ``planar`` method (a linear filter such as ``blur``) runs
     on the Y crop ``anonymize_frame`` would use and on the U and V crops as they are (``step=2``);
