@@ -10,7 +10,8 @@ subprocess timed end to end (start-up included for all):
 on ../shared/data/media/clips/short_hamilton_clip.mp4 (640x360) and on 720p and 1080p clips made
 from it (upscaled, audio copied). Prints median fps over ``--runs`` and the ratios ours/deface and
 ours/baseline, and the median and range of every run's own ratio to the baseline run just before it
-(a pair shares the machine's state, which on a shared machine drifts between runs); checks each output's size, frame count, rate, start and audio against the input;
+(a pair shares the machine's state, which on a shared machine drifts between runs); checks each
+output's size, frame count, rate, start and audio against the input;
 and measures face recall on the native clip: faces an independent detector (dlib's HOG) finds in
 a sampled original frame and still finds at the same place in the anonymized frame are leaks.
 
@@ -196,8 +197,7 @@ def paired_cost(values: list[float]) -> str:
     shares the machine's state even when its speed drifts between runs."""
     if not values:
         return "n/a"
-    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 \
-        else f"{values[0]:.2f}x"
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def ratio(a, b) -> str:

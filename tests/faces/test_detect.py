@@ -141,3 +141,11 @@ def test_haar_finds_frontal_faces():
     matched = [max(_iou(h, b) for b in ours) > 0.3 for h in haar.boxes]
     assert sum(matched) >= 4  # one face wears sunglasses: the frontal cascade misses it
     assert len(detect_faces(_rgb("identities", "two_people.jpg"), detector="haar")) == 2
+
+
+def test_detector_input_fits_the_network_stride_without_much_stretch():
+    from affectlens.faces.detect import CenterFace, _fit_side
+
+    assert [_fit_side(n) for n in (480, 270, 256.4, 60, 80, 300, 23)] == [480, 256, 256, 64, 80, 288, 23]
+    assert CenterFace.input_size(720, 1280, 0.375) == (256, 480, 256, 480)  # 720p: stretched, no padding
+    assert CenterFace.input_size(23, 300, 1.0) == (23, 288, 32, 288)  # too far from 32: kept and padded

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 
 from affectlens.errors import MediaError
-from affectlens.media import (VideoWriter, audio_windows, frame_times, iter_frames, load_audio, log_mel, probe,
-                              sample_frames)
+from affectlens.media import (
+    VideoWriter,
+    audio_windows,
+    decoded_frames,
+    frame_times,
+    iter_frames,
+    load_audio,
+    log_mel,
+    probe,
+    sample_frames,
+    writable_planes,
+)
 from tests.conftest import shared_path
 from tests.media.clips import H, W, index_frame, make_clip, read_index, tone
 
@@ -103,6 +113,32 @@ def test_iter_frames_yields_every_frame_in_order(tmp_path):
     seen = [(t, read_index(rgb)) for t, _, rgb in iter_frames(clip)]
     assert [i for _, i in seen] == list(range(30))
     assert seen[10][0] == pytest.approx(10 / 30)
+
+
+def test_writable_planes_change_a_frame_without_disturbing_later_ones(tmp_path):
+    """The frames of a slow pan are predicted from the ones before: changing a decoded frame through
+    its planes must not change what the decoder makes of the next frames (writing into the buffer
+    the decoder keeps as a reference would)."""
+    import cv2
+
+    texture = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (H, W + 40, 3), np.uint8), (0, 0), 3)
+    clip = tmp_path / "pan.mp4"
+    with VideoWriter(clip, Fraction(25), W, H) as writer:
+        for i in range(30):
+            writer.write(np.ascontiguousarray(texture[:, i:i + W]))
+
+    def pictures(change: bool) -> list[bytes]:
+        out = []
+        for frame in decoded_frames(clip):
+            out.append(frame.to_ndarray().tobytes())
+            if change:
+                y, u, v = writable_planes(frame)
+                assert y.shape == (H, W) and u.shape == v.shape == (H // 2, W // 2)
+                y[:] = 0
+                assert (frame.to_ndarray()[:H] == 0).all()  # the views are the frame's own buffer
+        return out
+
+    assert pictures(change=True) == pictures(change=False)
 
 
 def test_audio_length_and_tone_burst_alignment(tmp_path):

@@ -1,10 +1,10 @@
 """Media I/O: probe, time-exact frame sampling, aligned audio windows, log-mel, and a writer that
 keeps the source's frame rate, time base and audio packets."""
 from affectlens.media.audio import SAMPLE_RATE, audio_windows, load_audio, log_mel
-from affectlens.media.video import MediaInfo, AudioInfo, decoded_frames, frame_times, iter_frames, open_media, probe, sample_frames
+from affectlens.media.video import MediaInfo, AudioInfo, decoded_frames, frame_times, iter_frames, open_media, probe, sample_frames, writable_planes
 from affectlens.media.writer import VideoWriter, write_video
 
 __all__ = [
     "SAMPLE_RATE", "AudioInfo", "MediaInfo", "VideoWriter", "audio_windows", "decoded_frames", "frame_times", "iter_frames",
-    "load_audio", "log_mel", "open_media", "probe", "sample_frames", "write_video",
+    "load_audio", "log_mel", "open_media", "probe", "sample_frames", "writable_planes", "write_video",
 ]

@@ -310,6 +310,15 @@ def decoded_frames(path: str | Path) -> Iterator[av.VideoFrame]:
             raise MediaError(path, f"corrupt or truncated ({e})") from None
 
 
+def writable_planes(frame: av.VideoFrame) -> Tuple[np.ndarray, ...]:
+    """Writable views ``(y, u, v)`` onto a planar frame's own buffers (e.g. yuv420p), rows cut to
+    the plane's width (FFmpeg pads them to its line size). The frame is made writable first: one the
+    decoder still keeps as a reference is copied once by FFmpeg instead of being changed under it,
+    so changing the views never disturbs the decoding of later frames."""
+    frame.make_writable()
+    return tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes)
+
+
 def iter_frames(path: str | Path, size: Size = None) -> Iterator[Tuple[float, av.VideoFrame, np.ndarray]]:
     """Yield ``(t_seconds, frame, rgb)`` for every frame in presentation order.
 

@@ -302,13 +302,6 @@ def anonymize_yuv420p(yuv: np.ndarray, boxes: np.ndarray, method: Method, mask: 
     return yuv
 
 
-def _frame_planes(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Writable views ``(y, u, v)`` onto a yuv420p ``av.VideoFrame``'s own buffers (rows padded to
-    the plane's line size are cut off). Call ``frame.make_writable()`` first: a frame the decoder
-    still keeps as a reference is then copied once by FFmpeg instead of being changed under it."""
-    return tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in frame.planes)
-
-
 def _blend(view: np.ndarray, method: Method, weight: np.ndarray, inverse: np.ndarray | None, **kw) -> None:
     """``view`` ← method(view) blended by ``weight`` (``inverse`` = 1 - weight; None for a full box)."""
     src = np.ascontiguousarray(view)
@@ -322,7 +315,7 @@ def _blend(view: np.ndarray, method: Method, weight: np.ndarray, inverse: np.nda
 def anonymize_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray, boxes: np.ndarray, method: Method,
                      mask: MaskShape = "ellipse", margin: float = 0.25) -> None:
     """Mask every box (k, 4) in place in a 4:2:0 picture given as its planes: ``y`` (H, W), ``u`` and
-    ``v`` (H/2, W/2) uint8, each may be a strided view (``_frame_planes`` of a decoded frame).
+    ``v`` (H/2, W/2) uint8, each may be a strided view (``media.writable_planes`` of a decoded frame).
 
     Only each face's region is touched. A ``planar`` method (a linear filter such as ``blur``) runs
     on the Y crop ``anonymize_frame`` would use and on the U and V crops as they are (``step=2``);
@@ -349,10 +342,10 @@ def anonymize_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray, boxes: np.ndar
             weight[inner] = w_inner
         wc = cv2.resize(weight, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # mean of each 2×2 block
         chroma = [p[y1 // 2:y2 // 2, x1 // 2:x2 // 2] for p in (u, v)]
-        full = mask == "box"  # every weight is 1: no blending
         if planar:  # no colour conversion: filter Y, U and V as they are
-            _blend(y[by1:by2, bx1:bx2], method, w_inner, None if full else 1.0 - w_inner)
-            inverse = None if full and weight is w_inner else 1.0 - wc
+            box_mask = mask == "box"  # every Y weight is 1, and every U/V weight too unless bounds grew
+            _blend(y[by1:by2, bx1:bx2], method, w_inner, None if box_mask else 1.0 - w_inner)
+            inverse = None if box_mask and weight is w_inner else 1.0 - wc
             for view in chroma:
                 _blend(view, method, wc, inverse, step=2)
             continue
@@ -459,15 +452,6 @@ def _video_scale(cfg: AnonymizeConfig, width: int, height: int) -> float:
     return cfg.det_size / max(width, height)
 
 
-def _stride_fit(n: float, stride: int = 32, stretch: float = 0.07) -> int:
-    """A side of ``n`` pixels as the detector should get it: the nearest multiple of its ``stride``
-    when that stretches the side by at most ``stretch``, so the network needs no padding (a 720p
-    frame at 480 wide becomes 480x256 instead of 480x270 padded to 480x288: 11 % less work, faces
-    5 % flatter, found alike on bench/anonymize_coverage.py), else ``n`` rounded."""
-    fit = stride * round(n / stride)
-    return fit if fit and abs(fit - n) <= stretch * n else max(2, round(n))
-
-
 class _FrameDetector:
     """Runs a detector on a decoded frame; boxes come back in displayed-frame pixels.
 
@@ -496,7 +480,7 @@ class _FrameDetector:
         if self.scale is None or self.scale == 1.0:
             return self.detector(self.rgb(frame))
         w, h = frame.width, frame.height  # coded size
-        rw, rh = _stride_fit(w * self.scale), _stride_fit(h * self.scale)
+        rh, rw = CenterFace.input_size(h, w, self.scale)[:2]  # made at the network's size by the scaler
         small = self.rgb(frame, rw, rh)
         dets = self.detector(small)
         if not len(dets):
@@ -577,7 +561,7 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     masked in place, only inside the faces' regions (``anonymize_planes``).
     A rotated source is masked on upright RGB frames instead (the output is stored upright).
     """
-    from affectlens.media import VideoWriter, probe
+    from affectlens.media import VideoWriter, probe, writable_planes
     from affectlens.media.video import _target_hw, _to_rgb
 
     t0 = time.perf_counter()
@@ -603,8 +587,7 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
         else:
             out = frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
             if len(tf.boxes):
-                out.make_writable()  # copied by FFmpeg if the decoder still refers to it
-                anonymize_planes(*_frame_planes(out), tf.boxes, method, cfg.mask, cfg.margin)
+                anonymize_planes(*writable_planes(out), tf.boxes, method, cfg.mask, cfg.margin)
         if not _put(q_out, out, stop):
             raise stages[1].error or MediaError(dst, "encoder stopped")
         t = float(frame.pts * info.time_base) - info.start_time
