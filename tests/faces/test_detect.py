@@ -144,8 +144,9 @@ def test_haar_finds_frontal_faces():
 
 
 def test_detector_input_fits_the_network_stride_without_much_stretch():
-    from affectlens.faces.detect import CenterFace, _fit_side
+    from affectlens.faces.detect import MAX_STRETCH, CenterFace, _fit_side
 
     assert [_fit_side(n) for n in (480, 270, 256.4, 60, 80, 300, 23)] == [480, 256, 256, 64, 80, 288, 23]
-    assert CenterFace.input_size(720, 1280, 0.375) == (256, 480, 256, 480)  # 720p: stretched, no padding
-    assert CenterFace.input_size(23, 300, 1.0) == (23, 288, 32, 288)  # too far from 32: kept and padded
+    assert CenterFace.input_size(720, 1280, 0.375, MAX_STRETCH) == (256, 480, 256, 480)  # 720p: stretched
+    assert CenterFace.input_size(23, 300, 1.0, MAX_STRETCH) == (23, 288, 32, 288)  # too far from 32: padded
+    assert CenterFace.input_size(720, 1280, 0.375) == (270, 480, 288, 480)  # photos: padded, never stretched

@@ -46,7 +46,7 @@ __all__ = [
 DetectorName = Literal["centerface", "haar"]
 STRIDE = 4  # CenterFace's output maps are at 1/4 of the input resolution
 INPUT_MULTIPLE = 32  # CenterFace's input sides must be multiples of this
-MAX_STRETCH = 0.07  # a side this close to a multiple is stretched to it instead of padded
+MAX_STRETCH = 0.07  # video frames: a side this close to a multiple is stretched to it instead of padded
 NMS_IOU = 0.3
 PHOTO_SCALES = (1.0, 0.5, 0.25)  # a pyramid: CenterFace misses faces taller than ~250 px at 1.0
 
@@ -168,11 +168,11 @@ def _session(num_threads: int):
     return ort.InferenceSession(_dynamic_model_bytes(), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _fit_side(n: float) -> int:
+def _fit_side(n: float, max_stretch: float = MAX_STRETCH) -> int:
     """A resized side for CenterFace: the nearest multiple of ``INPUT_MULTIPLE`` when that is within
-    ``MAX_STRETCH`` of ``n``, else ``n`` rounded (then padded by ``input_size``)."""
+    ``max_stretch`` of ``n``, else ``n`` rounded (then padded by ``input_size``)."""
     fit = INPUT_MULTIPLE * round(n / INPUT_MULTIPLE)
-    return fit if fit and abs(fit - n) <= MAX_STRETCH * n else max(1, round(n))
+    return fit if fit and abs(fit - n) <= max_stretch * n else max(1, round(n))
 
 
 class CenterFace:
@@ -206,14 +206,16 @@ class CenterFace:
         return f"CenterFace(threshold={self.threshold}, scale={self.scale})"
 
     @staticmethod
-    def input_size(h: int, w: int, scale: float) -> tuple[int, int, int, int]:
+    def input_size(h: int, w: int, scale: float, max_stretch: float = 0.0) -> tuple[int, int, int, int]:
         """(resized h, resized w, padded h, padded w) for an ``h × w`` image at ``scale``.
 
-        The network needs sides that are multiples of 32. A side within 7 % of one is stretched to
-        it (a 720p frame at 480 wide becomes 480 × 256 rather than 480 × 270 padded to 288: 11 % less
-        work, faces 5 % flatter and found alike on bench/anonymize_coverage.py); a side further off
-        is kept and zero-padded up."""
-        rh, rw = _fit_side(h * scale), _fit_side(w * scale)
+        The network needs sides that are multiples of 32; a side is zero-padded up to one. With
+        ``max_stretch`` (the anonymizer's video frames use ``MAX_STRETCH``), a side within that share
+        of a multiple is stretched to it instead: a 720p frame at 480 wide becomes 480 × 256 rather
+        than 480 × 270 padded to 288, 11 % less work, faces 5 % flatter and found alike on
+        bench/anonymize_coverage.py. Photos keep the default: stretched faces gave slightly worse
+        landmarks for the spontaneity room's eye-line alignment."""
+        rh, rw = _fit_side(h * scale, max_stretch), _fit_side(w * scale, max_stretch)
         return rh, rw, -(-rh // INPUT_MULTIPLE) * INPUT_MULTIPLE, -(-rw // INPUT_MULTIPLE) * INPUT_MULTIPLE
 
     @staticmethod

@@ -34,7 +34,13 @@ import cv2
 import numpy as np
 
 from affectlens.errors import AffectlensError, MediaError
-from affectlens.faces.detect import PHOTO_SCALES, CenterFace, Detections, HaarDetector
+from affectlens.faces.detect import (
+    MAX_STRETCH,
+    PHOTO_SCALES,
+    CenterFace,
+    Detections,
+    HaarDetector,
+)
 from affectlens.faces.track import FaceTracker, TrackedFrame, TrackerConfig
 from affectlens.utils import atomic_path, write_json
 
@@ -480,7 +486,7 @@ class _FrameDetector:
         if self.scale is None or self.scale == 1.0:
             return self.detector(self.rgb(frame))
         w, h = frame.width, frame.height  # coded size
-        rh, rw = CenterFace.input_size(h, w, self.scale)[:2]  # made at the network's size by the scaler
+        rh, rw = CenterFace.input_size(h, w, self.scale, MAX_STRETCH)[:2]  # made at the network's size by the scaler
         small = self.rgb(frame, rw, rh)
         dets = self.detector(small)
         if not len(dets):
