@@ -3,6 +3,11 @@ audio kept, folders with resume and failures, never writing over an input."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+import threading
+import time
+from collections import deque
 
 import av
 import numpy as np
@@ -12,8 +17,12 @@ from affectlens.errors import MediaError
 from affectlens.faces.detect import Detections
 from affectlens.faces.track import TrackerConfig
 from affectlens.media import iter_frames, probe, write_video
+from affectlens.privacy import anonymize as anonymize_module
 from affectlens.privacy.anonymize import (
     METHODS,
+    AnonymizeConfig,
+    _Background,
+    _detect_track,
     _FrameDetector,
     anonymize,
     anonymize_frame,
@@ -191,6 +200,66 @@ def test_detecting_every_other_frame_still_covers_every_frame(tmp_path):
     assert max(_face_brightness(out)) < 25
     side = json.loads(sidecar_path(out).read_text())
     assert [f["detected"] for f in side["frames"]][:4] == [[True], [False], [True], [False]]
+
+
+def test_a_starved_background_detection_is_done_by_the_caller_without_waiting_again():
+    release = threading.Event()
+    callers = []
+
+    def double(x):
+        callers.append(threading.current_thread().name)
+        if threading.current_thread() is not threading.main_thread():
+            release.wait(10)  # a worker that gets no CPU
+        return 2 * x
+
+    bg = _Background(double, workers=1, patience=0.2)
+    jobs = [bg.submit(i) for i in range(4)]
+    t0 = time.perf_counter()
+    assert [bg.result(j) for j in jobs] == [0, 2, 4, 6]
+    assert time.perf_counter() - t0 < 0.6 and bg.starved  # waited once (0.2 s), then did the rest at once
+    assert callers.count("MainThread") == 4 and all(j[1].cancelled() for j in jobs[1:])  # never started
+    release.set()
+    job = bg.submit(5)
+    job[1].result(timeout=5)
+    assert bg.result(job) == 10 and not bg.starved  # a job found done: waiting is allowed again
+    bg.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")
+def test_detection_threads_run_at_lower_priority_and_the_caller_keeps_its_own():
+    def niceness():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = niceness()
+    bg = _Background(niceness, workers=1, nice=5)
+    assert bg.result(bg.submit()) == min(19, before + 5)
+    assert niceness() == before
+    bg.close()
+
+
+def test_tracking_with_detections_taken_over_by_the_main_thread_gives_the_same_boxes(tmp_path, monkeypatch):
+    frames = [f for f in av.open(str(_clip(tmp_path / "in.mp4"))).decode(video=0)]
+    callers = []
+
+    def slow_square(rgb):
+        callers.append(threading.current_thread() is threading.main_thread())
+        if not callers[-1]:
+            time.sleep(0.03)
+        return bright_square(rgb)
+
+    def boxes():
+        out, pending = [], deque()
+        _detect_track(frames, _FrameDetector(slow_square, rotation=0), AnonymizeConfig(detect_every=2), pending,
+                      lambda tf: out.append((pending.popleft().pts, np.round(tf.boxes, 3).tolist())), in_order=False)
+        return out
+
+    normal = boxes()
+    assert not any(callers)
+    callers.clear()
+    monkeypatch.setattr(anonymize_module, "DETECT_PATIENCE", 0.0)
+    assert boxes() == normal and len(normal) == len(frames)
+    assert any(callers)  # the main thread did some detections itself
+    assert all(b for _, b in normal)  # the face is covered on every frame
 
 
 def _audio_packets(path) -> list[bytes]:
