@@ -131,14 +131,14 @@ def test_tiny_fusion_learns_a_tiny_task():
     first = None
     for _ in range(40):
         loss = torch.nn.functional.cross_entropy(net(video, audio), y)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
     net.eval()
     with torch.no_grad():
         acc = (net(video, audio).argmax(1) == y).float().mean()
-    assert float(loss) < first * 0.3 and acc == 1.0
+    assert loss.item() < first * 0.3 and acc == 1.0
 
 
 def test_conv_stems_give_vit_tokens():
