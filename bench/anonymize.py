@@ -241,7 +241,7 @@ def main() -> None:
                     help='also time ours with these CLI options, e.g. --variant "--detect-every 3" (repeatable)')
     ap.add_argument("--threshold", type=float, default=0.2, help="same score threshold for both tools")
     ap.add_argument("--frames", type=int, default=90, help="frames in the made 720p/1080p clips")
-    ap.add_argument("--sizes", default="native,720p,1080p")
+    ap.add_argument("--sizes", default="native,720p,1080p", help="comma-separated, from native, 720p, 1080p")
     ap.add_argument("--recall-every", type=int, default=5, help="reference frame step for the recall check (0 = off)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--keep", type=Path, default=None, help="keep outputs in this folder")
@@ -249,6 +249,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.baseline:
         return baseline_main(*args.baseline)
+    clips = {"native": CLIP, "720p": (1280, 720), "1080p": (1920, 1080)}
+    unknown = [n for n in args.sizes.split(",") if n not in clips]
+    if unknown:
+        ap.error(f"--sizes: unknown {', '.join(unknown)} (choose from {', '.join(clips)})")
     if not CLIP.exists():
         sys.exit(f"{CLIP} is missing: this benchmark needs ../shared/data")
     note = deface_available()
@@ -256,7 +260,6 @@ def main() -> None:
     tools = ["baseline", "ours", *(f"ours {v}" for v in args.variant)] + ([] if note or not deface_runs else ["deface"])
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_anonymize_"))
     work.mkdir(parents=True, exist_ok=True)
-    clips = {"native": CLIP, "720p": (1280, 720), "1080p": (1920, 1080)}
     rows = []
     for name in args.sizes.split(","):
         spec = clips[name]
