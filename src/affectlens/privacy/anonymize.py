@@ -564,29 +564,44 @@ class _Background:
 
     The decoder's and encoder's threads then go first, and the work here fills the moments they
     leave a core idle (libx264's frame threads leave about a quarter of two cores idle at 720p).
-    A result still missing after ``patience`` seconds is computed by the caller itself at its own
-    priority, so other programs keeping the machine busy cannot starve the pipeline (a job already
-    running is left to finish and its result dropped). ``patience=None`` always waits.
+    A result still missing after ``patience`` seconds (or twice the quickest job so far, for a slow
+    ``fn``; see ``_wait``) is computed by the caller itself at its own priority, so other programs keeping the
+    machine busy cannot starve the pipeline (a job already running is left to finish and its result
+    dropped). ``patience=None`` always waits.
     """
 
     def __init__(self, fn: Callable, workers: int, nice: int = 0, patience: float | None = None):
         from concurrent.futures import ThreadPoolExecutor
 
         self.fn, self.patience = fn, patience
-        self.starved = False
+        self.starved, self.quickest = False, None  # seconds one job took, at best
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="detect", initializer=_lower_priority(nice))
 
+    def _run(self, *args):
+        t0 = time.perf_counter()
+        out = self.fn(*args)
+        took = time.perf_counter() - t0
+        self.quickest = took if self.quickest is None else min(self.quickest, took)
+        return out
+
+    def _wait(self) -> float | None:
+        """How long to wait for a job: ``patience`` or twice the quickest job; after a job was not
+        ready in time (workers starved), only as long as one job takes, until one is ready again."""
+        if self.patience is None or self.quickest is None:
+            return self.patience
+        return self.quickest if self.starved else max(self.patience, 2 * self.quickest)
+
     def submit(self, *args) -> tuple:
-        return args, self.pool.submit(self.fn, *args)
+        return args, self.pool.submit(self._run, *args)
 
     def result(self, job: tuple):
         from concurrent.futures import wait
 
         args, fut = job
-        if not wait([fut], timeout=0.0 if self.starved else self.patience).done:
+        if not wait([fut], timeout=self._wait()).done:
             fut.cancel()  # dropped if it has not started
-            self.starved = True  # and until a job is found done, do not wait again
-            return self.fn(*args)
+            self.starved = True
+            return self._run(*args)
         self.starved = False
         return fut.result()
 
