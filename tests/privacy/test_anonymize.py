@@ -139,6 +139,10 @@ def test_masking_a_frame_in_place_through_padded_planes_matches_the_packed_pictu
             format="yuv420p").to_ndarray())  # something was masked
 
 
+def _detect(fd: _FrameDetector, frame) -> Detections:
+    return fd.detect(fd.prepare(frame), (frame.height, frame.width))
+
+
 def test_downscaled_detection_boxes_come_back_in_frame_pixels():
     seen = {}
 
@@ -148,13 +152,13 @@ def test_downscaled_detection_boxes_come_back_in_frame_pixels():
                           np.full((1, 5, 2), 10, np.float32))
 
     frame = av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8), format="rgb24").reformat(format="yuv420p")
-    dets = _FrameDetector(fake, rotation=0, scale=0.5)(frame)
+    dets = _detect(_FrameDetector(fake, rotation=0, scale=0.5), frame)
     assert seen["shape"] == (64, 80, 3)  # 60 rows stretched to CenterFace's stride of 32, 80 columns kept
     np.testing.assert_allclose(dets.boxes, [[20, 5 * 120 / 64, 60, 25 * 120 / 64]], rtol=1e-6)
     np.testing.assert_allclose(dets.landmarks[0, 0], [20, 10 * 120 / 64], rtol=1e-6)
-    _FrameDetector(fake, rotation=0)(frame)  # a caller's detector sees the full frame
+    _detect(_FrameDetector(fake, rotation=0), frame)  # a caller's detector sees the full frame
     assert seen["shape"] == (120, 160, 3)
-    dets = _FrameDetector(fake, rotation=90, scale=0.5)(frame)  # displayed upright: 120 wide, 160 high
+    dets = _detect(_FrameDetector(fake, rotation=90, scale=0.5), frame)  # displayed upright: 120 wide, 160 high
     assert seen["shape"] == (80, 64, 3)
     np.testing.assert_allclose(dets.boxes, [[10 * 120 / 64, 10, 30 * 120 / 64, 50]], rtol=1e-6)
 

@@ -81,7 +81,7 @@ class AnonymizeConfig:
     (a fast pan included) at about half the detector's cost of 2; 1 is the most cautious.
     ``detect_nice``: added to the detection threads' niceness (Linux), so decoding and encoding go
     first and detection fills the moments they leave a core idle (720p on two cores: the command
-    takes 8 % less wall time); a detection the pipeline has to wait for is done at normal priority.
+    takes 5-8 % less wall time); a detection the pipeline has to wait for is done at normal priority.
     0 turns it off."""
 
     method: str = "blur"
@@ -512,9 +512,6 @@ class _FrameDetector:
         boxes = np.clip(dets.boxes * np.tile(f, 2), 0, np.array([dw, dh, dw, dh], np.float32))
         return Detections(boxes.astype(np.float32), dets.scores, (dets.landmarks * f).astype(np.float32))
 
-    def __call__(self, frame) -> Detections:
-        return self.detect(self.prepare(frame), (frame.height, frame.width))
-
 
 def _frame_detector(cfg: AnonymizeConfig, custom, info) -> _FrameDetector:
     if custom is not None:
@@ -565,9 +562,9 @@ class _Background:
     The decoder's and encoder's threads then go first, and the work here fills the moments they
     leave a core idle (libx264's frame threads leave about a quarter of two cores idle at 720p).
     A result still missing after ``patience`` seconds (or twice the quickest job so far, for a slow
-    ``fn``; see ``_wait``) is computed by the caller itself at its own priority, so other programs keeping the
-    machine busy cannot starve the pipeline (a job already running is left to finish and its result
-    dropped). ``patience=None`` always waits.
+    ``fn``; see ``_wait``) is computed by the caller itself at its own priority, so other programs
+    keeping the machine busy cannot starve the pipeline (a job already running is left to finish
+    and its result dropped). ``patience=None`` always waits.
     """
 
     def __init__(self, fn: Callable, workers: int, nice: int = 0, patience: float | None = None):
