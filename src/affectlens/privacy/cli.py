@@ -22,10 +22,10 @@ def anonymize_command(
     method: str = typer.Option("blur", "--method", "-m", help="blur | pixelate | solid | obfuscate"),
     mask: str = typer.Option("ellipse", "--mask", help="ellipse | box"),
     margin: float = typer.Option(0.25, "--margin", help="Share of the face box added on each side."),
-    threshold: float = typer.Option(0.2, "--threshold", "-t", help="CenterFace score threshold."),
+    threshold: float = typer.Option(0.2, "--threshold", "-t", help="CenterFace score threshold, strictly between 0 and 1."),
     detector: str = typer.Option("centerface", "--detector", help="centerface | haar"),
-    det_size: int | None = typer.Option(480, "--det-size", help="Longer side of video frames for detection (0 = full)."),
-    detect_every: int = typer.Option(4, "--detect-every", help="Detect on every n-th video frame; tracking fills the rest (AnonymizeConfig.detect_every)."),
+    det_size: int | None = typer.Option(480, "--det-size", help="Longer side of video frames for detection, >= 320 (0 = full size)."),
+    detect_every: int = typer.Option(4, "--detect-every", help="Detect on every n-th video frame, 1 to 4; tracking fills the rest (AnonymizeConfig.detect_every)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip files whose output and sidecar exist."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list of per-file results on stdout."),
     recon: Path = typer.Option(Path("runs/privacy/reconstruct_cpu/best.pt"), "--recon",
@@ -41,15 +41,11 @@ def anonymize_command(
     --backend ray spreads the files over Ray workers (one file per task) with the same resume,
     outputs and failure report as the default single process.
     """
-    from affectlens.errors import AffectlensError
-    from affectlens.privacy.anonymize import anonymize
+    from affectlens.privacy.anonymize import AnonymizeConfig, anonymize
 
-    if mask not in ("ellipse", "box"):
-        raise AffectlensError(f"--mask must be 'ellipse' or 'box', got {mask!r}")
-    if detector not in ("centerface", "haar"):
-        raise AffectlensError(f"--detector must be 'centerface' or 'haar', got {detector!r}")
     options = {"method": method, "mask": mask, "margin": margin, "detector": detector, "threshold": threshold,
-               "det_size": det_size or None, "detect_every": detect_every}
+               "det_size": det_size, "detect_every": detect_every}
+    AnonymizeConfig(**options)  # refuses values that weaken detection, before any work (privacy fails closed)
     obfuscate = (str(recon), str(attributes), flip, margin) if method == "obfuscate" else None
     if backend != "local":
         from affectlens.privacy.anonymize import anonymize_batch
@@ -67,19 +63,26 @@ def anonymize_command(
 def _print_results(results: list, as_json: bool) -> None:
     """The per-file table (or JSON), one error line per failed file, exit 1 when any failed."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         table = Table("input", "output", "status", "frames", "faces", "fps")
         for r in results:
-            table.add_row(r.src, r.dst, r.status, str(r.frames), str(r.faces), f"{r.fps:.1f}")
+            table.add_row(escape(r.src), escape(r.dst), r.status, str(r.frames), str(r.faces), f"{r.fps:.1f}")
         Console().print(table)
+    faceless = [r for r in results if r.status == "done" and r.faces == 0]
+    for r in faceless:  # said, not hidden: the output is a plain copy of what the detector saw
+        err.print(f"[yellow]warning:[/yellow] {escape(r.src)}: no face detected in {r.frames} "
+                  f"{'frame' if r.frames == 1 else 'frames'}; nothing was masked", highlight=False)
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
-        err.print(f"[red]error:[/red] {r.error}")
+        err.print(f"[red]error:[/red] {escape(r.error)}", highlight=False)
+    if faceless:
+        err.print(f"{len(faceless)} of {len(results)} files had no detected face", highlight=False)
     if failed:
         err.print(f"[red]{len(failed)} of {len(results)} files failed[/red]")
         raise typer.Exit(1)
