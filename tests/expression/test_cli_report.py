@@ -1,12 +1,18 @@
-"""`expression eval --report`: a self-contained HTML page; `expression train` refuses --devices 2 in one line."""
+"""`expression eval --report`: a self-contained HTML page; `expression train` on the engine, two CPU processes."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from affectlens.cli import app
+from affectlens.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 
@@ -35,9 +41,35 @@ def test_eval_report_has_sections_and_embedded_images(tmp_path):
     assert "http://" not in html and "https://" not in html
 
 
-def test_train_is_single_process_and_says_so(tmp_path):
-    r = runner.invoke(app, ["expression", "train", "--out", str(tmp_path), "--devices", "2"])
-    assert r.exit_code != 0
-    assert "expression train trains in a single process" in str(r.exception)
+def _fer_splits_csv(path, n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = ["emotion,pixels,Usage"]
+    for i in range(n):
+        pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
+        rows.append(f"{i % 7},{pixels},{('Training', 'Training', 'PublicTest')[i % 3]}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_train_takes_the_engine_options():
     r = runner.invoke(app, ["expression", "train", "--help"])
-    assert "--num-nodes" in r.output and "Single process only" in r.output
+    for flag in ("--accelerator", "--devices", "--num-nodes", "--strategy", "--precision"):
+        assert flag in r.output, flag
+    assert "Single process only" not in r.output
+
+
+@pytest.mark.slow
+def test_train_on_two_cpu_processes_writes_one_run_folder(tmp_path):
+    """``--accelerator cpu --devices 2 --strategy ddp``: Lightning re-runs the command as rank 1."""
+    data = _fer_splits_csv(tmp_path / "fer2013.csv")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([str(Path(sys.executable).parent / "affectlens"), "expression", "train", "--data", str(data),
+                           "--out", str(out), "--size", "tiny", "--variant", "cnn", "--epochs", "1",
+                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"],
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.pt")) == ["best.pt", "last.pt"]
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["epoch"] == 1 and ck["model"]["variant"] == "cnn" and len(ck["history"]["train_loss"]) == 1
+    assert "2 device(s)" in done.stderr

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from affectlens.errors import AffectlensError, DataError
 from affectlens.expression.data import FerSet
 from affectlens.expression.model import expression_compact
 from affectlens.expression.recipe import (
@@ -18,6 +19,8 @@ from affectlens.expression.recipe import (
     train,
     tta_views,
 )
+from affectlens.training.checkpoint import load_checkpoint
+from tests.training.tiny import StopAfter
 
 
 def _toy_fer(n_per_split=(96, 32, 32), seed=0) -> FerSet:
@@ -68,9 +71,15 @@ def test_config_file_and_unknown_keys(tmp_path):
     (tmp_path / "c.yaml").write_text("epochs: 3\nvariant: cnn\n")
     cfg = load_train_config(tmp_path / "c.yaml", out="x", epochs=None)
     assert cfg.epochs == 3 and cfg.variant == "cnn" and cfg.out == "x"
-    (tmp_path / "bad.yaml").write_text("epochz: 3\n")
-    with pytest.raises(ValueError, match="epochz"):
-        load_train_config(tmp_path / "bad.yaml")
+    for text, match in (("epochz: 3\n", "unknown key 'epochz'"), ("epochs: ten\n", "epochs: expected int"),
+                        ("lr: 1e-3x\n", "lr: expected float"), ("size: huge\n", "size must be one of"),
+                        ("epochs: [3\n", "not valid YAML"), ("lr: !!python/object:os.system x\n", "not valid YAML")):
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(DataError, match=match) as e:
+            load_train_config(tmp_path / "bad.yaml")
+        assert str(e.value).startswith(str(tmp_path / "bad.yaml")) and "\n" not in str(e.value)
+    (tmp_path / "ok.yaml").write_text("lr: 1e-3\n")  # YAML reads 1e-3 as text; it still is a number
+    assert load_train_config(tmp_path / "ok.yaml").lr == 1e-3
 
 
 def test_train_resume_and_evaluate(tmp_path):
@@ -78,12 +87,18 @@ def test_train_resume_and_evaluate(tmp_path):
     # CNN-only learns this toy in a few dozen steps (the BiLSTM variants' learning is tested in test_model)
     cfg = TrainConfig(out=str(tmp_path / "run"), size="tiny", variant="cnn", epochs=2, batch_size=16, lr=5e-3,
                       erase_p=0.0, warmup_epochs=0.2, eval_tta="flip")
-    first = train(cfg, fer=fer, progress=False)
-    assert first["epoch"] == 2 and (tmp_path / "run" / "best.pt").is_file()
-    more = train(TrainConfig(**{**cfg.__dict__, "epochs": 4}), fer=fer, progress=False)  # resumes at epoch 2
-    assert more["epoch"] == 4 and len(more["history"]["val_acc"]) == 4
-    assert more["best_acc"] > 0.9
-    res = evaluate(tmp_path / "run" / "best.pt", "unused", tmp_path / "eval", fer=fer, tta=("none", "tencrop"))
+    cfg = TrainConfig(**{**cfg.__dict__, "epochs": 4})
+    first = train(cfg, fer=fer, progress=False, callbacks=[StopAfter(2)])  # interrupted after epoch 2
+    assert first.epochs == 2 and (tmp_path / "run" / "best.pt").is_file()
+    more = train(cfg, fer=fer, progress=False)  # the same command again: resumes at epoch 3
+    assert more.epochs == 4 and len(more.history["val_acc"]) == 4
+    assert more.best["value"] > 0.9
+    whole = train(TrainConfig(**{**cfg.__dict__, "epochs": 4, "out": str(tmp_path / "whole")}), fer=fer, progress=False)
+    a, b = (load_checkpoint(tmp_path / d / "last.pt")["state_dict"] for d in ("run", "whole"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # resume is exact: the same weights as one 4-epoch run
+    with pytest.raises(AffectlensError, match="another recipe"):
+        train(TrainConfig(**{**cfg.__dict__, "epochs": 4, "lr": 1e-3}), fer=fer, progress=False)
+    res = evaluate(tmp_path / "run" / "last.pt", "unused", tmp_path / "eval", fer=fer, tta=("none", "tencrop"))
     rep = res["reports"]["tencrop"]
     assert rep["accuracy"] > 0.9 and np.asarray(rep["confusion_matrix"]).sum() == 32
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000

@@ -38,15 +38,17 @@ def test_train_writes_checkpoints_eval_and_mixes_synthetic(run):
     assert set(ev["per_class"]) == {"Positive", "Neutral", "Negative"} and np.array(ev["confusion_matrix"]).sum() == 6
     assert (root / "run" / "eval" / "confusion.png").stat().st_size > 1000
     assert (root / "run" / "curves.png").exists()
+    assert (root / "run" / "metrics.csv").exists() and json.loads((root / "run" / "metrics.json").read_text())["epochs"] == 1
+    assert r["is_global_zero"] and r["best_epoch"]["metric"] == "val_acc"
 
 
-def test_resume_continues_from_last_epoch(run):
+def test_resume_continues_from_last_epoch(run, capsys):
     root, _ = run
-    logs = []
     r = train(tiny_cfg(epochs=2, synthetic_ratio=0.25), root / "real", root / "run", val=root / "real",
-              synthetic=root / "syn", progress=False, log=logs.append)
-    assert any("resuming" in s and "after epoch 1" in s for s in logs)
-    assert len(r["history"]["train_loss"]) == 2 and sum("epoch 2/2" in s for s in logs) == 1
+              synthetic=root / "syn", progress=False, log=lambda s: None)
+    err = capsys.readouterr().err
+    assert "resuming after epoch 1" in err and "epoch 1/2" not in err and err.count("epoch 2/2") == 1
+    assert len(r["history"]["train_loss"]) == 2
 
 
 def test_eval_matches_sklearn(run, tmp_path):
@@ -90,18 +92,34 @@ def test_mix_ratio_matches_the_paper():
     assert len(mix_synthetic(real, syn, 0.3, 0)) - 2661 == 1140  # Table 1: 1140 synthetic of 3801
 
 
-def test_config_files_load(tmp_path):
+def test_config_files_load():
     from pathlib import Path
 
     configs = Path(__file__).resolve().parents[2] / "configs"
     paper = load_config(configs / "group_paper.yaml")
     assert (paper.optimizer, paper.lr, paper.momentum, paper.batch_size, paper.freeze_vit_epochs,
             paper.synthetic_ratio, paper.size) == ("sgd", 1e-5, 0.9, 4, 10, 0.3, "paper")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("lr: 0.1\nwat: 3\n")
+    for name in ("group_paper_75.yaml", "group_tiny.yaml"):
+        load_config(configs / name)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("epochs: ten\n", "epochs: expected int, got 'ten'"),
+    ("lr: 0.1\nwat: 3\n", "unknown key 'wat' for TrainConfig"),
+    ("epochs: [3\n", "not valid YAML (line 2"),
+    ("optimizer: adam\n", "optimizer: expected 'sgd' | 'adamw', got 'adam'"),
+    ("size: paper\nvit_stem: conv\n", "vit_stem is a tiny-size option"),
+    ("lr: !!python/object:os.system ls\n", "not valid YAML"),
+])
+def test_a_bad_config_is_one_line_naming_the_file_and_key(tmp_path, text, says):
     from affectlens.errors import DataError
-    with pytest.raises(DataError, match="wat"):
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(DataError) as e:
         load_config(bad)
+    assert str(e.value).startswith(f"{bad}: ") and says in str(e.value) and "\n" not in str(e.value)
+    assert load_config(None, epochs=3).epochs == 3
 
 
 def test_table2_layout():

@@ -54,7 +54,7 @@ def test_match_scores_by_hand():
     assert np.allclose(K.face_distance(probe[:1], gallery[:2]), [[0.1, 0.9]])
 
 
-def test_paper_recognizer_shapes_and_tiny_learning():
+def test_paper_recognizer_shapes_and_tiny_learning_through_the_engine(tmp_path):
     paper = K.recognizer_paper()
     assert paper.head.out_features == 20 and paper.features[0].stride == (4, 4)  # AlexNet's 11×11/4 at 227
     assert len(paper.config.extra_dense) == 6  # the paper's 6 added dense layers
@@ -65,9 +65,12 @@ def test_paper_recognizer_shapes_and_tiny_learning():
     images = np.zeros((24, 128, 64, 3), np.uint8)
     for i, k in enumerate(labels):  # identity k = a bright horizontal band (survives the random flips)
         images[i, k * 32:(k + 1) * 32] = 200 + rng.integers(0, 50)
-    model = K.recognizer_tiny(n_classes=4, dropout=0.0)
-    losses = K.train_recognizer(model, images, labels, epochs=60, lr=3e-3, batch_size=8)
+    torch.set_num_threads(1)
+    config = K.recognizer_tiny(n_classes=4, dropout=0.0).config
+    model, res = K.train_recognizer(config, images, labels, tmp_path, epochs=40, lr=3e-3, batch_size=8, progress=False)
+    losses = res.history["train_loss"]
     assert losses[-1] < 0.5 * losses[0] and K.recognizer_accuracy(model, images, labels) > 0.9
+    assert (tmp_path / "last.pt").is_file()
 
 
 @pytest.mark.shared_data

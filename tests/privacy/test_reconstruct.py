@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from affectlens.privacy import reconstruct as R
+from affectlens.privacy.attributes import as_batch
 from affectlens.privacy.evaluate import masked_ssim, ssim_map
 from tests.conftest import shared_path
 
@@ -56,21 +57,22 @@ def test_decoder_stacks_have_three_conv_blocks_and_encoders_two():
     assert [type(m).__name__ for m in block] == ["Conv2d", "BatchNorm2d", "ReLU"]
 
 
-def test_ssim_loss_decreases_on_a_tiny_batch():
-    torch.manual_seed(0)
+def test_ssim_loss_decreases_on_a_tiny_batch_through_the_engine(tmp_path):
+    from affectlens.training.engine import fit, loader
+    from affectlens.training.hardware import Hardware
+
+    torch.set_num_threads(1)
     images, masks, points, attrs = _batch(b=2)
     images = np.repeat(np.repeat(images[:, ::8, ::8], 8, 1), 8, 2)  # blocky, learnable in a few steps
-    x, y = R.build_input(images, masks, points, attrs)
-    model = R.recon_tiny()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.5, 0.999))
-    losses = []
-    for _ in range(40):
-        loss = R.ssim_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    d = R.Stage2Data(np.arange(2), images, masks, points, attrs)
+    cfg = R.ReconTrainConfig(out=str(tmp_path), widths=(4, 8), epochs=30, batch_size=2, lr=1e-2)
+    module = R.ReconModule(cfg, R.ReconConfig(widths=(4, 8)))
+    res = fit(module, loader(R.stage2_arrays(d), 2, collate_fn=as_batch), loader(R.stage2_arrays(d), 2, collate_fn=as_batch),
+              out=tmp_path, epochs=cfg.epochs, hardware=Hardware(accelerator="cpu"), progress=False)
+    losses = res.history["train_loss"]
     assert losses[-1] < 0.85 * losses[0] and losses[-1] < min(losses[:10]), losses[::5]
+    best = R.load_recon_model(res.best_path)
+    assert R.reconstruct_ssim(best, d).mean() == pytest.approx(max(res.history["val_ssim"]), abs=1e-5)
 
 
 def test_ssim_map_mean_equals_pytorch_msssim():
@@ -89,7 +91,7 @@ def test_training_recipe_on_real_celeba(tmp_path):
     data = shared_path("celeba")
     cfg = R.ReconTrainConfig(data=str(data), out=str(tmp_path / "run"), widths=(4, 8), epochs=1, train_limit=16,
                              eval_limit=8, lr=1e-3)
-    m = R.train_reconstruct(cfg, log=lambda *_: None)
+    m = R.train_reconstruct(cfg, progress=False)
     assert m["n_train"] == 16 and m["n_test"] == 8 and 0 < m["test_ssim"] < 1 and 0 < m["context_only_ssim"] < 1
     model = R.load_recon_model(tmp_path / "run" / "best.pt")
     assert len(model.config.template_points) == 136 and model.config.template_hw == (109, 89)

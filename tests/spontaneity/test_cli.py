@@ -39,7 +39,17 @@ def test_train_then_predict_images_and_video(synthetic, tmp_path):
     r = runner.invoke(app, ["spontaneity", "train", str(synthetic / "manifest.csv"), "--out", str(models),
                             "--size", "tiny", "--epochs", "1"])
     assert r.exit_code == 0, r.output
-    assert len(list(models.glob("*.pt"))) == 9
+    assert len(list(models.glob("*.pt"))) == 9 and len(list((models / "runs").glob("*/last.pt"))) == 7
+    import torch
+
+    from affectlens.spontaneity.recipe import load_model
+    from affectlens.training.checkpoint import FORMAT
+
+    svm = torch.load(models / "CompCNN-Sub-SVM.pt", weights_only=True)  # one payload, no pickled objects
+    assert svm["format"] == FORMAT and svm["state_dict"] == {} and svm["model"] == {"method": "CompCNN-Sub-SVM"}
+    assert load_model(models / "CompCNN-Sub-SVM.pt").members == ("CompCNN-Sub@1", "CompCNN-Sub@2", "CompCNN-Sub@3")
+    net = torch.load(models / "DiffCNN.pt", weights_only=True)
+    assert net["format"] == FORMAT and net["epoch"] == 1 and "optimizer" not in net and net["train"]["epochs"] == 1
     onset = next(synthetic.rglob("onset.png"))
     apex = onset.with_name("apex.png")
     for extra in ([], ["--method", "CompCNN-Sub@2"]):
@@ -86,15 +96,14 @@ def test_bad_manifest_is_one_line_error(tmp_path):
 
 def test_yaml_config_and_flags(tmp_path):
     from affectlens.errors import DataError
-    from affectlens.spontaneity.cli import _settings
     from affectlens.spontaneity.protocol import load_cv_config
 
-    c = _settings(None, folds=4, size="tiny")
+    c = load_cv_config(None, folds=4, size="tiny")
     assert c.folds == 4 and c.train.size == "tiny" and c.seeds == 3
     cfg = tmp_path / "c.yaml"
     cfg.write_text("protocol: loso\nepochs: 3\nsize: tiny\n")
-    c = _settings(cfg, epochs=5)
-    assert c.protocol == "loso" and c.train.epochs == 5 and c.train.size == "tiny"
+    c = load_cv_config(cfg, epochs=5, lr=None)
+    assert c.protocol == "loso" and c.train.epochs == 5 and c.train.size == "tiny" and c.train.lr == 3e-3
     cfg.write_text("epochz: 3\n")
     with pytest.raises(DataError, match="unknown key"):
         load_cv_config(cfg)

@@ -1,4 +1,4 @@
-"""`spontaneity cv --report`: a self-contained HTML page; `spontaneity train` refuses --devices 2 in one line."""
+"""`spontaneity cv --report`: a self-contained HTML page with Table 1 and the error chart."""
 from __future__ import annotations
 
 import re
@@ -24,9 +24,3 @@ def test_cv_report_has_table_1_and_the_error_chart(tmp_path):
         assert title in html, title
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 1
     assert "http://" not in html and "https://" not in html
-
-
-def test_train_is_single_process_and_says_so(tmp_path):
-    r = runner.invoke(app, ["spontaneity", "train", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o"),
-                            "--devices", "2", "--strategy", "ddp"])
-    assert r.exit_code != 0 and "spontaneity train trains in a single process" in str(r.exception)

@@ -66,16 +66,17 @@ def _toy_pairs(n, rng):
     return onset.clip(0, 255).astype(np.uint8), apex.clip(0, 255).astype(np.uint8), labels
 
 
-def test_a_tiny_net_learns_a_separable_task():
+def test_a_tiny_net_learns_a_separable_task_through_the_engine(tmp_path):
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     onset, apex, labels = _toy_pairs(80, rng)
     o, a, y = to_tensor(onset), to_tensor(apex), torch.from_numpy(labels)
-    history = []
-    net = train_net(spontaneity_tiny("comp", "comb", 1), o[:48], a[:48], y[:48],
-                    TrainConfig(size="tiny", epochs=10, lr=3e-3), seed=0, history=history)
+    net, res = train_net(spontaneity_tiny("comp", "comb", 1), o[:48], a[:48], y[:48],
+                         TrainConfig(size="tiny", epochs=10, lr=3e-3), 0, tmp_path, progress=False)
     p, feats = net_outputs(net, o[48:], a[48:])
-    assert history[-1] < 0.5 * history[0]
+    history = res.history["train_loss"]
+    assert len(history) == 10 and history[-1] < 0.5 * history[0]
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "metrics.csv").is_file()
     assert np.mean((p > 0.5) != labels[48:]) <= 0.1
     assert feats.shape == (32, 16)
 

@@ -33,15 +33,17 @@ def test_train_eval_predict(shards, tmp_path, capsys):
     run = tmp_path / "run"
     assert _run(["videotag", "train", "--data", str(shards), "--config", str(cfg), "--out", str(run),
                  "--train-shards", "2"]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
+    summary = json.loads((run / "metrics.json").read_text())
+    metrics = summary["eval"]
     assert set(metrics) >= {"gap", "hit_at_one", "perr", "map"} and metrics["videos"] == 40
-    assert metrics["gap"] > 0.3
+    assert metrics["gap"] > 0.3 and metrics["best_epoch"] == summary["best"]["epoch"]
+    assert summary["best"]["metric"] == "val_gap" and len(summary["history"]["val_gap"]) == 3
     capsys.readouterr()
-    assert _run(["videotag", "eval", str(run / "model.pt"), "--data", str(shards), "--train-shards", "2"]) == 0
+    assert _run(["videotag", "eval", str(run / "best.pt"), "--data", str(shards), "--train-shards", "2"]) == 0
     out = capsys.readouterr().out
     assert "GAP" in out and "Hit@1" in out and "PERR" in out and "mAP" in out
     csv_path = tmp_path / "predictions.csv"
-    assert _run(["videotag", "predict", str(run / "model.pt"), "--data", str(shards), "--train-shards", "2",
+    assert _run(["videotag", "predict", str(run / "best.pt"), "--data", str(shards), "--train-shards", "2",
                  "--out", str(csv_path)]) == 0
     rows = list(csv.reader(csv_path.open()))
     assert rows[0] == ["VideoId", "LabelConfidencePairs"] and len(rows) == 41
@@ -62,8 +64,8 @@ def test_frame_level_synth_and_dbof(shards, tmp_path):
     cfg.write_text("model: dbof\nprojection: 32\nhidden: 16\nsamples: 4\nepochs: 2\nbatch_size: 32\nthreads: 1\n")
     assert _run(["videotag", "train", "--data", str(frames), "--config", str(cfg), "--out", str(tmp_path / "r"),
                  "--train-shards", "2"]) == 0
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["videos"] == 40
-    assert _run(["videotag", "eval", str(tmp_path / "r" / "model.pt"), "--data", str(frames), "--train-shards", "2"]) == 0
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["eval"]["videos"] == 40
+    assert _run(["videotag", "eval", str(tmp_path / "r" / "best.pt"), "--data", str(frames), "--train-shards", "2"]) == 0
 
 
 def test_synth_videotext_is_keyed_and_labelled(shards, tmp_path):

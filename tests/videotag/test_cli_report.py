@@ -1,8 +1,10 @@
-"""`videotag eval --report`: a self-contained HTML page; `videotag train` refuses --devices 2 in one line."""
+"""`videotag eval --report`: a self-contained HTML page; `videotag train` on the engine, exact resume, checked configs."""
 from __future__ import annotations
 
 import re
 
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from affectlens.cli import app
@@ -20,7 +22,7 @@ def test_eval_report_has_metrics_and_curves(tmp_path):
                             str(tmp_path / "run"), "--train-shards", "1"])
     assert r.exit_code == 0, r.output
     report = tmp_path / "videotag.html"
-    r = runner.invoke(app, ["videotag", "eval", str(tmp_path / "run" / "model.pt"), "--data", str(shards),
+    r = runner.invoke(app, ["videotag", "eval", str(tmp_path / "run" / "best.pt"), "--data", str(shards),
                             "--train-shards", "1", "--report", str(report)])
     assert r.exit_code == 0, r.output
     html = report.read_text()
@@ -30,7 +32,36 @@ def test_eval_report_has_metrics_and_curves(tmp_path):
     assert "http://" not in html and "https://" not in html
 
 
-def test_train_is_single_process_and_says_so(tmp_path):
-    r = runner.invoke(app, ["videotag", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                            "--num-nodes", "2"])
-    assert r.exit_code != 0 and "videotag train trains in a single process" in str(r.exception)
+def test_train_takes_the_engine_options_and_resumes_exactly(tmp_path):
+    r = runner.invoke(app, ["videotag", "train", "--help"])
+    assert all(f in r.output for f in ("--accelerator", "--devices", "--num-nodes", "--strategy", "--precision"))
+    from affectlens.training.checkpoint import load_checkpoint
+    from affectlens.videotag import recipe
+    from tests.training.tiny import StopAfter
+
+    shards = synth_video_level(tmp_path / "yt8m", num_shards=2, videos_per_shard=30, num_classes=6, noise=0.8)
+    cfg = recipe.TrainConfig(model={"kind": "moe", "num_experts": 2}, epochs=4, batch_size=16, lr=0.01, threads=1)
+    recipe.train(cfg, shards[:1], tmp_path / "cut", shards[1:], log=lambda s: None, callbacks=[StopAfter(2)])
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 2
+    recipe.train(cfg, shards[:1], tmp_path / "cut", shards[1:], log=lambda s: None)
+    recipe.train(cfg, shards[:1], tmp_path / "whole", shards[1:], log=lambda s: None)
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("cut", "whole"))
+    assert a["epoch"] == b["epoch"] == 4 and all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    r = runner.invoke(app, ["videotag", "train", "--data", str(tmp_path / "yt8m"), "--out", str(tmp_path / "cut"),
+                            "--train-shards", "1", "--lr", "0.5"])
+    assert r.exit_code != 0 and "made with another recipe (batch_size: 16 there, 256 now)" in str(r.exception)
+
+
+def test_config_keys_are_checked(tmp_path):
+    from affectlens.errors import DataError
+    from affectlens.videotag import recipe
+
+    for text, match in (("model: moe\nnum_expert: 8\n", "unknown key 'num_expert'"),
+                        ("model: moe\nepochs: ten\n", "epochs: expected int"),
+                        ("model: moee\n", "model: expected one of"), ("epochs: [\n", "not valid YAML")):
+        (tmp_path / "c.yaml").write_text(text)
+        with pytest.raises(DataError, match=match):
+            recipe.load_config(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("model: moe\nnum_experts: 8\nlr: 1e-3\n")
+    cfg = recipe.load_config(tmp_path / "c.yaml")
+    assert cfg.model == {"kind": "moe", "num_experts": 8} and cfg.lr == 1e-3

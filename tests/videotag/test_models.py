@@ -84,5 +84,5 @@ def test_tiny_models_learn(cfg, frame_level):
     before = gap(predict_scores(model, test, classes, 6), test.y)
     hist = fit(model, train, classes, TrainConfig(epochs=12, batch_size=32, lr=2e-2), None, log=lambda s: None)
     after = gap(predict_scores(model, test, classes, 6), test.y)
-    assert hist["loss"][-1] < hist["loss"][0]
+    assert hist.history["train_loss"][-1] < hist.history["train_loss"][0]
     assert after > 0.9 and after > before + 0.1, (before, after)

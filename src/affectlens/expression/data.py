@@ -71,12 +71,14 @@ def read_fer_csv(path: str | Path) -> FerSet:
     if not path.is_file():
         raise DataError(path, "file not found")
     images, labels, usage, ids = [], [], [], []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
+    with path.open("rb") as f:
+        reader = csv.reader(_text_lines(path, f))
+        rows = _csv_rows(path, reader)
+        header = next(rows, (1, None))[1]
         if header is None or [h.strip() for h in header[:3]] != ["emotion", "pixels", "Usage"]:
-            raise DataError(path, f"header must be 'emotion,pixels,Usage', got {header!r}", line=1)
-        for line, row in enumerate(reader, start=2):
+            shown = repr(header) if header is None or len(repr(header)) <= 80 else repr(header)[:77] + "..."
+            raise DataError(path, f"header must be 'emotion,pixels,Usage', got {shown}", line=1)
+        for line, row in rows:
             if not row:
                 continue
             img, lab, use = _parse_csv_row(path, line, row)
@@ -89,23 +91,66 @@ def read_fer_csv(path: str | Path) -> FerSet:
     return FerSet(np.stack(images), np.asarray(labels, np.int64), np.asarray(usage), np.asarray(ids))
 
 
+MAX_LINE_BYTES = 1 << 20  # a FER2013 row is ~9 KB
+
+
+def _text_lines(path: Path, f) -> Iterator[str]:
+    """Decode a binary file line by line, so that a byte that is not UTF-8 is reported with its line
+    (a leading BOM is dropped); a line over ``MAX_LINE_BYTES`` is refused before it fills memory."""
+    n = 0
+    while True:
+        raw = f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        n += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise DataError(path, f"line longer than {MAX_LINE_BYTES >> 20} MB (not a FER2013 csv row)", line=n)
+        try:
+            yield raw.decode("utf-8-sig" if n == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                            line=n) from None
+
+
+def _csv_rows(path: Path, reader) -> Iterator[tuple[int, list[str]]]:
+    """``(line, row)`` from a csv reader; a row the csv module cannot read is a DataError naming its
+    line (a 140,000-character field, a NUL byte)."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(path, f"malformed csv row ({e})", line=line) from None
+        yield line, row
+
+
 def _parse_csv_row(path: Path, line: int, row: list[str]) -> tuple[np.ndarray, int, str]:
     if len(row) != 3:
         raise DataError(path, f"expected 3 fields (emotion,pixels,Usage), got {len(row)}", line=line)
     emotion, pixels, use = (r.strip() for r in row)
     if emotion not in {str(k) for k in range(len(CLASSES))}:
-        raise DataError(path, f"unknown emotion label {emotion!r} (expected 0-6)", line=line)
+        raise DataError(path, f"unknown emotion label {_short(emotion)} (expected 0-6)", line=line)
     if use not in USAGES:
-        raise DataError(path, f"unknown Usage {use!r} (expected one of {', '.join(USAGES)})", line=line)
+        raise DataError(path, f"unknown Usage {_short(use)} (expected one of {', '.join(USAGES)})", line=line)
+    if len(pixels) > 8 * SIDE * SIDE:  # 2304 values of at most 3 digits and a space: ~9 KB
+        raise DataError(path, f"pixels field is {len(pixels)} characters long (expected {SIDE * SIDE} values)",
+                        line=line)
     try:
         values = np.array(pixels.split(), dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise DataError(path, "pixels must be integers", line=line) from None
     if values.size != SIDE * SIDE:
         raise DataError(path, f"expected {SIDE * SIDE} pixels, got {values.size}", line=line)
     if values.min() < 0 or values.max() > 255:
         raise DataError(path, "pixel values must be 0-255", line=line)
     return values.astype(np.uint8).reshape(SIDE, SIDE), int(emotion), use
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """``repr`` of a field, cut to ``limit`` characters (a bad field can be megabytes long)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def folder_entries(root: str | Path) -> list[tuple[Path, int, str]]:

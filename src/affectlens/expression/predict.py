@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from affectlens.errors import AffectlensError, DataError, MediaError
+from affectlens.errors import AffectlensError, DataError
 from affectlens.expression import model as M
-from affectlens.expression.data import CLASSES, IMAGE_EXTS, SIDE
+from affectlens.expression.data import CLASSES, SIDE
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "cnn_bilstm_fer2013.pt"
@@ -34,14 +35,21 @@ def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.Expression
     """The net (or ensemble, see ``recipe.combine``) in a checkpoint; default: the shipped FER2013 weights."""
     from affectlens.training import load_checkpoint
 
-    ck = load_checkpoint(path or DEFAULT_WEIGHTS)
-    members = int(ck.get("members", 0))
-    if members:  # older ensembles hold one config for all members
-        configs = [M.ExpressionConfig(**c) for c in ck.get("member_configs") or [ck["config"]] * members]
-        net = M.ExpressionEnsemble(configs)
-    else:
-        net = M.build_model(M.ExpressionConfig(**ck["config"]))
-    net.load_state_dict(ck["state_dict"])
+    path = Path(path or DEFAULT_WEIGHTS)
+    ck = load_checkpoint(path)
+    extra = ck.get("extra") or {}
+    config = ck.get("model") or ck.get("config") or {}  # format 2 names the model config "model"
+    members = int(extra.get("members", ck.get("members", 0)) or 0)
+    try:
+        if members:  # older ensembles hold one config for all members
+            configs = extra.get("member_configs") or ck.get("member_configs") or [config] * members
+            net = M.ExpressionEnsemble([M.ExpressionConfig(**c) for c in configs])
+        else:
+            net = M.build_model(M.ExpressionConfig(**config))
+        net.load_state_dict(ck["state_dict"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:  # another room's net, or a damaged file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(path, f"not an expression checkpoint ({first[:160]})") from None
     return net.eval()
 
 
@@ -161,25 +169,74 @@ def _probs_dict(p: np.ndarray) -> dict:
 # --------------------------------------------------------------------------- files
 
 def list_inputs(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand folders (recursively) into their image and video files; keep files as given."""
+    """Expand folders (recursively) into their image and video files; keep files as given (a missing
+    one is reported when read). The same file named twice is read once."""
+    from affectlens.media.image import IMAGE_EXTS as IMAGES
+    from affectlens.media.image import VIDEO_EXTS as VIDEOS
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
+            try:
+                out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGES | VIDEOS and not f.is_dir())
+            except OSError as e:
+                raise DataError(p, f"cannot list the folder ({e.strerror or e})") from None
         else:
             out.append(p)
-    return out
+    seen, unique = set(), []
+    for f in out:
+        key = os.path.abspath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
 
 
 def read_image(path: Path) -> np.ndarray:
-    import cv2
+    """``(H, W, 3)`` uint8 RGB, upright (EXIF), from any bit depth or colour model, within the pixel
+    limit (``affectlens.media.image``)."""
+    from affectlens.media.image import read_image as read
 
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise MediaError(path, "not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read(path)
+
+
+def annotated_paths(files: Sequence[Path], folder: Path) -> dict[Path, Path]:
+    """Where ``--annotate`` writes each file's copy: ``folder/<stem>_expression.jpg|mp4``; files whose
+    names would clash (``d1/face.jpg``, ``d2/face.jpg``) go to subfolders that mirror their own
+    folders below the clashing files' common parent, so no copy ever overwrites another."""
+    def name(f: Path, with_ext: bool = False) -> str:
+        tag = f.suffix.replace(".", "_") if with_ext else ""
+        return f"{f.stem}{tag}_expression{'.mp4' if _is_video(f) else '.jpg'}"
+
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        groups.setdefault(name(f), []).append(f)
+    out: dict[Path, Path] = {}
+    for key, group in groups.items():
+        if len(group) == 1:
+            out[group[0]] = folder / key
+            continue
+        parents = [os.path.abspath(f.parent) for f in group]
+        root = os.path.commonpath(parents)
+        for f, parent in zip(group, parents):
+            sub = folder / os.path.relpath(parent, root)
+            out[f] = Path(os.path.normpath(sub / name(f, with_ext=parent in parents[:group.index(f)])))
+    taken: set[Path] = set()
+    for f, dst in out.items():  # a last guard: `face_png.jpg` beside `face.png`
+        k = 1
+        while dst in taken:
+            k += 1
+            dst = dst.with_name(f"{dst.stem}_{k}{dst.suffix}")
+        taken.add(dst)
+        out[f] = dst
+    return out
+
+
+def _is_video(path: Path) -> bool:
+    """Anything that is not named as an image is read as a video (whose reader says what it is)."""
+    from affectlens.media.image import IMAGE_EXTS as IMAGES
+
+    return path.suffix.lower() not in IMAGES
 
 
 def _row(file: Path, frame: int, t: float | None, face: int, f: FaceResult) -> dict:
@@ -191,21 +248,17 @@ def _row(file: Path, frame: int, t: float | None, face: int, f: FaceResult) -> d
     return r
 
 
-def predict_image_file(pred: ExpressionPredictor, path: Path, annotate_dir: Path | None) -> dict:
+def predict_image_file(pred: ExpressionPredictor, path: Path, annotate_to: Path | None) -> dict:
     rgb = read_image(path)
     faces = pred.faces(rgb)
-    if annotate_dir is not None:
-        import cv2
+    if annotate_to is not None:
+        from affectlens.media.image import write_image
 
-        from affectlens.utils import atomic_path
-
-        dst = annotate_dir / f"{path.stem}_expression.jpg"
-        with atomic_path(dst) as tmp:
-            cv2.imwrite(str(tmp), cv2.cvtColor(draw_faces(rgb, faces), cv2.COLOR_RGB2BGR))
+        write_image(annotate_to, draw_faces(rgb, faces))
     return {"file": str(path), "kind": "image", "rows": [_row(path, 0, None, i, f) for i, f in enumerate(faces)]}
 
 
-def predict_video_file(pred: ExpressionPredictor, path: Path, n_frames: int, annotate_dir: Path | None,
+def predict_video_file(pred: ExpressionPredictor, path: Path, n_frames: int, annotate_to: Path | None,
                        scale: float = 0.5) -> dict:
     """Split the video into ``n_frames`` frames, classify every face, link faces into tracks."""
     from affectlens.media import frame_times, probe, sample_frames
@@ -221,8 +274,8 @@ def predict_video_file(pred: ExpressionPredictor, path: Path, n_frames: int, ann
         crops = np.stack([f.crop for fs in per_frame for f in fs if f.track == tid])
         p = pred.track_sequence(crops)
         tracks.append({"track": tid, "frames": len(crops), **_probs_dict(p)})
-    if annotate_dir is not None:
-        annotate_video(path, annotate_dir / f"{path.stem}_expression.mp4", times, per_frame)
+    if annotate_to is not None:
+        annotate_video(path, annotate_to, times, per_frame)
     return {"file": str(path), "kind": "video", "duration": info.duration, "frames": n_frames,
             "rows": rows, "tracks": tracks}
 
@@ -272,28 +325,63 @@ def annotate_video(src: Path, dst: Path, times: np.ndarray, per_frame: list[list
     return dst
 
 
+TTA_MODES = ("none", "flip", "tencrop")
+DETECTORS = ("centerface", "haar")
+
+
+def check_options(detector: str, n_frames: int, tta: str, threshold: float) -> None:
+    """Refuse option values the predictor cannot use, before any work (one line each)."""
+    if detector not in DETECTORS:
+        raise AffectlensError(f"unknown detector {detector!r}: choose {' or '.join(DETECTORS)}")
+    if tta not in TTA_MODES:
+        raise AffectlensError(f"unknown TTA mode {tta!r}: choose {', '.join(TTA_MODES)}")
+    if not isinstance(n_frames, int) or n_frames < 1:
+        raise AffectlensError(f"frames per video must be a whole number >= 1, not {n_frames!r}")
+    if not 0 < threshold < 1:
+        raise AffectlensError(f"detector threshold must be in (0, 1), not {threshold!r}")
+
+
+def output_paths(out: Path) -> tuple[Path, Path, Path]:
+    """``OUT.csv``, ``OUT.json`` and the ``OUT_annotated/`` folder."""
+    return out.with_suffix(".csv"), out.with_suffix(".json"), out.parent / f"{out.name}_annotated"
+
+
 def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | Path | None = None,
                   detector: str = "centerface", n_frames: int = 16, tta: str = "flip",
                   annotate: bool = False, threshold: float = 0.5) -> tuple[list[dict], list[str]]:
-    """Predict on images, folders and videos; write ``out.csv`` and ``out.json``. Returns (results, failures)."""
-    from rich.progress import Progress
+    """Predict on images, folders and videos; write ``out.csv`` and ``out.json``. Returns (results, failures).
+
+    Options and output locations are checked before any work; a file that fails is reported
+    (one line naming it) and the others go on."""
+    from affectlens.report.console import progress
+    from affectlens.scale import check_output
 
     out = Path(out)
-    pred = ExpressionPredictor(weights, detector=detector, threshold=threshold, tta=tta)
+    check_options(detector, n_frames, tta, threshold)
     files = list_inputs(paths)
+    empty = [f"{p}: folder holds no image or video files" for p in map(Path, paths)
+             if p.is_dir() and not list_inputs([p])]
     if not files:
         raise DataError(", ".join(map(str, paths)), "no image or video files found")
-    annotate_dir = out.parent / f"{out.name}_annotated" if annotate else None
-    results, failures = [], []
-    with Progress(transient=True) as bar:
+    csv_path, json_path, annotate_dir = output_paths(out)
+    for dst in (csv_path, json_path):
+        check_output(dst, inputs=files)
+    targets = annotated_paths(files, annotate_dir) if annotate else {}
+    if annotate:
+        check_output(annotate_dir, kind="dir", inputs=files)
+    pred = ExpressionPredictor(weights, detector=detector, threshold=threshold, tta=tta)
+    results, failures = [], list(empty)
+    with progress(transient=True) as bar:
         task = bar.add_task("expression", total=len(files))
         for f in files:
             try:
-                is_video = f.suffix.lower() in VIDEO_EXTS
-                results.append(predict_video_file(pred, f, n_frames, annotate_dir) if is_video
-                               else predict_image_file(pred, f, annotate_dir))
+                results.append(predict_video_file(pred, f, n_frames, targets.get(f)) if _is_video(f)
+                               else predict_image_file(pred, f, targets.get(f)))
             except AffectlensError as e:
-                failures.append(str(e))
+                failures.append(str(e) if str(f) in str(e) else f"{f}: {e}")
+            except Exception as e:  # noqa: BLE001 - one bad file must not cost the others their results
+                first = (str(e).strip().splitlines() or [""])[0]
+                failures.append(f"{f}: {type(e).__name__}" + (f": {first}" if first else ""))
             bar.advance(task)
     write_outputs(out, results, failures)
     return results, failures

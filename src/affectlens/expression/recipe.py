@@ -5,15 +5,14 @@ label smoothing, and on-the-fly augmentation done on whole uint8 batches in torc
 affine per image: rotation, scale, shift, horizontal flip; brightness/contrast jitter; random
 erasing). The learning rate is warmup → constant → cosine decay over the last ``decay_frac`` of
 the run ("warmup-stable-decay"), so a run can be resumed with a different ``epochs`` as long as
-it is still in its constant phase. Every epoch writes ``last.pt`` (resumable, with optimizer state)
-and, when PublicTest accuracy improves, ``best.pt`` (a plain checkpoint for predict/eval).
+it is still in its constant phase. Training runs on the one engine (:mod:`affectlens.training.engine`):
+every epoch writes ``last.pt`` (resumable) and, when PublicTest accuracy improves, ``best.pt``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import torch.nn.functional as F
 
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, FerSet, load_fer
+from affectlens.training.engine import FitResult, TrainModule, fit, loader
+from affectlens.training.hardware import Hardware
 
 SIZES = {"tiny": M.expression_tiny, "compact": M.expression_compact, "small": M.expression_small, "base": M.expression_base}
 
@@ -53,25 +54,23 @@ class TrainConfig:
     limit_train: int = 0                # use only the first N Training samples (tests); 0 = all
     eval_tta: str = "flip"              # TTA used for PublicTest selection: none | flip | tencrop
 
-    def model_config(self) -> M.ExpressionConfig:
+    def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {sorted(SIZES)}, got {self.size!r}")
+        if self.variant not in ("cnn_bilstm", "cnn", "bilstm"):
+            raise ValueError(f"variant must be cnn_bilstm, cnn or bilstm, got {self.variant!r}")
+        if self.eval_tta not in ("none", "flip", "tencrop"):
+            raise ValueError(f"eval_tta must be none, flip or tencrop, got {self.eval_tta!r}")
+
+    def model_config(self) -> M.ExpressionConfig:
         return SIZES[self.size](variant=self.variant)
 
 
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     """A flat YAML recipe file plus keyword overrides (``None`` values are ignored)."""
-    values: dict = {}
-    if path is not None:
-        import yaml
+    from affectlens.config import load_config
 
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**values)
+    return load_config(TrainConfig, path, **overrides)
 
 
 # --------------------------------------------------------------------------- augmentation / TTA
@@ -88,42 +87,49 @@ def fit_to_model(images: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def augment(images: torch.Tensor, cfg: TrainConfig, mcfg: M.ExpressionConfig, gen: torch.Generator) -> torch.Tensor:
-    """uint8 ``(B, 1, 48, 48)`` → augmented normalised float ``(B, 1, S, S)``, S = model input side."""
-    b, side = images.shape[0], mcfg.image_size
+    """uint8 ``(B, 1, 48, 48)`` → augmented normalised float ``(B, 1, S, S)``, S = model input side.
+
+    Random numbers come from ``gen`` (on the CPU, so a run draws the same on any device) and the
+    work happens on ``images``' device."""
+    b, side, dev = images.shape[0], mcfg.image_size, images.device
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen).to(dev)
+
     x = images.float() / 255.0
-    ang = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(cfg.rotate_deg)
-    zoom = 1 + (torch.rand(b, generator=gen) * 2 - 1) * cfg.scale
-    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    ang = (rand(b) * 2 - 1) * math.radians(cfg.rotate_deg)
+    zoom = 1 + (rand(b) * 2 - 1) * cfg.scale
+    flip = torch.where(rand(b) < 0.5, -1.0, 1.0)
     # As in fit_to_model: a slightly smaller input is a crop (side/48 folded into the zoom, so a
     # 40-px input sees 40/48 of the face on average); a much smaller one sees the whole face resized.
     crop = side / images.shape[-1] if 0.8 * images.shape[-1] <= side <= images.shape[-1] else 1.0
     cos, sin = torch.cos(ang) * crop / zoom, torch.sin(ang) * crop / zoom
-    theta = torch.zeros(b, 2, 3)
+    theta = torch.zeros(b, 2, 3, device=dev)
     theta[:, 0, 0], theta[:, 0, 1] = cos * flip, -sin
     theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos
-    theta[:, :, 2] = (torch.rand(b, 2, generator=gen) * 2 - 1) * cfg.shift * 2
+    theta[:, :, 2] = (rand(b, 2) * 2 - 1) * cfg.shift * 2
     grid = F.affine_grid(theta, (b, 1, side, side), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)  # (B, 1, S, S)
-    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter
-    bright = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter * 0.4
+    contrast = 1 + (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter
+    bright = (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter * 0.4
     mean = x.mean(dim=(2, 3), keepdim=True)
     x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
-    x = _random_erase(x, cfg.erase_p, gen)
+    x = _random_erase(x, cfg.erase_p, rand)
     return (x - mcfg.pixel_mean) / mcfg.pixel_std
 
 
-def _random_erase(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+def _random_erase(x: torch.Tensor, p: float, rand) -> torch.Tensor:
     b, _, h, w = x.shape
-    area = (0.02 + torch.rand(b, generator=gen) * 0.13) * h * w
-    aspect = torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log(3))
+    area = (0.02 + rand(b) * 0.13) * h * w
+    aspect = torch.exp((rand(b) * 2 - 1) * math.log(3))
     eh = (area * aspect).sqrt().clamp(1, h).long()
     ew = (area / aspect).sqrt().clamp(1, w).long()
-    y0 = (torch.rand(b, generator=gen) * (h - eh + 1)).long()
-    x0 = (torch.rand(b, generator=gen) * (w - ew + 1)).long()
-    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    y0 = (rand(b) * (h - eh + 1)).long()
+    x0 = (rand(b) * (w - ew + 1)).long()
+    ys, xs = torch.arange(h, device=x.device).view(1, h, 1), torch.arange(w, device=x.device).view(1, 1, w)
     box = (ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1)) & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1))
-    box &= (torch.rand(b, generator=gen) < p).view(b, 1, 1)
-    noise = torch.rand(x.shape, generator=gen)
+    box &= (rand(b) < p).view(b, 1, 1)
+    noise = rand(*x.shape)
     return torch.where(box[:, None], noise, x)
 
 
@@ -176,91 +182,85 @@ def lr_at(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> floa
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def _log(out: Path, msg: str) -> None:
-    line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-    print(line, flush=True)
-    with (out / "train.log").open("a") as f:
-        f.write(line + "\n")
+class Faces(torch.utils.data.Dataset):
+    """uint8 grey faces ``(N, 48, 48)`` and labels as samples ``{"image": (1, 48, 48) uint8, "label"}``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = torch.from_numpy(images)[:, None], torch.from_numpy(labels).long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "label": self.labels[i]}
 
 
-def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool = True) -> dict:
-    """Fit on Training, keep the PublicTest-best weights; resumes from ``out/last.pt``. Returns the history."""
-    from affectlens.training import save_checkpoint, seed_everything
+class ExpressionModule(TrainModule):
+    """What is the expression room's own: the CNN-BiLSTM, batch augmentation (drawn per epoch from
+    (seed, epoch), so a resumed run augments as an uninterrupted one), label-smoothed
+    cross-entropy, AdamW with the warmup-stable-decay schedule per step, and PublicTest accuracy
+    (with ``eval_tta``) to select the best epoch."""
 
+    monitor, mode = "val_acc", "max"
+    resume_may_change = ("epochs", "threads", "out", "data")
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
+        mcfg = cfg.model_config()
+        super().__init__(mcfg, cfg, seed=cfg.seed)
+        self.model, self.cfg, self.mcfg, self.steps_per_epoch = M.build_model(mcfg), cfg, mcfg, steps_per_epoch
+        self.gen = torch.Generator()
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.current_epoch)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x = augment(batch["image"], self.cfg, self.mcfg, self.gen)
+        loss = F.cross_entropy(self.model(x), batch["label"], label_smoothing=self.cfg.label_smoothing)
+        self.record("train_loss", loss, len(x))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        views = tta_views(batch["image"], self.mcfg.image_size, self.cfg.eval_tta)
+        probs = sum(F.softmax(self.model(M.normalise(v, self.mcfg)), dim=1) for v in views) / len(views)
+        self.record("val_acc", (probs.argmax(1) == batch["label"]).float().mean(), len(probs))
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        total = self.cfg.epochs * self.steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_at(step, total, self.steps_per_epoch, self.cfg) / self.cfg.lr)
+        return [opt], [{"scheduler": sched, "interval": "step"}]
+
+
+def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool | None = None,
+          hardware: Hardware | None = None, resume: bool = True, callbacks: Sequence = ()) -> FitResult:
+    """Fit on Training, keep the PublicTest-best weights (``best.pt``); resumes from ``out/last.pt``."""
     torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     fer = fer if fer is not None else load_fer(cfg.data)
     tr, val = fer.split("Training"), fer.split("PublicTest")
     if cfg.limit_train:
         tr = FerSet(tr.images[:cfg.limit_train], tr.labels[:cfg.limit_train], tr.usage[:cfg.limit_train], tr.ids[:cfg.limit_train])
-    mcfg = cfg.model_config()
-    model = M.build_model(mcfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = _resume(out / "last.pt", model, opt)
-    x_all, y_all = torch.from_numpy(tr.images)[:, None], torch.from_numpy(tr.labels)  # (N, 1, 48, 48) uint8
-    spe = math.ceil(len(y_all) / cfg.batch_size)
-    total = cfg.epochs * spe
-    _log(out, f"train {len(y_all)} / select {len(val)} | {cfg.variant}-{cfg.size} "
-              f"{M.count_parameters(model) / 1e6:.2f} M params | {cfg.epochs} epochs × {spe} steps | from epoch {state['epoch']}")
-    for epoch in range(state["epoch"], cfg.epochs):
-        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        t0 = time.time()
-        loss = _train_epoch(model, opt, x_all, y_all, cfg, mcfg, gen, epoch, spe, total, out, progress)
-        probs = predict_proba(model, val.images, tta=cfg.eval_tta)
-        acc = float((probs.argmax(1) == val.labels).mean())
-        h = state["history"]
-        for k, v in (("train_loss", loss), ("val_acc", acc), ("epoch_seconds", time.time() - t0)):
-            h.setdefault(k, []).append(v)
-        if acc > state["best_acc"]:
-            state["best_acc"], state["best_epoch"] = acc, epoch + 1
-            save_checkpoint(out / "best.pt", model, mcfg, epoch=epoch + 1, public_test_acc=acc,
-                            train_config=dataclasses.asdict(cfg))
-        state["epoch"] = epoch + 1
-        save_checkpoint(out / "last.pt", model, mcfg, optimizer=opt.state_dict(), **{k: v for k, v in state.items()})
-        _log(out, f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f} PublicTest acc {acc:.4f} "
-                  f"(best {state['best_acc']:.4f} @ {state['best_epoch']}) {time.time() - t0:.0f} s")
-    (out / "history.json").write_text(json.dumps(state, indent=2))
-    return state
+    hardware = hardware or Hardware()
+    world = _world_size(hardware)
+    steps = math.ceil(len(tr) / world / cfg.batch_size)
+    module = ExpressionModule(cfg, steps)
+    print(f"train {len(tr)} / select {len(val)} | {cfg.variant}-{cfg.size} "
+          f"{M.count_parameters(module.model) / 1e6:.2f} M params | {cfg.epochs} epochs x {steps} steps", file=sys.stderr)
+    return fit(module, loader(Faces(tr.images, tr.labels), cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=False),
+               loader(Faces(val.images, val.labels), 256), out=cfg.out, epochs=cfg.epochs, hardware=hardware,
+               resume=resume, grad_clip=cfg.grad_clip, progress=progress, callbacks=callbacks)
 
 
-def _resume(path: Path, model, opt) -> dict:
-    state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "history": {}}
-    if path.is_file():
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        state = {k: ck[k] for k in state}
-    return state
+def _world_size(hardware: Hardware) -> int:
+    """Processes the run will use (for the per-rank steps of the LR schedule)."""
+    import os
 
-
-def _train_epoch(model, opt, x_all, y_all, cfg, mcfg, gen, epoch, spe, total, out, progress) -> float:
-    from rich.progress import Progress
-
-    model.train()
-    order = torch.randperm(len(y_all), generator=gen)
-    running, seen, t0 = 0.0, 0, time.time()
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"epoch {epoch + 1}", total=spe)
-        for i in range(spe):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            for g in opt.param_groups:
-                g["lr"] = lr_at(epoch * spe + i, total, spe, cfg)
-            x = augment(x_all[idx], cfg, mcfg, gen)
-            loss = F.cross_entropy(model(x), y_all[idx], label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            running += loss.item() * len(idx)
-            seen += len(idx)
-            bar.advance(task)
-            if (i + 1) % 100 == 0:
-                rate = (i + 1) / (time.time() - t0)
-                _log(out, f"  epoch {epoch + 1} step {i + 1}/{spe} loss {running / seen:.4f} "
-                          f"{rate:.2f} steps/s, epoch ETA {(spe - i - 1) / rate:.0f} s")
-    return running / max(seen, 1)
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"])
+    d = hardware.trainer_kwargs()["devices"]
+    per_node = len(d) if isinstance(d, list) else (d if isinstance(d, int) and d > 0 else 1)
+    return per_node * hardware.num_nodes
 
 
 def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
@@ -274,9 +274,9 @@ def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     if len(checkpoints) < 2:
         raise ValueError("combine needs at least two checkpoints")
     cks = [load_checkpoint(p) for p in checkpoints]
-    configs = [M.ExpressionConfig(**ck["config"]) for ck in cks]
+    configs = [M.ExpressionConfig(**ck["model"]) for ck in cks]
     for p, ck, cfg in zip(checkpoints, cks, configs):
-        if ck.get("members"):
+        if ck["extra"].get("members"):
             raise DataError(p, "is already an ensemble; combine single nets")
         if M.input_contract(cfg) != M.input_contract(configs[0]):
             raise DataError(p, f"input differs from {checkpoints[0]}'s (image_size, pixel_mean, pixel_std, "
@@ -284,10 +284,11 @@ def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     ens = M.ExpressionEnsemble(configs)
     for member, ck in zip(ens.members, cks):
         member.load_state_dict(ck["state_dict"])
-    sources = [{"file": Path(p).name, "epoch": ck.get("epoch"), "public_test_acc": ck.get("public_test_acc")}
+    sources = [{"file": Path(p).name, "epoch": ck["epoch"],
+                "public_test_acc": ck["best"].get("value", ck["extra"].get("public_test_acc"))}
                for p, ck in zip(checkpoints, cks)]
     return save_checkpoint(out, ens, configs[0], members=len(cks), sources=sources,
-                           member_configs=[ck["config"] for ck in cks])
+                           member_configs=[ck["model"] for ck in cks])
 
 
 # --------------------------------------------------------------------------- evaluation

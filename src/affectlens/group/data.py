@@ -5,9 +5,16 @@ rows are ``<clip name> <1|2|3>`` (1 Positive, 2 Neutral, 3 Negative). The clip n
 extension. A bad row (missing clip, unknown label, malformed) is reported with its line number and
 skipped, or raised with ``on_error="error"``.
 
-Cache: one ``.npz`` per clip under ``cache/v{T}_a{F}_s{S}/``: ``video`` (T, 3, S, S) uint8 RGB at
-``t_i = (i + 0.5)·D/T`` and ``audio`` (F, 1, 128, 251) float16 log-mel of the 1-s windows centred
-on the audio frame times. Written atomically; existing entries are skipped (resumable).
+A clip name is relative to the dataset's clip folders: an absolute name or one that climbs out
+with ``..`` is a bad row (the label file must not make us read files elsewhere); so is a second row
+naming a clip already listed.
+
+Cache: one ``.npz`` per clip under ``cache/v{T}_a{F}_s{S}/`` (``…_silence`` when missing audio is
+filled with silence), at the clip name's own relative path (``a/clip`` and ``b/clip`` are two
+entries): ``video`` (T, 3, S, S) uint8 RGB at ``t_i = (i + 0.5)·D/T``, ``audio`` (F, 1, 128, 251)
+float16 log-mel of the 1-s windows centred on the audio frame times, and ``spec``, the options
+that made it. Written atomically; an entry made with the same options is skipped (resumable), one
+made with other options (or by an older version, without ``spec``) is made again.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from affectlens.errors import DataError
 
 CLASSES = ("Positive", "Neutral", "Negative")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+FEATURE_FORMAT = 1  # bump when clip_features changes what it computes: older cache entries are remade
 
 
 @dataclass
@@ -86,12 +94,18 @@ def read_vgaf(root: Path, labels: Optional[Path] = None, clips: Optional[Path] =
     dirs = _clip_dirs(root, label_file, clips)
     index = VgafIndex(label_file)
     lines = label_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    seen: dict = {}
     for n, raw in enumerate(lines, start=1):
         row = raw.replace(",", " ").split()
         if not row or (n == 1 and row[0].lower() == "vid_name"):
             continue
         try:
-            index.items.append(_parse_row(row, n, label_file, dirs))
+            item = _parse_row(row, n, label_file, dirs)
+            key = item.path.resolve()
+            if key in seen:
+                raise DataError(label_file, f"clip {item.name!r} is already listed on line {seen[key]}", line=n)
+            seen[key] = n
+            index.items.append(item)
         except DataError as e:
             if on_error == "error":
                 raise
@@ -103,6 +117,9 @@ def _parse_row(row: List[str], n: int, label_file: Path, dirs: Sequence[Path]) -
     if len(row) != 2:
         raise DataError(label_file, f"expected 'Vid_name Label', got {' '.join(row)!r}", line=n)
     name, lab = row
+    if Path(name).is_absolute() or ".." in Path(name).parts or "\\" in name:
+        raise DataError(label_file, f"clip name {name!r} must be relative to the dataset folder "
+                                    "(no absolute paths, no '..')", line=n)
     if lab not in ("1", "2", "3"):
         raise DataError(label_file, f"unknown label {lab!r} for {name} (labels are 1, 2, 3)", line=n)
     path = _resolve(name, dirs)
@@ -121,12 +138,27 @@ class FeatureSpec:
 
     @property
     def key(self) -> str:
-        return f"v{self.n_video}_a{self.n_audio}_s{self.size}"
+        """The cache folder name: every option that changes the features is in it."""
+        return f"v{self.n_video}_a{self.n_audio}_s{self.size}" + ("" if self.missing_audio == "error" else
+                                                                  f"_{self.missing_audio}")
+
+    def as_text(self) -> str:
+        """What an entry records of the options (and the feature format) that made it."""
+        import json
+
+        return json.dumps({"n_video": self.n_video, "n_audio": self.n_audio, "size": self.size,
+                           "missing_audio": self.missing_audio, "format": FEATURE_FORMAT}, sort_keys=True)
 
 
 def clip_features(path: Path, spec: FeatureSpec) -> dict:
     """Frames ``(T, 3, S, S)`` uint8 and log-mels ``(F, 1, 128, 251)`` float32 of one clip."""
-    from affectlens.media import audio_windows, frame_times, load_audio, log_mel, sample_frames
+    from affectlens.media import (
+        audio_windows,
+        frame_times,
+        load_audio,
+        log_mel,
+        sample_frames,
+    )
 
     video = sample_frames(path, spec.n_video, size=(spec.size, spec.size))
     audio = load_audio(path, missing=spec.missing_audio)
@@ -136,7 +168,20 @@ def clip_features(path: Path, spec: FeatureSpec) -> dict:
 
 
 def cache_path(cache: Path, spec: FeatureSpec, name: str) -> Path:
-    return Path(cache) / spec.key / (Path(name).stem + ".npz")
+    """``cache/<spec.key>/<name without its extension>.npz``, keeping the name's subfolders."""
+    rel = Path(name)
+    if rel.suffix.lower() in VIDEO_EXT:
+        rel = rel.with_suffix("")
+    return Path(cache) / spec.key / rel.parent / (rel.name + ".npz")
+
+
+def entry_is_current(path: Path, spec: FeatureSpec) -> bool:
+    """True when the cache entry at ``path`` was made with ``spec`` (and is readable)."""
+    try:
+        with np.load(path) as z:
+            return "spec" in z.files and str(z["spec"]) == spec.as_text()
+    except Exception:  # noqa: BLE001 - a damaged entry is simply not current: it is made again
+        return False
 
 
 def cache_clip(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:
@@ -151,7 +196,7 @@ def cache_clip(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, video=feats["video"], audio=feats["audio"].astype(np.float16),
-                     duration=feats["duration"], label=np.int64(item.label))
+                     duration=feats["duration"], label=np.int64(item.label), spec=np.str_(spec.as_text()))
     return out
 
 
@@ -166,10 +211,15 @@ def extract_features(items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, 
 
     res = run_batch(items, functools.partial(cache_clip, cache=cache, spec=spec),
                     functools.partial(_cache_entry, cache=cache, spec=spec), backend=backend, address=address,
-                    num_workers=workers, resume=resume, description=f"features {spec.key}", progress=progress)
+                    num_workers=workers, resume=resume, description=f"features {spec.key}", progress=progress,
+                    up_to_date=functools.partial(_entry_is_current, spec=spec))
     failed = [r if r.startswith(str(it.path)) else f"{it.path}: {r}" for it, r in res.failed]
     return {"cache": str(Path(cache) / spec.key), "written": len(res.done), "skipped_existing": len(res.skipped),
             "failed": failed, "backend": res.backend, "seconds": res.seconds}
+
+
+def _entry_is_current(item: VgafItem, path: Path, spec: FeatureSpec) -> bool:
+    return entry_is_current(path, spec)
 
 
 def _cache_entry(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:

@@ -2,8 +2,10 @@
 
 Defaults are the paper's (configs/group_paper.yaml): SGD lr 1e-5 momentum 0.9, batch 4, ViT frozen
 for the first 10 epochs then released, cross-entropy (focal optional), synthetic ratio 0.3 when a
-synthetic VGAF-format folder is given. Checkpoints: ``last.pt`` every epoch (with the optimizer
-and history, so ``train`` resumes) and ``best.pt`` (best validation accuracy).
+synthetic VGAF-format folder is given. Training runs on the one engine
+(:mod:`affectlens.training.engine`) as a :class:`~affectlens.group.train_module.GroupModule`: the run folder gets ``last.pt``
+every epoch (so ``train`` resumes exactly), ``best.pt`` (best validation accuracy),
+``metrics.csv`` and ``metrics.json``, on one CPU, GPUs or DDP alike.
 """
 from __future__ import annotations
 
@@ -12,40 +14,42 @@ import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Literal, Optional, Sequence
 
 import numpy as np
+import torch
 
 from affectlens.errors import DataError
 from affectlens.group.data import CLASSES, FeatureSpec, GroupClips, VgafItem, extract_features, read_vgaf
 from affectlens.group.model import BUILDERS, GroupConfig, build_model, config_from_dict
+from affectlens.training.hardware import Hardware, parse_devices
 
 Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    size: str = "paper"          # paper | base | tiny (model builders in model.py)
-    modality: str = "fusion"     # audio | video | fusion
-    head: str = "mean"           # mean | flatten
+    size: Literal["paper", "base", "tiny"] = "paper"  # model builders in model.py
+    modality: Literal["audio", "video", "fusion"] = "fusion"
+    head: Literal["mean", "flatten"] = "mean"
     frames: int = 5              # video frames per clip (5 or 75)
     audio_frames: int = 0        # 1-s audio windows per clip; 0 = same as frames
     img_size: int = 0            # 0 = the size's default (224 for paper/base)
     vit_stem: str = ""           # "" = the size's default; tiny only: convpool (hybrid ViT) | conv | patch
     epochs: int = 30
     batch_size: int = 4
-    optimizer: str = "sgd"       # sgd (paper) | adamw
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # sgd: the paper's
     lr: float = 1e-5
     momentum: float = 0.9
     weight_decay: float = 0.0
     freeze_vit_epochs: int = 10  # the ViT is frozen for these first epochs, then fine-tuned
-    loss: str = "ce"             # ce | focal
+    loss: Literal["ce", "focal"] = "ce"
     focal_gamma: float = 2.0
     synthetic_ratio: float = 0.3  # share of the training set drawn from the synthetic folder, if given
     seed: int = 0
     threads: int = 2
     vit_weights: str = ""        # local ViT weights file ("" = random init; no hub downloads)
-    missing_audio: str = "error"  # error | silence
+    missing_audio: Literal["error", "silence"] = "error"
 
     def model_config(self) -> GroupConfig:
         kw = dict(modality=self.modality, head=self.head, n_video=self.frames, n_audio=self.audio_frames or self.frames)
@@ -62,21 +66,16 @@ class TrainConfig:
 
 
 def load_config(path: Optional[Path] = None, **overrides) -> TrainConfig:
-    """A TrainConfig from a flat YAML file, then ``overrides`` (None values are ignored)."""
-    import yaml
+    """A TrainConfig from a flat YAML file, then ``overrides`` (None values are ignored); any mistake,
+    a model the numbers cannot make included, is one line naming the file."""
+    from affectlens.config import load_config as load
 
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(path, "config file not found")
-        values = yaml.safe_load(path.read_text()) or {}
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise DataError(path, f"unknown config keys {unknown}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**values)
+    cfg = load(TrainConfig, path, **overrides)
+    try:
+        cfg.model_config()
+    except ValueError as e:
+        raise DataError(path or "TrainConfig", str(e)) from None
+    return cfg
 
 
 # ----------------------------------------------------------------------------- data setup
@@ -102,66 +101,40 @@ def mix_synthetic(real: Sequence[VgafItem], synthetic: Sequence[VgafItem], ratio
     return list(real) + [synthetic[i] for i in sorted(pick)]
 
 
-def _loader(ds, batch_size: int, shuffle: bool, seed: int):
-    import torch
-    from torch.utils.data import DataLoader
-
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=0)
-
-
-# ----------------------------------------------------------------------------- loops
-def _loss_fn(cfg: TrainConfig):
-    import torch.nn.functional as F
-
-    if cfg.loss == "ce":
-        return F.cross_entropy
-    if cfg.loss != "focal":
-        raise ValueError(f"loss must be 'ce' or 'focal', not {cfg.loss!r}")
-
-    def focal(logits, y):  # FL = -(1 - p_t)^γ log p_t
-        logp = F.log_softmax(logits, -1).gather(1, y[:, None]).squeeze(1)
-        return (-(1 - logp.exp()) ** cfg.focal_gamma * logp).mean()
-
-    return focal
+# ----------------------------------------------------------------------------- training
+def _hardware(hardware: Optional[Hardware], cfg: TrainConfig) -> Hardware:
+    """While the ViT is frozen its weights get no gradient: DDP must expect that
+    (``find_unused_parameters``), or it stops at the second step."""
+    hw = hardware or Hardware()
+    if cfg.modality == "audio" or cfg.freeze_vit_epochs <= 0 or hw.strategy not in ("auto", "ddp"):
+        return hw
+    devices = parse_devices(hw.devices)
+    if isinstance(devices, list):
+        n = len(devices)
+    elif isinstance(devices, int) and devices > 0:
+        n = devices
+    else:  # "auto" / -1: every GPU when training on GPUs, one process on the CPU
+        n = torch.cuda.device_count() if hw.accelerator in ("auto", "gpu", "cuda") else 1
+    if hw.strategy == "ddp" or n * hw.num_nodes > 1:
+        return dataclasses.replace(hw, strategy="ddp_find_unused_parameters_true")
+    return hw
 
 
-def _optimizer(model, cfg: TrainConfig):
-    import torch
-
-    params = list(model.parameters())  # frozen ViT weights get no gradient, so SGD skips them
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be 'sgd' or 'adamw', not {cfg.optimizer!r}")
-
-
-def train_epoch(model, loader, opt, loss_fn) -> dict:
-    model.train()
-    total, correct, loss_sum = 0, 0, 0.0
-    for batch in loader:
-        y = batch["label"]
-        logits = model(video=batch["video"], audio=batch["audio"])
-        loss = loss_fn(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach()) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        total += len(y)
-    return {"train_loss": loss_sum / max(total, 1), "train_acc": correct / max(total, 1)}
+def _eval_device(hardware: Optional[Hardware]) -> str:
+    """Evaluate where training ran: a paper-size ViT over a validation set is hours on a CPU."""
+    hw = hardware or Hardware()
+    return "cuda" if hw.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
 
 
 def predict_probs(model, loader) -> tuple:
-    """Softmax probabilities (N, K), labels (N,) and ids of a loader, in order."""
-    import torch
-
+    """Softmax probabilities (N, K), labels (N,) and ids of a loader, in order, on the model's device."""
+    device = next(model.parameters()).device
     model.eval()
     probs, labels, ids = [], [], []
     with torch.no_grad():
         for batch in loader:
-            probs.append(torch.softmax(model(video=batch["video"], audio=batch["audio"]), -1).numpy())
+            logits = model(video=batch["video"].to(device), audio=batch["audio"].to(device))
+            probs.append(torch.softmax(logits.float(), -1).cpu().numpy())
             labels.append(batch["label"].numpy())
             ids += list(batch["id"])
     if not probs:
@@ -169,151 +142,79 @@ def predict_probs(model, loader) -> tuple:
     return np.concatenate(probs), np.concatenate(labels), ids
 
 
-def _checkpoint_config(cfg: TrainConfig, model) -> dict:
-    return {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(model.cfg)}
-
-
-def fit(cfg: TrainConfig, train_ds, val_ds, out: Path, resume: bool = True, log: Log = print) -> dict:
-    """Train with per-epoch checkpoints; resumes from ``out/last.pt`` when present."""
-    import torch
-
-    from affectlens.training import load_checkpoint, save_checkpoint, seed_everything
-
-    seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    out = Path(out)
-    model = build_model(cfg.model_config(), vit_weights=cfg.vit_weights or None)
-    opt, loss_fn = _optimizer(model, cfg), _loss_fn(cfg)
-    history: Dict[str, list] = {"train_loss": [], "train_acc": [], "val_acc": []}
-    start, best = 0, -1.0
-    if resume and (out / "last.pt").exists():
-        ck = load_checkpoint(out / "last.pt")
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        start, best, history = int(ck["epoch"]), float(ck["best_acc"]), ck["history"]
-        log(f"resuming {out / 'last.pt'} after epoch {start}")
-    train_dl = _loader(train_ds, cfg.batch_size, True, cfg.seed)
-    val_dl = _loader(val_ds, max(cfg.batch_size, 8), False, 0) if val_ds is not None and len(val_ds) else None
-    for epoch in range(start, cfg.epochs):
-        torch.manual_seed(cfg.seed * 1000 + epoch)  # same shuffle/dropout whether resumed or not
-        train_dl.generator.manual_seed(cfg.seed * 1000 + epoch)
-        model.set_vit_frozen(epoch < cfg.freeze_vit_epochs)
-        stats = train_epoch(model, train_dl, opt, loss_fn)
-        acc = float("nan")
-        if val_dl is not None:
-            p, y, _ = predict_probs(model, val_dl)
-            acc = float((p.argmax(1) == y).mean())
-        for k, v in {**stats, "val_acc": acc}.items():
-            history[k].append(v)
-        score = acc if val_dl is not None else stats["train_acc"]
-        extra = dict(epoch=epoch + 1, history=history, optimizer=opt.state_dict())
-        if score > best:
-            best = score
-            save_checkpoint(out / "best.pt", model, _checkpoint_config(cfg, model), epoch=epoch + 1, best_acc=best)
-        save_checkpoint(out / "last.pt", model, _checkpoint_config(cfg, model), best_acc=best, **extra)
-        log(f"epoch {epoch + 1}/{cfg.epochs} loss {stats['train_loss']:.4f} train_acc {stats['train_acc']:.3f} "
-            f"val_acc {acc:.3f}{' (ViT frozen)' if epoch < cfg.freeze_vit_epochs else ''}")
-    return {"history": history, "best_acc": best, "best": str(out / "best.pt"), "last": str(out / "last.pt")}
-
-
-def fit_lightning(cfg: TrainConfig, train_ds, val_ds, out: Path, trainer: dict, progress: bool = True,
-                  log: Log = print) -> dict:
-    """The multi-process path (``--devices``/``--num-nodes``/``--strategy``): Lightning's ``fit``.
-
-    Every rank runs this; rank 0 writes ``out/ddp.pt`` (a plain checkpoint ``evaluate`` reads)
-    after each epoch. The ViT freeze schedule is kept; focal loss and resume are single-process only.
-    """
-    import lightning as L
-    import torch
-
-    from affectlens.errors import AffectlensError
-    from affectlens.training.lightning import LitClassifier
-    from affectlens.training.lightning import fit as lightning_fit
-
-    if cfg.loss != "ce":
-        raise AffectlensError(f"loss {cfg.loss!r} is only in the single-process loop; use ce with --devices/--num-nodes")
-    torch.set_num_threads(cfg.threads)
-    model = build_model(cfg.model_config(), vit_weights=cfg.vit_weights or None)
-
-    class FreezeViT(L.Callback):
-        def on_train_epoch_start(self, trainer_, module):
-            model.set_vit_frozen(trainer_.current_epoch < cfg.freeze_vit_epochs)
-
-    module = LitClassifier(model, input_keys=("video", "audio"), optimizer=cfg.optimizer, lr=cfg.lr,
-                           momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    # a frozen ViT (or the unused branch of a one-modality model) gets no gradient on some steps
-    strategy = "ddp_find_unused_parameters_true" if trainer.get("strategy") == "ddp" else trainer.get("strategy")
-    val_dl = _loader(val_ds, max(cfg.batch_size, 8), False, 0) if val_ds is not None and len(val_ds) else None
-    res = lightning_fit(module, _loader(train_ds, cfg.batch_size, True, cfg.seed), val_dl, max_epochs=cfg.epochs,
-                        checkpoint=Path(out) / "ddp.pt", config=_checkpoint_config(cfg, model), seed=cfg.seed,
-                        callbacks=[FreezeViT()], progress=progress, **{**trainer, "strategy": strategy})
-    if res.is_global_zero:
-        log(f"{cfg.epochs} epochs on {res.world_size} processes -> {res.checkpoint}")
-    acc = res.history.get("val_acc") or res.history.get("train_acc") or [float("nan")]
-    return {"history": res.history, "best_acc": acc[-1], "best": str(res.checkpoint), "last": str(res.checkpoint),
-            "is_global_zero": res.is_global_zero, "world_size": res.world_size}
-
-
 def load_model(checkpoint: Path):
-    """``(model, TrainConfig)`` from a checkpoint written by ``fit``."""
-    from affectlens.training import load_checkpoint
+    """``(model, TrainConfig)`` from a checkpoint of :func:`train` (``best.pt``/``last.pt``, or a file
+    written before the engine), on the CPU in eval mode."""
+    from affectlens.config import from_dict
+    from affectlens.training.checkpoint import load_checkpoint
 
     ck = load_checkpoint(checkpoint)
-    cfg = ck["config"]
-    if "model" not in cfg or "train" not in cfg:
-        raise DataError(checkpoint, "not a group checkpoint (config lacks 'model'/'train')")
-    model = build_model(config_from_dict(cfg["model"]))
-    model.load_state_dict(ck["state_dict"])
+    model_cfg, train_cfg = ck["model"], ck["train"]
+    if {"model", "train"} <= set(model_cfg):  # format 1 kept both configs under "config"
+        model_cfg, train_cfg = model_cfg["model"], model_cfg["train"]
+    try:
+        model = build_model(config_from_dict(model_cfg))
+        model.load_state_dict(ck["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(checkpoint, f"not a group checkpoint ({first[:160]})") from None
     model.eval()
-    return model, TrainConfig(**cfg["train"])
+    return model, from_dict(TrainConfig, train_cfg, source=checkpoint)
 
 
 # ----------------------------------------------------------------------------- commands
-def train(cfg: TrainConfig, data: Path, out: Path, val: Optional[Path] = None, synthetic: Optional[Path] = None,
-          cache: Optional[Path] = None, on_error: str = "skip", resume: bool = True, progress: bool = True,
-          log: Log = print, trainer: dict | None = None) -> dict:
-    """Index, cache features, mix synthetic clips at ``cfg.synthetic_ratio``, fit, evaluate on ``val``.
+def train(cfg: TrainConfig, data: Optional[Path], out: Path, val: Optional[Path] = None,
+          synthetic: Optional[Path] = None, cache: Optional[Path] = None, on_error: str = "skip",
+          resume: bool = True, progress: bool = True, log: Log = print, hardware: Optional[Hardware] = None) -> dict:
+    """Index, cache features, mix synthetic clips at ``cfg.synthetic_ratio``, fit on the engine
+    (resuming from ``out/last.pt``), then evaluate ``best.pt`` on ``val``.
 
     ``data`` may be None when training on synthetic clips only (Table 2's ``synt_video`` rows).
-    ``trainer`` (Lightning ``Trainer`` arguments from ``training.options.trainer_kwargs``) trains
-    through :func:`fit_lightning` instead; then only rank 0 (``result["is_global_zero"]``) evaluates.
+    Every DDP process runs this; only rank 0 (``result["is_global_zero"]``) evaluates and plots.
     """
-    from affectlens.utils import write_json
+    from affectlens.group.train_module import GroupModule
+    from affectlens.report.plots import curves_png
+    from affectlens.training.engine import fit, loader
 
+    torch.set_num_threads(cfg.threads)
     out = Path(out)
+    train_ds, val_ds, problems = _datasets(cfg, data, val, synthetic, cache, on_error, progress, log)
+    val_dl = loader(val_ds, max(cfg.batch_size, 8)) if val_ds is not None and len(val_ds) else None
+    res = fit(GroupModule(cfg), loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed), val_dl, out=out,
+              epochs=cfg.epochs, hardware=_hardware(hardware, cfg), resume=resume,
+              progress=None if progress else False)
+    result = {"history": res.history, "best": str(res.best_path), "last": str(res.last_path),
+              "best_epoch": res.best, "n_train": len(train_ds), "problems": problems,
+              "is_global_zero": res.is_global_zero, "world_size": res.world_size}
+    if not res.is_global_zero:
+        return result
+    if val_dl is not None:
+        result["eval"] = evaluate_dataset(res.best_path, val_ds, out / "eval", device=_eval_device(hardware))
+    curves_png({k: v for k, v in res.history.items() if k.endswith("_acc")}, out / "curves.png",
+               title=f"group {cfg.modality} ({cfg.frames} frames)")
+    return result
+
+
+def _datasets(cfg: TrainConfig, data, val, synthetic, cache, on_error: str, progress: bool, log: Log) -> tuple:
+    """``(training set, validation set or None, problems)``: real clips plus the synthetic ones mixed in."""
     spec = cfg.feature_spec()
     real, real_cache, problems = prepare(data, cfg, cache, on_error, progress, log) if data else ([], None, [])
     items, caches = list(real), {}
     if synthetic is not None:
         syn, syn_cache, syn_problems = prepare(synthetic, cfg, None, on_error, progress, log)
         problems += syn_problems
-        mixed = mix_synthetic(real, syn, cfg.synthetic_ratio, cfg.seed)
-        caches.update({it.name: syn_cache for it in mixed[len(real):]})
-        items = mixed
+        items = mix_synthetic(real, syn, cfg.synthetic_ratio, cfg.seed)
+        caches.update({it.name: syn_cache for it in items[len(real):]})
         log(f"training set: {len(real)} real + {len(items) - len(real)} synthetic clips")
-    if not items:
-        raise DataError(data or synthetic, "no usable training clips")
     train_ds = _MultiCache(items, caches, real_cache, spec)
+    if not len(train_ds):
+        raise DataError(data or synthetic, "no usable training clips")
     val_ds = None
     if val is not None:
         v_items, v_cache, v_problems = prepare(val, cfg, None, on_error, progress, log)
         problems += v_problems
         val_ds = GroupClips(v_items, v_cache, spec)
-    if trainer is None:
-        result = fit(cfg, train_ds, val_ds, out, resume=resume, log=log)
-    else:
-        result = fit_lightning(cfg, train_ds, val_ds, out, trainer, progress, log)
-        if not result["is_global_zero"]:  # every rank runs the command; rank 0 alone reports
-            return {**result, "problems": problems}
-    result.update(n_train=len(train_ds), problems=problems)
-    if val_ds is not None:
-        result["eval"] = evaluate_dataset(Path(result["best"]), val_ds, out / "eval")
-    write_json(out / "train_summary.json", result)
-    from affectlens.report.plots import curves_png
-
-    curves_png({k: v for k, v in result["history"].items() if k != "train_loss"}, out / "curves.png",
-               title=f"group {cfg.modality} ({cfg.frames} frames)")
-    return result
+    return train_ds, val_ds, problems
 
 
 class _MultiCache:
@@ -336,14 +237,14 @@ class _MultiCache:
         return self.parts[k][i]
 
 
-def evaluate_dataset(checkpoint: Path, ds, out: Path) -> dict:
+def evaluate_dataset(checkpoint: Path, ds, out: Path, device: str = "cpu") -> dict:
     """Accuracy, per-class P/R/F1 and the confusion matrix (JSON + PNG) of a checkpoint on ``ds``."""
     from affectlens.metrics.classification import classification_report
     from affectlens.report.plots import confusion_matrix_png, per_class_png
     from affectlens.utils import write_json
 
     model, cfg = load_model(checkpoint)
-    p, y, ids = predict_probs(model, _loader(ds, 8, False, 0))
+    p, y, ids = predict_probs(model.to(device), torch.utils.data.DataLoader(ds, batch_size=8))
     report = classification_report(y, p.argmax(1), CLASSES)
     report.update(checkpoint=str(checkpoint), n=int(len(y)))
     out = Path(out)
@@ -382,6 +283,7 @@ def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5,
 
     from affectlens.media import audio_windows, frame_times, load_audio, log_mel, probe, sample_frames
 
+    check_window(window, hop)
     cfg = model.cfg
     duration = probe(path).duration
     timeline_min = 1.5 * window if timeline_min is None else timeline_min
@@ -406,30 +308,62 @@ def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5,
             "probs": dict(zip(CLASSES, map(float, mean))), "label": CLASSES[int(mean.argmax())], "windows": windows}
 
 
+def check_window(window: float, hop: float) -> None:
+    """Refuse a timeline that cannot be laid out (before any work)."""
+    import math
+
+    from affectlens.errors import AffectlensError
+
+    for name, v in (("window", window), ("hop", hop)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise AffectlensError(f"{name} must be a finite number of seconds > 0, not {v!r}")
+
+
+def timeline_paths(videos: Sequence[Path], out: Path) -> Dict[Path, Path]:
+    """``OUT/<stem>_timeline.png`` per video; videos that share a stem get their folder's name too."""
+    stems: Dict[str, int] = {}
+    for v in videos:
+        stems[Path(v).stem] = stems.get(Path(v).stem, 0) + 1
+    paths: Dict[Path, Path] = {}
+    for k, v in enumerate(videos):
+        v = Path(v)
+        name = v.stem if stems[v.stem] == 1 else f"{v.parent.name or 'root'}_{v.stem}_{k}"
+        paths[v] = out / f"{name}_timeline.png"
+    return paths
+
+
 def predict(checkpoint: Path, videos: Sequence[Path], out: Path, window: float = 5.0, hop: float = 2.5,
             log: Log = print) -> dict:
     """Predict every video; writes ``predictions.json``, ``predictions.csv`` and a timeline PNG per
-    long video. Bad files are reported and skipped."""
+    long video. Bad files are reported and skipped; ``window``/``hop`` and ``out`` are checked first."""
     from affectlens.errors import AffectlensError
     from affectlens.report.plots import timeline_png
+    from affectlens.scale import check_output
     from affectlens.utils import atomic_path, write_json
 
-    model, _ = load_model(checkpoint)
+    check_window(window, hop)
     out = Path(out)
+    videos = list(dict.fromkeys(Path(v) for v in videos))  # a video named twice is predicted once
+    check_output(out, kind="dir", inputs=[*videos, checkpoint])
+    model, _ = load_model(checkpoint)
+    pngs = timeline_paths(videos, out)
     results, failed = [], []
     for v in videos:
         try:
-            r = predict_video(model, Path(v), window, hop)
+            r = predict_video(model, v, window, hop)
+            if r["mode"] == "timeline":
+                centres = [(w["start"] + w["end"]) / 2 for w in r["windows"]]
+                probs = [[w["probs"][c] for c in CLASSES] for w in r["windows"]]
+                r["timeline_png"] = str(timeline_png(centres, probs, CLASSES, pngs[v], title=v.name))
         except AffectlensError as e:
-            failed.append(str(e))
-            log(f"failed: {e}")
+            failed.append(str(e) if str(v) in str(e) else f"{v}: {e}")
+        except Exception as e:  # noqa: BLE001 - one bad video must not cost the others their results
+            first = (str(e).strip().splitlines() or [""])[0]
+            failed.append(f"{v}: {type(e).__name__}" + (f": {first}" if first else ""))
+        else:
+            results.append(r)
             continue
-        if r["mode"] == "timeline":
-            centres = [(w["start"] + w["end"]) / 2 for w in r["windows"]]
-            probs = [[w["probs"][c] for c in CLASSES] for w in r["windows"]]
-            r["timeline_png"] = str(timeline_png(centres, probs, CLASSES, out / f"{Path(v).stem}_timeline.png",
-                                                 title=Path(v).name))
-        results.append(r)
+        log(f"failed: {failed[-1]}")
     payload = {"checkpoint": str(checkpoint), "classes": list(CLASSES), "results": results, "failed": failed}
     write_json(out / "predictions.json", payload)
     buf = io.StringIO()
@@ -463,15 +397,17 @@ PAPER_TABLE2 = {  # VGAF validation accuracy (%), 5 and 75 frames
 
 
 def ablation(cfg: TrainConfig, data: Path, val: Path, synthetic: Path, out: Path, frames: Sequence[int] = (5, 75),
-             progress: bool = True, log: Log = print) -> dict:
+             progress: bool = True, log: Log = print, hardware: Optional[Hardware] = None) -> dict:
     """Train and evaluate Table 2's seven input combinations for each frame count; resumable
-    (a run whose ``eval/eval.json`` exists is read back, not retrained)."""
+    (a run whose ``eval/eval.json`` exists is read back, not retrained). Under DDP every process
+    trains every run; rank 0 alone evaluates and writes the table (other ranks return ``{}``)."""
     import json
 
     from affectlens.utils import write_json
 
     out = Path(out)
     results: Dict[str, Dict[int, float]] = {}
+    zero = True
     for n in frames:
         for name, modality, use_real, use_syn in ABLATION_ROWS:
             run = out / f"f{n}" / name.replace(" + ", "+")
@@ -479,9 +415,12 @@ def ablation(cfg: TrainConfig, data: Path, val: Path, synthetic: Path, out: Path
             if not done.exists():
                 log(f"ablation: {name}, {n} frames")
                 c = dataclasses.replace(cfg, modality=modality, frames=n, audio_frames=0)
-                train(c, data if use_real else None, run, val=val, synthetic=synthetic if use_syn else None,
-                      progress=progress, log=log)
-            results.setdefault(name, {})[n] = json.loads(done.read_text())["accuracy"]
+                zero = train(c, data if use_real else None, run, val=val, synthetic=synthetic if use_syn else None,
+                             progress=progress, log=log, hardware=hardware)["is_global_zero"]
+            if zero:
+                results.setdefault(name, {})[n] = json.loads(done.read_text())["accuracy"]
+    if not zero:
+        return {}
     table = format_table2(results, frames)
     log(table)
     write_json(out / "ablation.json", {"ours": results, "paper": PAPER_TABLE2, "frames": list(frames)})

@@ -9,12 +9,16 @@
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from affectlens.training.engine import FitResult, TrainModule
 
 MATCH_THRESHOLD = 0.6
 
@@ -136,34 +140,58 @@ def _to_input(images: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
     return (x - 0.5) / 0.25
 
 
-def train_recognizer(model: PersonRecognizer, images: np.ndarray, labels: np.ndarray, epochs: int = 60,
-                     lr: float = 1e-4, batch_size: int = 16, seed: int = 0) -> list[float]:
-    """Adam + cross-entropy on ``(n, H, W, 3)`` uint8 photos, random horizontal flips; returns losses."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    x_all = _to_input(images, model.config.image_hw)
-    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    losses = []
-    model.train()
-    for _ in range(epochs):
-        perm, total = rng.permutation(len(x_all)), 0.0
-        for s in range(0, len(perm), batch_size):
-            b = perm[s:s + batch_size]
-            x = x_all[b]
-            flip = torch.as_tensor(rng.random(len(b)) < 0.5)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            loss = nn.functional.cross_entropy(model(x), y_all[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        losses.append(total / len(x_all))
-    return losses
+@dataclass(frozen=True)
+class RecognizerTrain:
+    """How the recogniser is fitted. ``data`` fingerprints the training photos and labels, so the
+    engine refuses to continue a run folder trained on other people."""
+
+    epochs: int = 60
+    lr: float = 1e-4
+    batch_size: int = 16
+    seed: int = 0
+    data: str = ""
+
+
+class RecognizerModule(TrainModule):
+    """The recogniser's own: cross-entropy, Adam and random left-right flips. It has no validation
+    split (its test photos are what is reported), so the last epoch's net is the one scored."""
+
+    def __init__(self, config: RecognizerConfig, recipe: RecognizerTrain):
+        super().__init__(config, recipe, seed=recipe.seed)
+        self.model = PersonRecognizer(config)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x = batch["image"]  # (B, 3, H, W) normalised
+        flip = torch.rand(len(x), device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        loss = nn.functional.cross_entropy(self.model(x), batch["label"])
+        self.record("train_loss", loss, len(x))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.train_config.lr)
+
+
+def train_recognizer(config: RecognizerConfig, images: np.ndarray, labels: np.ndarray, out: str | Path, *,
+                     epochs: int = 60, lr: float = 1e-4, batch_size: int = 16, seed: int = 0, hardware=None,
+                     resume: bool = True, progress: bool | None = None) -> tuple[PersonRecognizer, FitResult]:
+    """Fit the recogniser on ``(n, H, W, 3)`` uint8 photos through the engine into ``out``; returns
+    the last epoch's net (eval mode) and the engine's result (``history["train_loss"]``)."""
+    from affectlens.privacy.attributes import Arrays, as_batch
+    from affectlens.training.engine import fit, loader
+
+    x = _to_input(images, config.image_hw)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    digest = hashlib.sha1(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
+    module = RecognizerModule(config, RecognizerTrain(epochs, lr, batch_size, seed, digest))
+    res = fit(module, loader(Arrays(image=x, label=y), batch_size, shuffle=True, seed=seed, collate_fn=as_batch),
+              None, out=out, epochs=epochs, hardware=hardware, resume=resume, progress=progress)
+    return module.model.eval(), res
 
 
 @torch.no_grad()
 def recognizer_accuracy(model: PersonRecognizer, images: np.ndarray, labels: np.ndarray) -> float:
     model.eval()
-    pred = model(_to_input(images, model.config.image_hw)).argmax(1).numpy()
+    x = _to_input(images, model.config.image_hw).to(next(model.parameters()).device)
+    pred = model(x).argmax(1).cpu().numpy()
     return float((pred == np.asarray(labels)).mean())

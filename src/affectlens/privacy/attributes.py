@@ -10,13 +10,16 @@ summed over the 40 attributes (eq. 1-2) and Adam with default settings, batch 64
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+from affectlens.errors import DataError
+from affectlens.training.engine import TrainModule
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,14 @@ def bce_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, target.float(), reduction="sum") / len(logits)
 
 
+def as_tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """An array (any strides) as a tensor; a tensor stays where it is (CPU or GPU)."""
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+
+
 def to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``(B, H, W, 3)`` uint8 → ``(B, 3, H, W)`` float in about [-1, 1]."""
-    x = torch.as_tensor(np.asarray(images)).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
-    return x / 127.5 - 1.0
+    """``(B, H, W, 3)`` uint8 → ``(B, 3, H, W)`` float in about [-1, 1], on the images' device."""
+    return as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
 
 
 def mean_accuracy(probs: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
@@ -128,27 +135,6 @@ class AttributeTrainConfig:
     augment_flip: bool = True
 
 
-def load_train_config(cls, path: str | Path | None, **overrides):
-    """A flat YAML file (keys = dataclass fields) plus non-None overrides → a frozen config."""
-    import yaml
-
-    values = {}
-    if path is not None:
-        from affectlens.errors import DataError
-
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise DataError(path, f"unknown keys {unknown}; expected some of {sorted(names)}")
-        values.update(raw)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    for f in fields(cls):  # YAML lists → tuples for the frozen dataclass
-        if isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
-    return cls(**values)
-
-
 def load_images(ds, idx: np.ndarray, hw: tuple[int, int], progress: bool = True) -> np.ndarray:
     """Decode and resize the chosen images → ``(n, H, W, 3)`` uint8 (kept in memory)."""
     import cv2
@@ -166,7 +152,9 @@ def load_images(ds, idx: np.ndarray, hw: tuple[int, int], progress: bool = True)
 def predict(model: AttributeNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """``(n, H, W, 3)`` uint8 → ``(n, 40)`` probabilities."""
     model.eval()
-    outs = [model.predict_proba(to_input(images[s:s + batch_size])).numpy() for s in range(0, len(images), batch_size)]
+    device = next(model.parameters()).device
+    outs = [model.predict_proba(to_input(images[s:s + batch_size]).to(device)).cpu().numpy()
+            for s in range(0, len(images), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0, model.config.n_attributes), np.float32)
 
 
@@ -175,57 +163,87 @@ def _split_idx(ds, split: str, limit: int) -> np.ndarray:
     return idx[:limit] if limit else idx
 
 
-def train_attributes(cfg: AttributeTrainConfig, log=print) -> dict:
-    """Fit on train, select on val (held-out identities), report test mean accuracy once."""
+class Arrays(torch.utils.data.Dataset):
+    """Equal-length arrays served a whole batch per call (``__getitems__``) as a dict of tensors:
+    the privacy stages keep their decoded images in memory and cut batches from them at once."""
+
+    def __init__(self, **arrays: np.ndarray):
+        self.arrays = {k: as_tensor(v) for k, v in arrays.items()}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def __getitems__(self, idx: list[int]) -> dict:
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return {k: v[i] for k, v in self.arrays.items()}
+
+
+def as_batch(batch: dict) -> dict:
+    """The DataLoader's collate step for :class:`Arrays`, whose batches come ready."""
+    return batch
+
+
+class AttributeModule(TrainModule):
+    """Stage 1's own: BCE summed over the 40 attributes (eq. 2), Adam, random left-right flips (the
+    attributes are symmetric labels) and the validation mean accuracy (held-out identities) that
+    selects ``best.pt``."""
+
+    monitor, mode = "val_mean_acc", "max"
+    resume_may_change = ("epochs", "threads")
+
+    def __init__(self, cfg: AttributeTrainConfig):
+        mcfg = AttributeConfig(backbone=cfg.backbone, widths=cfg.widths, image_hw=cfg.image_hw)
+        super().__init__(mcfg, cfg, seed=cfg.seed)
+        self.model = AttributeNet(mcfg)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x = batch["image"]  # (B, H, W, 3) uint8
+        if self.train_config.augment_flip:
+            flip = torch.rand(len(x), device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(2), x)
+        loss = bce_sum(self.model(to_input(x)), batch["target"])
+        self.record("train_loss", loss, len(x))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        probs = torch.sigmoid(self.model(to_input(batch["image"])))  # (B, 40)
+        self.record("val_mean_acc", ((probs >= 0.5) == (batch["target"] > 0)).float().mean(), len(probs))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.train_config.lr)
+
+
+def train_attributes(cfg: AttributeTrainConfig, hardware=None, resume: bool = True,
+                     progress: bool | None = None) -> dict | None:
+    """Fit on train, select on val (held-out identities), report test mean accuracy once.
+
+    Trains through the engine into ``cfg.out`` (``last.pt``, ``best.pt``, ``metrics.csv``); rank 0
+    adds the test figures to ``metrics.json`` and draws the plots; other ranks return None."""
     from affectlens.privacy.celeba import load_celeba
-    from affectlens.privacy.trainer import batches, fit
-    from affectlens.training import load_checkpoint, seed_everything
+    from affectlens.training.engine import fit, loader
     from affectlens.utils import write_json
 
     torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
     ds = load_celeba(cfg.data, seed=cfg.seed)
     split = {s: _split_idx(ds, s, cfg.limit) for s in ("train", "val", "test")}
     images = {s: load_images(ds, i, cfg.image_hw) for s, i in split.items()}
     target = {s: ds.attributes[i] for s, i in split.items()}
-    mcfg = AttributeConfig(backbone=cfg.backbone, widths=cfg.widths, image_hw=cfg.image_hw)
-    model = AttributeNet(mcfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
-
-    def train_batches(epoch):
-        for b in batches(np.arange(len(split["train"])), cfg.batch_size, epoch, cfg.seed):
-            x = images["train"][b]
-            if cfg.augment_flip:  # attributes are left-right symmetric labels
-                flip = rng.random(len(b)) < 0.5
-                x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-            yield to_input(x), torch.as_tensor(target["train"][b])
-
-    def step(batch):
-        x, y = batch
-        loss = bce_sum(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    def evaluate():
-        return {"val_mean_acc": mean_accuracy(predict(model, images["val"]), target["val"])[0]}
-
-    steps = -(-len(split["train"]) // cfg.batch_size)
-    state = fit(model, opt, train_batches, step, evaluate, epochs=cfg.epochs, out=cfg.out, config=mcfg,
-                monitor="val_mean_acc", steps_per_epoch=steps, log=log)
-    model.load_state_dict(load_checkpoint(Path(cfg.out) / "best.pt")["state_dict"])
-    acc, per = mean_accuracy(predict(model, images["test"]), target["test"])
+    data = {s: Arrays(image=images[s], target=target[s]) for s in ("train", "val")}
+    res = fit(AttributeModule(cfg), loader(data["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, collate_fn=as_batch),
+              loader(data["val"], 256, collate_fn=as_batch), out=cfg.out, epochs=cfg.epochs, hardware=hardware,
+              resume=resume, progress=progress)
+    if not res.is_global_zero:
+        return None
+    acc, per = mean_accuracy(predict(load_model(res.best_path, AttributeNet), images["test"]), target["test"])
     base, base_per = majority_baseline(target["train"], target["test"])
-    metrics = {"test_mean_accuracy": acc, "majority_baseline": base, "paper_resnet50": 0.8907,
+    metrics = {**json.loads((res.out / "metrics.json").read_text(encoding="utf-8")),
+               "test_mean_accuracy": acc, "majority_baseline": base, "paper_resnet50": 0.8907,
                "n_train": len(split["train"]), "n_val": len(split["val"]), "n_test": len(split["test"]),
                "split": "identity-disjoint" if not (Path(cfg.data) / "list_eval_partition.txt").is_file()
                else "list_eval_partition.txt",
-               "per_attribute": {n: {"acc": float(a), "majority": float(b)} for n, a, b in zip(ds.attr_names, per, base_per)},
-               "history": state.history, "train_config": json.loads(json.dumps(asdict(cfg)))}
-    write_json(Path(cfg.out) / "metrics.json", metrics)
-    _plots(Path(cfg.out), state.history, ds.attr_names, per, base_per)
+               "per_attribute": {n: {"acc": float(a), "majority": float(b)} for n, a, b in zip(ds.attr_names, per, base_per)}}
+    write_json(res.out / "metrics.json", metrics)
+    _plots(res.out, res.history, ds.attr_names, per, base_per)
     return metrics
 
 
@@ -237,7 +255,7 @@ def _plots(out: Path, history: dict, names, per, base_per) -> None:
 
     from affectlens.report.plots import curves_png
 
-    curves_png(history, out / "curves.png")
+    curves_png({k: v for k, v in history.items() if k != "epoch_seconds"}, out / "curves.png")
     fig, ax = plt.subplots(figsize=(12, 4))
     x = np.arange(len(names))
     ax.bar(x - 0.2, per, 0.4, label="classifier")
@@ -251,13 +269,31 @@ def _plots(out: Path, history: dict, names, per, base_per) -> None:
     plt.close(fig)
 
 
-def load_attribute_model(path: str | Path) -> AttributeNet:
-    """A trained classifier from a ``save_checkpoint`` file (``best.pt``)."""
+def load_model(path: str | Path, kind: type[nn.Module] | None = None) -> nn.Module:
+    """The privacy room's one checkpoint reader: the stage-1 classifier, the stage-2 U-Net or the
+    paper's recogniser (told apart by their model config), in eval mode. ``kind`` (one of the three
+    classes) turns any other net into a one-line error naming the file."""
+    from affectlens.config import from_dict
+    from affectlens.privacy.attack import PersonRecognizer, RecognizerConfig
+    from affectlens.privacy.reconstruct import ReconConfig, ReconNet
     from affectlens.training import load_checkpoint
 
     ck = load_checkpoint(path)
-    c = ck["config"]
-    cfg = AttributeConfig(**{**c, "widths": tuple(c["widths"]), "image_hw": tuple(c["image_hw"])})
-    model = AttributeNet(cfg)
-    model.load_state_dict(ck["state_dict"])
-    return model.eval()
+    config = ck["model"]
+    families = {"backbone": (AttributeNet, AttributeConfig), "in_channels": (ReconNet, ReconConfig),
+                "extra_dense": (PersonRecognizer, RecognizerConfig)}
+    net_cls, cfg_cls = next((v for k, v in families.items() if k in config), (None, None))
+    if net_cls is None or (kind is not None and net_cls is not kind):
+        found = net_cls.__name__ if net_cls else "no privacy net"
+        raise DataError(path, f"holds {found}, expected {kind.__name__ if kind else 'a privacy net'}")
+    net = net_cls(from_dict(cfg_cls, config, source=path))
+    try:
+        net.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise DataError(path, f"weights do not fit its config ({str(e).splitlines()[0][:120]})") from None
+    return net.eval()
+
+
+def load_attribute_model(path: str | Path) -> AttributeNet:
+    """A trained stage-1 classifier (``best.pt``); any other net is refused in one line."""
+    return load_model(path, AttributeNet)

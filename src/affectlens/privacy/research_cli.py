@@ -10,14 +10,16 @@ from typing import Optional
 
 import typer
 
+from affectlens.cli_options import hardware_options
 from affectlens.report.html import REPORT_OPTION
-from affectlens.training.options import (
-    DEVICES_OPTION,
-    NUM_NODES_OPTION,
-    STRATEGY_OPTION,
-)
+from affectlens.training.hardware import Hardware
+
+RESUME_OPTION = typer.Option(True, "--resume/--no-resume",
+                             help="Continue the run in --out from last.pt (a folder of other settings is refused); "
+                                  "--no-resume starts over.")
 
 
+@hardware_options
 def train_attributes_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Flat YAML (configs/privacy_attributes_*.yaml)."),
     data: Optional[str] = typer.Option(None, "--data", help="CelebA folder (list_attr_celeba.txt, identity_CelebA.txt)."),
@@ -25,29 +27,25 @@ def train_attributes_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (re-run to resume from last.pt)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="small | resnet18 | resnet50 (the paper's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
-    devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION,
+    resume: bool = RESUME_OPTION, hardware: Hardware = None,
 ):
     """Stage 1: train the 40-attribute classifier; report held-out mean accuracy vs majority and paper.
 
-    Single process only (its own loop): --devices, --num-nodes and --strategy must stay 1 / 1 /
-    auto; any other value is refused with one line.
-    """
-    from affectlens.privacy.attributes import (
-        AttributeTrainConfig,
-        load_train_config,
-        train_attributes,
-    )
-    from affectlens.training.options import require_single_process
+    Trains through the engine: --out holds last.pt (resumable), best.pt (best validation epoch),
+    metrics.csv and metrics.json."""
+    from affectlens.config import load_config
+    from affectlens.privacy.attributes import AttributeTrainConfig, train_attributes
 
-    require_single_process("privacy train-attributes", devices, num_nodes, strategy)
-
-    cfg = load_train_config(AttributeTrainConfig, config, data=data, out=out, epochs=epochs, backbone=backbone,
-                            threads=threads)
-    m = train_attributes(cfg)
+    cfg = load_config(AttributeTrainConfig, config, data=data, out=out, epochs=epochs, backbone=backbone,
+                      threads=threads)
+    m = train_attributes(cfg, hardware=hardware, resume=resume)
+    if m is None:  # DDP: the other ranks only helped to train
+        return
     typer.echo(f"test mean accuracy {m['test_mean_accuracy']:.4f} (held-out identities, n={m['n_test']}); "
                f"majority class {m['majority_baseline']:.4f}; paper ResNet-50 {m['paper_resnet50']:.4f}")
 
 
+@hardware_options
 def train_reconstruct_command(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Flat YAML (configs/privacy_reconstruct_*.yaml)."),
     data: Optional[str] = typer.Option(None, "--data", help="CelebA folder."),
@@ -55,26 +53,25 @@ def train_reconstruct_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (re-run to resume from last.pt)."),
     landmark_cache: Optional[str] = typer.Option(None, "--cache", help="Landmark cache .npz (default: user cache dir)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
-    devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION,
+    resume: bool = RESUME_OPTION, hardware: Hardware = None,
 ):
     """Stage 2: train the 111-channel U-Net with 1 − SSIM; report test SSIM vs the paper's 0.8752.
 
-    Single process only (its own loop): --devices, --num-nodes and --strategy must stay 1 / 1 /
-    auto; any other value is refused with one line.
-    """
-    from affectlens.privacy.attributes import load_train_config
+    Trains through the engine: --out holds last.pt (resumable), best.pt (best validation epoch),
+    metrics.csv and metrics.json."""
+    from affectlens.config import load_config
     from affectlens.privacy.reconstruct import ReconTrainConfig, train_reconstruct
-    from affectlens.training.options import require_single_process
 
-    require_single_process("privacy train-reconstruct", devices, num_nodes, strategy)
-
-    cfg = load_train_config(ReconTrainConfig, config, data=data, out=out, epochs=epochs,
-                            landmark_cache=landmark_cache, threads=threads)
-    m = train_reconstruct(cfg)
+    cfg = load_config(ReconTrainConfig, config, data=data, out=out, epochs=epochs, landmark_cache=landmark_cache,
+                      threads=threads)
+    m = train_reconstruct(cfg, hardware=hardware, resume=resume)
+    if m is None:  # DDP: the other ranks only helped to train
+        return
     typer.echo(f"test SSIM {m['test_ssim']:.4f} (n={m['n_test']}); context-only fill {m['context_only_ssim']:.4f}; "
                f"paper {m['paper_test_ssim']:.4f}")
 
 
+@hardware_options
 def evaluate_command(
     recon: Path = typer.Option(Path("runs/privacy/reconstruct_cpu/best.pt"), "--recon", help="Stage-2 checkpoint."),
     attributes: Path = typer.Option(Path("runs/privacy/attributes_cpu/best.pt"), "--attributes",
@@ -84,14 +81,19 @@ def evaluate_command(
     max_images: int = typer.Option(240, "--max-images", help="Probe photos for the dlib attack (whole identities)."),
     expression: Optional[str] = typer.Option(None, "--expression", help="Expression-room best.pt (default: fer's net)."),
     landmark_cache: Optional[str] = typer.Option(None, "--cache", help="Landmark cache .npz."),
-    report: Path | None = REPORT_OPTION,
+    report: Path | None = REPORT_OPTION, resume: bool = RESUME_OPTION, hardware: Hardware = None,
 ):
-    """Obfuscate vs blur vs pixelate on held-out identities: recognisers, detection, SSIM, expression, attributes."""
+    """Obfuscate vs blur vs pixelate on held-out identities: recognisers, detection, SSIM, expression, attributes.
+
+    The paper's recogniser is trained first, through the engine, into --out/recognizer/ (the
+    hardware options say where; --resume continues it)."""
     from affectlens.privacy.evaluate import EvalConfig, evaluate_obfuscation
 
     cfg = EvalConfig(data=data, out=out, recon=str(recon), attributes=str(attributes), max_images=max_images,
                      expression=expression, landmark_cache=landmark_cache)
-    metrics = evaluate_obfuscation(cfg, log=typer.echo)
+    metrics = evaluate_obfuscation(cfg, log=typer.echo, hardware=hardware, resume=resume)
+    if metrics is None:  # DDP: the other ranks only helped to train the recogniser
+        return
     typer.echo((Path(out) / "table.md").read_text(encoding="utf-8"))
     if report is not None:
         _write_evaluate_report(report, metrics, Path(out))

@@ -17,11 +17,17 @@ from affectlens.utils import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:
+    from matplotlib.text import Text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
+    try:
+        for text in fig.findobj(Text):  # titles hold file names: a '$' in one is not mathtext
+            text.set_parse_math(False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -19,7 +19,8 @@ atomically, and where that output goes::
     raise typer.Exit(result.exit_code)
 
 Contract (identical for both backends):
-  * resume: an item whose output already exists is *skipped* (``resume=False`` redoes it);
+  * resume: an item whose output already exists is *skipped* (``resume=False`` redoes it), unless
+    ``up_to_date(item, out)`` says it was made with other options (then it is redone);
     ``fn`` must therefore write atomically (``affectlens.utils.atomic_path``) — and when it writes
     several files, write the one ``out_path_of`` names last;
   * an item whose ``fn`` raises is *failed* with a one-line reason and the others go on; an
@@ -37,13 +38,15 @@ from typing import Any
 import typer
 
 from affectlens.errors import AffectlensError
+from affectlens.scale.options import choice_option
 
 BACKENDS = ("local", "ray")
 
 # Typer options the folder commands share, e.g.
 #   def anonymize(..., backend: str = BACKEND_OPTION, address: Optional[str] = ADDRESS_OPTION,
 #                 workers: Optional[int] = WORKERS_OPTION, resume: bool = RESUME_OPTION): ...
-BACKEND_OPTION = typer.Option("local", "--backend", help="local (this process) or ray (spread files over Ray).")
+BACKEND_OPTION = choice_option("local", "--backend", choices=BACKENDS,
+                               help="local (this process) or ray (spread files over Ray).")
 ADDRESS_OPTION = typer.Option(None, "--address",
                               help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local one.")
 WORKERS_OPTION = typer.Option(None, "--workers", min=1, help="Ray workers of a local cluster (default: all CPUs).")
@@ -82,15 +85,16 @@ class BatchResult:
 
     def print_summary(self, console=None, title: str = "batch") -> None:
         """One line of counts, then one line per failed item (to stderr)."""
-        from rich.console import Console
-        from rich.markup import escape
+        from rich.text import Text
 
-        console = console or Console(stderr=True)
-        console.print(f"{title}: {len(self.done)} done, {len(self.skipped)} skipped (output exists), "
-                      f"{len(self.failed)} failed — {self.seconds:.1f} s on {self.backend}")
+        from affectlens.report.console import error_line, one_line, stderr
+
+        console = console or stderr
+        console.print(Text(f"{one_line(title)}: {len(self.done)} done, {len(self.skipped)} skipped (output exists), "
+                           f"{len(self.failed)} failed — {self.seconds:.1f} s on {self.backend}"), soft_wrap=True)
         for item, reason in self.failed:
             line = reason if reason.startswith(str(item)) else f"{item}: {reason}"  # errors name their file
-            console.print("[red]failed:[/red] " + escape(line), highlight=False, soft_wrap=True)
+            error_line(line, label="failed", console=console)
 
 
 def run_one(fn: Callable[[Any], Any], item: Any) -> tuple[str, str]:
@@ -110,19 +114,27 @@ def run_one(fn: Callable[[Any], Any], item: Any) -> tuple[str, str]:
     return "done", str(out)
 
 
-def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool) -> tuple[list, list, list]:
+def _resolved(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare it by its absolute name
+        return p.absolute()
+
+
+def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool,
+          up_to_date: Callable[[Any, Path], bool] | None = None) -> tuple[list, list, list]:
     """Split item indices into (to do, skipped with output, failed with reason); reject two items
-    writing one output."""
+    writing one output. With ``up_to_date``, an existing output it rejects is redone, not skipped."""
     todo, skipped, failed, owners = [], [], [], {}
     for k, item in enumerate(items):
         out = Path(out_path_of(item))
-        key = out.resolve()
+        key = _resolved(out)
         if key in owners:
             raise AffectlensError(f"{items[owners[key]]} and {item} would both write {out}")
         owners[key] = k
-        if isinstance(item, (str, Path)) and Path(item).resolve() == key:
+        if isinstance(item, (str, Path)) and _resolved(Path(item)) == key:
             failed.append((k, f"output {out} is the input itself (outputs never overwrite inputs)"))
-        elif resume and out.exists():
+        elif resume and out.exists() and (up_to_date is None or up_to_date(item, out)):
             skipped.append((k, out))
         else:
             todo.append(k)
@@ -130,26 +142,21 @@ def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool)
 
 
 def _progress(description: str, enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from affectlens.report.console import progress
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[failed]} failed"), disable=not enabled)
+    return progress(enabled=enabled, failed_column=True)
 
 
 def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Callable[[Any], Any], *,
               backend: str = "local", address: str | None = None, num_workers: int | None = None,
-              resume: bool = True, description: str = "processing", progress: bool = True) -> BatchResult:
+              resume: bool = True, description: str = "processing", progress: bool = True,
+              up_to_date: Callable[[Any, Path], bool] | None = None) -> BatchResult:
     """Apply ``fn`` to every item, locally or over Ray, with resume and per-item failure reports.
 
     ``fn(item) -> output path`` writes atomically; ``out_path_of(item)`` says where (without doing
-    any work) so finished items can be skipped. With ``backend="ray"`` the items become Ray tasks
+    any work) so finished items can be skipped; ``up_to_date(item, out)``, when given, says whether
+    an existing output was made with the options of this run (resume keys on them: a stale output
+    is redone, never silently kept). With ``backend="ray"`` the items become Ray tasks
     (one CPU each) on the cluster at ``address`` or, by default, on a local cluster of
     ``num_workers`` CPUs started for this call (an already-initialised Ray session is reused and
     left running). ``fn`` must then be picklable and importable on the workers. Never raises for
@@ -159,7 +166,7 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
         raise AffectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     items = list(items)
     start = time.monotonic()
-    todo, skipped, failed = _plan(items, out_path_of, resume)
+    todo, skipped, failed = _plan(items, out_path_of, resume, up_to_date)
     done: list[tuple[int, Path]] = []
     with _progress(description, progress) as bar:
         task = bar.add_task(description, total=len(items), failed=len(failed))

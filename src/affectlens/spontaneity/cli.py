@@ -6,19 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from affectlens.cli_options import hardware_options
+from affectlens.report.console import error_line, one_line, stderr, stdout
 from affectlens.report.html import REPORT_OPTION
-from affectlens.training.options import (
-    DEVICES_OPTION,
-    NUM_NODES_OPTION,
-    STRATEGY_OPTION,
-)
+from affectlens.scale import check_output, choice_option, real_option
+from affectlens.training.hardware import Hardware
 
 app = typer.Typer(help="Posed vs spontaneous expressions from onset/apex face pairs (comparison-layer CNNs).",
                   no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
+console = stdout  # user strings are printed literally (never read as markup), lines never wrap
+err_console = stderr
 
 
 def _seeds(seeds: int, first_seed: int) -> list:
@@ -31,80 +29,90 @@ def manifest(root: Path = typer.Argument(..., help="USTC-NVIE-style tree: ROOT/p
     """Build an onset/apex manifest (subject, onset, apex, label) from a USTC-NVIE-style folder tree."""
     from affectlens.spontaneity.data import scan_ustc_nvie, write_manifest
 
+    check_output(out, inputs=[root])
     samples = scan_ustc_nvie(root)
     write_manifest(out, samples)
     n_sp = sum(s.label for s in samples)
     console.print(f"{len(samples)} pairs ({len(samples) - n_sp} posed, {n_sp} spontaneous) from "
-                  f"{len({s.subject for s in samples})} subjects → {out}")
+                  f"{len({s.subject for s in samples})} subjects → {one_line(out)}")
 
 
 @app.command()
 def preprocess(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest of raw frames."),
                out: Path = typer.Option(..., "--out", "-o", help="Folder for crops/ and the new manifest.csv."),
-               detector: str = typer.Option("centerface", help="centerface | haar (Haar has no eye points: "
-                                                                "centerface is the one that aligns).")):
+               detector: str = choice_option("centerface", choices=("centerface", "haar"),
+                                             help="centerface | haar (Haar has no eye points: "
+                                                  "centerface is the one that aligns).")):
     """Raw frames → face detection → eye-line alignment → 44×44 grey crops, plus a new manifest.
 
     Goes on past bad files, reports them and exits 1; crops already written are reused."""
     from affectlens.spontaneity.recipe import preprocess_manifest
 
+    check_output(out, kind="dir", inputs=[manifest_path])
     det = None
     if detector != "centerface":
         from affectlens.faces.detect import make_detector
 
         det = make_detector(detector)
     path, failed = preprocess_manifest(manifest_path, out, det)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {one_line(path)}")
     for msg in failed:
-        err_console.print(f"[red]error:[/red] {msg}")
+        error_line(msg)
     if failed:
-        err_console.print(f"{len(failed)} pair(s) failed")
+        error_line(f"{len(failed)} pair(s) failed")
         raise typer.Exit(1)
 
 
-def _settings(config: Optional[Path], **given):
-    """Defaults ← the YAML config (if any) ← options given on the command line (not None)."""
-    import dataclasses
-
-    from affectlens.spontaneity.protocol import CVConfig, load_cv_config
-
-    cvc = load_cv_config(config) if config is not None else CVConfig()
-    tc_fields = {f.name for f in dataclasses.fields(cvc.train)}
-    tc = dataclasses.replace(cvc.train, **{k: v for k, v in given.items() if v is not None and k in tc_fields})
-    cvc = dataclasses.replace(cvc, train=tc, **{k: v for k, v in given.items() if v is not None and k not in tc_fields})
-    if tc.size not in ("tiny", "small", "paper"):
-        raise typer.BadParameter(f"size must be tiny, small or paper, not {tc.size!r}")
-    if cvc.protocol not in ("kfold", "loso"):
-        raise typer.BadParameter(f"protocol must be kfold or loso, not {cvc.protocol!r}")
-    return cvc
+RESUME_OPTION = typer.Option(True, "--resume/--no-resume",
+                             help="Continue the nets and folds already in --out (a folder of other settings is "
+                                  "refused); --no-resume trains them anew.")
 
 
 @app.command()
+@hardware_options
 def cv(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest of 44×44 onset/apex crops."),
        config: Optional[Path] = typer.Option(None, "--config", help="configs/spontaneity_*.yaml (flags override it)."),
-       protocol: Optional[str] = typer.Option(None, help="kfold (subject groups, default) | loso (leave one subject out)."),
-       folds: Optional[int] = typer.Option(None, help="Number of subject groups for kfold (default 10)."),
-       seeds: Optional[int] = typer.Option(None, help="Seeds to average over, never the best one (default 3)."),
-       first_seed: Optional[int] = typer.Option(None, help="First seed (default 0)."),
-       epochs: Optional[int] = typer.Option(None, help="Epochs per net (default 20)."),
-       size: Optional[str] = typer.Option(None, help="Net widths: tiny | small | paper (default small)."),
-       batch_size: Optional[int] = typer.Option(None, help="(default 16)."), lr: Optional[float] = typer.Option(None, help="(default 3e-3)."),
-       threads: Optional[int] = typer.Option(None, help="torch threads, at most 2 (default 1)."),
-       out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for results.json and errors.png."),
-       report: Path | None = REPORT_OPTION):
-    """Subject-independent cross-validation of all nine methods; prints Table 1's layout beside the paper."""
-    from affectlens.spontaneity.protocol import print_table
+       protocol: Optional[str] = choice_option(None, choices=("kfold", "loso"),
+                                               help="kfold (subject groups, default) | loso (leave one subject out)."),
+       folds: Optional[int] = typer.Option(None, min=2, max=1000, help="Number of subject groups for kfold (default 10)."),
+       seeds: Optional[int] = typer.Option(None, min=1, max=1000, help="Seeds to average over, never the best one (default 3)."),
+       first_seed: Optional[int] = typer.Option(None, min=0, help="First seed (default 0)."),
+       epochs: Optional[int] = typer.Option(None, min=1, max=100_000, help="Epochs per net (default 20)."),
+       size: Optional[str] = choice_option(None, choices=("tiny", "small", "paper"),
+                                           help="Net widths: tiny | small | paper (default small)."),
+       batch_size: Optional[int] = typer.Option(None, min=1, max=65_536, help="(default 16)."),
+       lr: Optional[float] = real_option(None, min=0, max=10, min_open=True, help="(default 3e-3)."),
+       threads: Optional[int] = typer.Option(None, min=1, max=2, help="torch threads, at most 2 (default 1)."),
+       out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                          help="Folder for results.json, errors.png and the nets' runs/ (resumable)."),
+       report: Path | None = REPORT_OPTION, resume: bool = RESUME_OPTION, hardware: Hardware = None):
+    """Subject-independent cross-validation of all nine methods; prints Table 1's layout beside the paper.
+
+    Every net of every fold and seed is one run of the training engine under --out/runs/; re-running
+    the command after an interruption goes on from the last finished fold."""
+    from affectlens.spontaneity.protocol import (
+        is_global_zero,
+        load_cv_config,
+        print_table,
+    )
     from affectlens.spontaneity.recipe import cross_validate
 
-    c = _settings(config, protocol=protocol, folds=folds, seeds=seeds, first_seed=first_seed, epochs=epochs,
-                  size=size, batch_size=batch_size, lr=lr, threads=threads)
-    result = cross_validate(manifest_path, out, c.protocol, c.folds, _seeds(c.seeds, c.first_seed), c.train)
+    c = load_cv_config(config, protocol=protocol, folds=folds, seeds=seeds, first_seed=first_seed, epochs=epochs,
+                       size=size, batch_size=batch_size, lr=lr, threads=threads)
+    if out is not None:
+        check_output(out, kind="dir", inputs=[manifest_path])
+    if report is not None:
+        check_output(report, inputs=[manifest_path])
+    result = cross_validate(manifest_path, out, c.protocol, c.folds, _seeds(c.seeds, c.first_seed), c.train,
+                            hardware=hardware, resume=resume)
+    if not is_global_zero():  # DDP: the other ranks only helped to train
+        return
     print_table(result, console)
     if out is not None:
-        console.print(f"wrote {out / 'results.json'} and {out / 'errors.png'}")
+        console.print(f"wrote {one_line(out / 'results.json')} and {one_line(out / 'errors.png')}")
     if report is not None:
         _write_cv_report(report, result, out)
-        console.print(f"report → {report}")
+        console.print(f"report → {one_line(report)}")
 
 
 def _write_cv_report(path: Path, result: dict, out: Path | None) -> None:
@@ -131,27 +139,25 @@ def _write_cv_report(path: Path, result: dict, out: Path | None) -> None:
 
 
 @app.command()
+@hardware_options
 def train(manifest_path: Path = typer.Argument(..., metavar="MANIFEST"),
           out: Path = typer.Option(..., "--out", "-o", help="Folder for the nine model files."),
           config: Optional[Path] = typer.Option(None, "--config", help="configs/spontaneity_*.yaml (flags override it)."),
           epochs: Optional[int] = typer.Option(None), size: Optional[str] = typer.Option(None, help="tiny | small | paper"),
           batch_size: Optional[int] = typer.Option(None), lr: Optional[float] = typer.Option(None),
           seed: int = typer.Option(0), threads: Optional[int] = typer.Option(None),
-          resume: bool = typer.Option(True, help="Reuse nets already saved in --out."),
-          devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION):
+          resume: bool = RESUME_OPTION, hardware: Hardware = None):
     """Train the seven nets and both -SVM ensembles on every pair, for `predict`.
 
-    Single process only (seven small nets and two SVMs in a row): --devices, --num-nodes and
-    --strategy must stay 1 / 1 / auto; any other value is refused with one line.
-    """
+    Each net is one run of the training engine in --out/runs/<net>/ (resumable); its final weights
+    are --out/<net>.pt, beside the two -SVM files."""
+    from affectlens.spontaneity.protocol import is_global_zero, load_cv_config
     from affectlens.spontaneity.recipe import train_all
-    from affectlens.training.options import require_single_process
 
-    require_single_process("spontaneity train", devices, num_nodes, strategy)
-
-    c = _settings(config, epochs=epochs, size=size, batch_size=batch_size, lr=lr, threads=threads)
-    paths = train_all(manifest_path, out, c.train, seed, resume)
-    console.print(f"wrote {len(paths)} models to {out}")
+    c = load_cv_config(config, epochs=epochs, size=size, batch_size=batch_size, lr=lr, threads=threads)
+    paths = train_all(manifest_path, out, c.train, seed, resume, hardware=hardware)
+    if is_global_zero():
+        console.print(f"wrote {len(paths)} models to {one_line(out)}")
 
 
 @app.command()
@@ -159,8 +165,8 @@ def predict(onset: Path = typer.Argument(..., help="Onset image, or a video (wit
             apex: Optional[Path] = typer.Argument(None, help="Apex image (omit for a video)."),
             checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="A net .pt or a folder from `train`."),
             method: str = typer.Option("CompCNN-Comb-SVM", help="Which model of a `train` folder."),
-            onset_frame: Optional[int] = typer.Option(None, help="Video: 0-based onset frame index."),
-            apex_frame: Optional[int] = typer.Option(None, help="Video: 0-based apex frame index."),
+            onset_frame: Optional[int] = typer.Option(None, min=0, help="Video: 0-based onset frame index."),
+            apex_frame: Optional[int] = typer.Option(None, min=0, help="Video: 0-based apex frame index."),
             as_json: bool = typer.Option(False, "--json")):
     """Posed or spontaneous, with a probability, for one onset/apex pair (images or two video frames)."""
     from affectlens.spontaneity.recipe import image_pair, predict_pair, video_pair
@@ -180,19 +186,21 @@ def predict(onset: Path = typer.Argument(..., help="Onset image, or a video (wit
 
 
 def synth_spontaneity(out: Path = typer.Argument(..., help="Folder for the tree of pairs and manifest.csv."),
-                      subjects: int = typer.Option(40, help="Synthetic subjects."),
-                      per_subject: int = typer.Option(8, help="Pairs per subject (half posed, half spontaneous)."),
-                      difficulty: float = typer.Option(0.5, help="0 separates the classes, 1 mixes their cues."),
-                      seed: int = typer.Option(0)):
+                      subjects: int = typer.Option(40, min=1, max=100_000, help="Synthetic subjects."),
+                      per_subject: int = typer.Option(8, min=2, max=10_000,
+                                                      help="Pairs per subject (half posed, half spontaneous)."),
+                      difficulty: float = real_option(0.5, min=0, max=1,
+                                                      help="0 separates the classes, 1 mixes their cues."),
+                      seed: int = typer.Option(0, min=0)):
     """Synthetic onset/apex 44×44 face pairs (posed: lopsided, mouth-driven; spontaneous: eyes move too)."""
-    from rich.progress import Progress
-
+    from affectlens.report.console import progress
     from affectlens.spontaneity.synth import write_synthetic
 
-    with Progress(console=console) as bar:
+    check_output(out, kind="dir")
+    with progress() as bar:
         task = bar.add_task("rendering pairs", total=subjects * per_subject)
         path = write_synthetic(out, subjects, per_subject, seed, difficulty, progress=lambda: bar.advance(task))
-    console.print(f"wrote {subjects * per_subject} pairs and {path}")
+    console.print(f"wrote {subjects * per_subject} pairs and {one_line(path)}")
 
 
 synth_commands = {"spontaneity": synth_spontaneity}

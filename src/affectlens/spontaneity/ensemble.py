@@ -24,9 +24,11 @@ def concat_features(features: Dict[str, np.ndarray], members: Sequence[str]) -> 
 
 @dataclass
 class LinearSVMEnsemble:
-    """A linear SVM over concatenated FC2 features. Predicts 0 = posed, 1 = spontaneous."""
+    """A linear SVM over concatenated FC2 features of ``members`` (the nets' names, in order).
+    Predicts 0 = posed, 1 = spontaneous."""
 
     C: float = 1.0
+    members: tuple = ()
     mean: np.ndarray = field(default=None, repr=False)
     scale: np.ndarray = field(default=None, repr=False)
     coef: np.ndarray = field(default=None, repr=False)
@@ -78,10 +80,11 @@ class LinearSVMEnsemble:
 
         return {"mean": torch.as_tensor(self.mean), "scale": torch.as_tensor(self.scale),
                 "coef": torch.as_tensor(self.coef), "intercept": float(self.intercept),
-                "platt": list(self.platt), "constant": int(self.constant), "C": float(self.C)}
+                "platt": list(self.platt), "constant": int(self.constant), "C": float(self.C),
+                "members": list(self.members)}
 
     @classmethod
     def from_state(cls, d: dict) -> "LinearSVMEnsemble":
-        return cls(C=float(d["C"]), mean=np.asarray(d["mean"]), scale=np.asarray(d["scale"]),
-                   coef=np.asarray(d["coef"]), intercept=float(d["intercept"]),
+        return cls(C=float(d["C"]), members=tuple(d["members"]), mean=np.asarray(d["mean"]),
+                   scale=np.asarray(d["scale"]), coef=np.asarray(d["coef"]), intercept=float(d["intercept"]),
                    platt=tuple(d["platt"]), constant=int(d["constant"]))

@@ -18,7 +18,7 @@ survive in our copy of the text; the widths below are our choice and are documen
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Tuple
 
 import torch
@@ -189,9 +189,3 @@ class SpontaneityNet(nn.Module):
 
 def build_net(config: SpontaneityNetConfig) -> SpontaneityNet:
     return SpontaneityNet(config)
-
-
-def config_from_dict(d: dict) -> SpontaneityNetConfig:
-    """Rebuild a config from its JSON form (tuples come back as lists)."""
-    d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-    return replace(SpontaneityNetConfig(), **d)

@@ -5,19 +5,28 @@ Error rates are averaged over folds **and** over several seeds; the paper's foot
 picking the best seed on the test set reports a number no user would get. We print the mean, the
 standard deviation over folds (of the seed-averaged fold errors) and over seeds (of the
 fold-averaged errors).
+
+Every net is one run of the training engine (:func:`affectlens.training.engine.fit`) in its own
+folder, ``<out>/runs/seed<s>/fold<k>/<net>/``; a finished fold keeps its nine predictions in
+``fold.json`` beside them, so an interrupted cross-validation resumes fold by fold and net by net.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+import contextlib
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from affectlens.spontaneity.ensemble import ENSEMBLES, LinearSVMEnsemble, concat_features
 from affectlens.spontaneity.model import SpontaneityNet, SpontaneityNetConfig, table_configs
-from affectlens.training import seed_everything
+from affectlens.training.engine import FitResult, TrainModule, fit, loader
+from affectlens.training.hardware import Hardware
 
 METHODS = ("DiffCNN", "CompCNN-Sub@1", "CompCNN-Sub@2", "CompCNN-Sub@3", "CompCNN-Sub-SVM",
            "CompCNN-Comb@1", "CompCNN-Comb@2", "CompCNN-Comb@3", "CompCNN-Comb-SVM")
@@ -35,7 +44,7 @@ PAPER_TABLE2 = {"DiffCNN": 21.37, "CompCNN-Sub@1": 18.38, "CompCNN-Sub@2": 17.95
 class TrainConfig:
     """How each net is fitted (the paper does not give its optimiser; Adam is our choice)."""
 
-    size: str = "small"        # net widths: tiny | small | paper (see model.py)
+    size: Literal["tiny", "small", "paper"] = "small"  # net widths (see model.py)
     epochs: int = 20
     batch_size: int = 16
     lr: float = 3e-3
@@ -45,35 +54,35 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class CVConfig:
-    """A flat experiment file (configs/spontaneity_*.yaml): the protocol plus how nets are fitted."""
+class CVConfig(TrainConfig):
+    """A flat experiment file (configs/spontaneity_*.yaml): the protocol beside TrainConfig's fields.
 
-    protocol: str = "kfold"
+    It extends TrainConfig so that one flat YAML holds both and :func:`affectlens.config.load_config`
+    checks every key; the nets only ever see :attr:`train`."""
+
+    protocol: Literal["kfold", "loso"] = "kfold"
     folds: int = 10
     seeds: int = 3
     first_seed: int = 0
-    train: TrainConfig = TrainConfig()
+
+    @property
+    def train(self) -> TrainConfig:
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
 
-def load_cv_config(path) -> CVConfig:
-    """Read a flat YAML of CVConfig and TrainConfig fields; unknown keys are an error naming the file."""
-    import dataclasses
+def load_cv_config(path: str | Path | None = None, **overrides) -> CVConfig:
+    """Defaults ← the YAML file (if any) ← overrides that are not None; a bad key or value is one line."""
+    from affectlens.config import load_config
 
-    import yaml
+    return load_config(CVConfig, path, **overrides)
 
-    from affectlens.errors import DataError
 
-    try:
-        raw = yaml.safe_load(open(path, encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise DataError(path, f"not a readable YAML config ({type(e).__name__})") from None
-    cv_keys = {f.name for f in dataclasses.fields(CVConfig)} - {"train"}
-    tc_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(raw) - cv_keys - tc_keys
-    if unknown:
-        raise DataError(path, f"unknown key(s) {', '.join(sorted(unknown))}")
-    tc = TrainConfig(**{k: v for k, v in raw.items() if k in tc_keys})
-    return CVConfig(train=tc, **{k: v for k, v in raw.items() if k in cv_keys})
+def is_global_zero() -> bool:
+    """Whether this process is rank 0: under DDP every rank runs the whole command, and only rank 0
+    writes results and prints them (Lightning sets the rank from the launcher's environment)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -111,67 +120,168 @@ def subject_folds(subjects: Sequence[str], protocol: str = "kfold", k: int = 10,
     return folds
 
 
+@dataclass(frozen=True)
+class NetRecipe:
+    """What one net's run folder is made with. It names the training pairs by their fingerprint,
+    so the engine refuses to continue a folder made from another split or manifest."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    data: str
+
+
+def fingerprint(*tensors: torch.Tensor) -> str:
+    """A short hash of the tensors' bytes (milliseconds even for the full USTC-NVIE set)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class PairSet(torch.utils.data.Dataset):
+    """Onset and apex ``(N, 1, 44, 44)`` and labels ``(N,)`` served a whole batch per call
+    (``__getitems__``): a CV fits hundreds of tiny nets, and collating single samples would cost
+    more than the nets' own steps."""
+
+    def __init__(self, onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor):
+        self.onset, self.apex, self.labels = onset, apex, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, idx: List[int]) -> dict:
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return {"onset": self.onset[i], "apex": self.apex[i], "label": self.labels[i]}
+
+
+def as_batch(batch: dict) -> dict:
+    """The DataLoader's collate step for :class:`PairSet`, whose batches come ready."""
+    return batch
+
+
+class SpontaneityModule(TrainModule):
+    """One net of Table 1: cross-entropy and Adam with weight decay. There is no validation split:
+    a fold's test subjects are what is reported, so the net of the last epoch is the one kept."""
+
+    def __init__(self, config: SpontaneityNetConfig, recipe: NetRecipe):
+        super().__init__(config, recipe, seed=recipe.seed)
+        self.model = SpontaneityNet(config)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self.model(batch["onset"], batch["apex"])  # (B, 2)
+        loss = F.cross_entropy(logits, batch["label"])
+        self.record("train_loss", loss, len(logits))
+        return loss
+
+    def configure_optimizers(self):
+        r = self.train_config
+        return torch.optim.Adam(self.model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
+
+
 def train_net(config: SpontaneityNetConfig, onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor,
-              tc: TrainConfig, seed: int = 0, history: Optional[list] = None) -> SpontaneityNet:
-    """Fit one net with Adam and cross-entropy on (N, 1, 44, 44) tensors; returns it in eval mode."""
-    seed_everything(seed)
-    net = SpontaneityNet(config)
-    opt = torch.optim.Adam(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(seed)
-    n = len(labels)
-    net.train()
-    for _ in range(tc.epochs):
-        order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, tc.batch_size):
-            idx = order[i:i + tc.batch_size]
-            loss = loss_fn(net(onset[idx], apex[idx]), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        if history is not None:
-            history.append(total / max(n, 1))
-    return net.eval()
+              tc: TrainConfig, seed: int, out: str | Path, *, hardware: Hardware | None = None,
+              resume: bool = True, progress: bool | None = None) -> Tuple[SpontaneityNet, FitResult]:
+    """Fit one net on (N, 1, 44, 44) tensors into the run folder ``out`` through the engine (a
+    finished run there is not trained again); returns the last epoch's net in eval mode and the result."""
+    recipe = NetRecipe(tc.epochs, tc.batch_size, tc.lr, tc.weight_decay, int(seed), fingerprint(onset, apex, labels))
+    module = SpontaneityModule(config, recipe)
+    pairs = loader(PairSet(onset, apex, labels), tc.batch_size, shuffle=True, seed=int(seed), collate_fn=as_batch)
+    result = fit(module, pairs, None, out=out, epochs=tc.epochs, hardware=hardware, resume=resume, progress=progress)
+    return module.model.eval(), result
 
 
 @torch.no_grad()
 def net_outputs(net: SpontaneityNet, onset: torch.Tensor, apex: torch.Tensor, batch: int = 256):
-    """(P(spontaneous) (N,), FC2 features (N, D)) in eval mode."""
+    """(P(spontaneous) (N,), FC2 features (N, D)) in eval mode, computed on the net's device."""
     net.eval()
+    device = next(net.parameters()).device
     probs, feats = [], []
     for i in range(0, len(onset), batch):
-        f = net.forward_features(onset[i:i + batch], apex[i:i + batch])
-        probs.append(torch.softmax(net.forward_head(f), 1)[:, 1])
-        feats.append(f)
+        f = net.forward_features(onset[i:i + batch].to(device), apex[i:i + batch].to(device))
+        probs.append(torch.softmax(net.forward_head(f), 1)[:, 1].cpu())
+        feats.append(f.cpu())
     return torch.cat(probs).numpy(), torch.cat(feats).numpy()
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Hide the engine's start-up and per-epoch lines (and Lightning's warnings) inside a CV: they
+    would be thousands of lines; the fold progress bar says how far the CV is."""
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 def fit_fold(onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor, train: np.ndarray,
-             test: np.ndarray, tc: TrainConfig, seed: int, tick=None) -> Dict[str, np.ndarray]:
-    """Train the seven nets and two SVMs on ``train``; predicted labels on ``test`` for all nine methods."""
+             test: np.ndarray, tc: TrainConfig, seed: int, out: Path, hardware: Hardware | None = None,
+             resume: bool = True) -> Dict[str, np.ndarray]:
+    """Train the seven nets (one engine run each, ``out/<net>/``) and the two SVMs on ``train``;
+    predicted labels on ``test`` for all nine methods.
+
+    The predictions are kept in ``out/fold.json`` with the settings that made them and reused when
+    those match (a finished fold is not trained again). Any other change trains the fold anew:
+    the engine then continues nets whose folders differ only in ``epochs`` and refuses the rest."""
+    from affectlens.utils import write_json
+
     tr, te = torch.from_numpy(train), torch.from_numpy(test)
+    settings = {**asdict(tc), "seed": int(seed), "train": fingerprint(onset[tr], apex[tr], labels[tr]),
+                "test": fingerprint(onset[te], apex[te], labels[te])}
+    settings.pop("threads")
+    record = out / "fold.json"
+    if resume and record.is_file():
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("settings") == settings:
+            return {m: np.asarray(p, np.int64) for m, p in saved["preds"].items()}
     preds, feats_tr, feats_te = {}, {}, {}
     for config in table_configs(tc.size):
-        net = train_net(config, onset[tr], apex[tr], labels[tr], tc, seed)
+        with _quiet():
+            net, _ = train_net(config, onset[tr], apex[tr], labels[tr], tc, seed, out / config.name,
+                               hardware=hardware, resume=resume, progress=False)
         p_te, feats_te[config.name] = net_outputs(net, onset[te], apex[te])
         _, feats_tr[config.name] = net_outputs(net, onset[tr], apex[tr])
         preds[config.name] = (p_te > 0.5).astype(np.int64)
-        if tick is not None:
-            tick()
     y_tr = labels[tr].numpy()
     for name, members in ENSEMBLES.items():
         svm = LinearSVMEnsemble(C=tc.svm_c).fit(concat_features(feats_tr, members), y_tr, seed)
         preds[name] = svm.predict(concat_features(feats_te, members))
+    if is_global_zero():
+        write_json(record, {"settings": settings, "preds": {m: p.tolist() for m, p in preds.items()}})
     return preds
+
+
+@contextlib.contextmanager
+def _run_root(out: str | Path | None):
+    """The CV's run folder, or a temporary one for a run that keeps nothing (the demo)."""
+    import tempfile
+
+    if out is not None:
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="affectlens-cv-") as tmp:
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _fold_progress(enabled: bool, total: int, label: str):
+    """A progress bar over the folds (rank 0, on a terminal) whose ``tick()`` advances it."""
+    from affectlens.report.console import progress
+
+    with progress(enabled=enabled and is_global_zero()) as bar:
+        task = bar.add_task(f"{label}: folds done", total=total)
+        yield lambda: bar.advance(task)
 
 
 def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
            protocol: str = "kfold", folds: int = 10, seeds: Sequence[int] = (0, 1, 2),
            tc: TrainConfig = TrainConfig(), split_seed: int = 0, progress: bool = False,
-           on_fold: Optional[Callable[[int, int, Dict[str, float]], None]] = None) -> dict:
-    """Subject-independent cross-validation of all nine methods.
+           on_fold: Optional[Callable[[int, int, Dict[str, float]], None]] = None,
+           out: str | Path | None = None, hardware: Hardware | None = None, resume: bool = True) -> dict:
+    """Subject-independent cross-validation of all nine methods, one engine run per net, fold and
+    seed under ``out/runs/`` (a temporary folder when ``out`` is None).
 
     Returns a JSON-able dict: ``errors[method][seed][fold]`` (fractions), a ``summary`` per method
     (error % mean, std over folds, std over seeds, pooled error %) and the run's settings.
@@ -182,14 +292,16 @@ def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np
     o, a, y = to_tensor(onset), to_tensor(apex), torch.from_numpy(np.asarray(labels, np.int64))
     errors = {m: np.zeros((len(seeds), len(splits))) for m in METHODS}
     wrong = {m: 0 for m in METHODS}
-    with _progress(progress, len(seeds) * len(splits) * 7, f"{protocol} CV") as tick:
+    with _run_root(out) as root, _fold_progress(progress, len(seeds) * len(splits), f"{protocol} CV") as tick:
         for si, seed in enumerate(seeds):
             for fi, (train, test) in enumerate(splits):
-                preds = fit_fold(o, a, y, train, test, tc, seed + 1000 * fi, tick)
+                preds = fit_fold(o, a, y, train, test, tc, seed + 1000 * fi,
+                                 root / "runs" / f"seed{seed}" / f"fold{fi:02d}", hardware, resume)
                 for m in METHODS:
                     miss = preds[m] != labels[test]
                     errors[m][si, fi] = miss.mean()
                     wrong[m] += int(miss.sum())
+                tick()
                 if on_fold is not None:
                     on_fold(seed, fi, {m: float(errors[m][si, fi]) for m in METHODS})
     n_eval = len(seeds) * len(labels)
@@ -205,28 +317,6 @@ def summarise(err: np.ndarray, pooled: float) -> dict:
             "std_folds": 100 * float(err.mean(0).std(ddof=1)) if err.shape[1] > 1 else 0.0,
             "std_seeds": 100 * float(err.mean(1).std(ddof=1)) if err.shape[0] > 1 else 0.0,
             "pooled": 100 * float(pooled)}
-
-
-class _progress:
-    """A rich progress bar whose ``tick()`` advances it (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.enabled, self.total, self.label = enabled, total, label
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        self.bar.start()
-        task = self.bar.add_task(f"{self.label}: nets trained", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
-        return False
 
 
 def table_rows(result: dict) -> List[Tuple[str, str, str, str]]:

@@ -1,7 +1,6 @@
 """Short recipes behind the CLI: preprocess a manifest, cross-validate, train for deployment, predict."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -11,8 +10,8 @@ from affectlens.errors import AffectlensError, DataError
 from affectlens.spontaneity.data import (LABEL_NAMES, PairSample, load_pairs, read_manifest, to_crop,
                                          write_manifest)
 from affectlens.spontaneity.ensemble import ENSEMBLES, LinearSVMEnsemble, concat_features
-from affectlens.spontaneity.protocol import (TrainConfig, error_bars_png, net_outputs, run_cv, to_tensor,
-                                             train_net)
+from affectlens.spontaneity.protocol import (TrainConfig, error_bars_png, is_global_zero, net_outputs, run_cv,
+                                             to_tensor, train_net)
 
 
 def load_dataset(manifest: str | Path, progress: bool = False):
@@ -28,16 +27,18 @@ def load_dataset(manifest: str | Path, progress: bool = False):
 
 def cross_validate(manifest: str | Path, out: Optional[Path], protocol: str = "kfold", folds: int = 10,
                    seeds: Sequence[int] = (0, 1, 2), tc: TrainConfig = TrainConfig(), progress: bool = True,
-                   on_fold=None) -> dict:
-    """Read, cross-validate all nine methods, write ``results.json`` and ``errors.png`` into ``out``."""
+                   on_fold=None, hardware=None, resume: bool = True) -> dict:
+    """Read, cross-validate all nine methods (the nets' run folders under ``out/runs/``), write
+    ``results.json`` and ``errors.png`` into ``out`` (rank 0 only)."""
     from affectlens.utils import write_json
 
-    onset, apex, labels, subjects = load_dataset(manifest, progress)
+    onset, apex, labels, subjects = load_dataset(manifest, progress and is_global_zero())
     if len(np.unique(labels)) < 2:
         raise DataError(manifest, "needs both posed and spontaneous samples")
-    result = run_cv(onset, apex, labels, subjects, protocol, folds, seeds, tc, progress=progress, on_fold=on_fold)
+    result = run_cv(onset, apex, labels, subjects, protocol, folds, seeds, tc, progress=progress, on_fold=on_fold,
+                    out=out, hardware=hardware, resume=resume)
     result["manifest"] = str(manifest)
-    if out is not None:
+    if out is not None and is_global_zero():
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json(Path(out) / "results.json", result)
         error_bars_png(result, Path(out) / "errors.png")
@@ -61,53 +62,55 @@ def demo_cv(n_subjects: int = 12, per_subject: int = 8, folds: int = 2, epochs: 
 
 
 def train_all(manifest: str | Path, out: str | Path, tc: TrainConfig = TrainConfig(), seed: int = 0,
-              resume: bool = True, progress: bool = True) -> List[Path]:
-    """Fit the seven nets and both SVMs on every pair of the manifest; one checkpoint per model.
+              resume: bool = True, progress: bool = True, hardware=None) -> List[Path]:
+    """Fit the seven nets and both SVMs on every pair of the manifest; one model file per method.
 
-    ``out/<net name>.pt`` are plain checkpoints (``affectlens.training.save_checkpoint``);
-    ``out/<ensemble>.pt`` hold the SVM and the names of its three member nets. With ``resume``,
-    nets whose checkpoint already exists are loaded instead of retrained.
+    Each net is an engine run in ``out/runs/<net name>/`` (resumed when interrupted; a finished one
+    is not trained again) whose final weights become ``out/<net name>.pt``; ``out/<ensemble>.pt``
+    holds the SVM and the names of its three member nets. Files are written by rank 0 only.
     """
     import torch
+    from torch import nn
 
     from affectlens.spontaneity.model import table_configs
-    from affectlens.training import save_checkpoint
-    from affectlens.utils import atomic_path
+    from affectlens.training import load_checkpoint, save_checkpoint
 
     torch.set_num_threads(max(1, min(tc.threads, 2)))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    onset, apex, labels, _ = load_dataset(manifest, progress)
+    onset, apex, labels, _ = load_dataset(manifest, progress and is_global_zero())
     o, a, y = to_tensor(onset), to_tensor(apex), torch.from_numpy(labels)
     feats, written = {}, []
     for config in table_configs(tc.size):
-        path = out / f"{config.name}.pt"
-        if resume and path.is_file():
-            net = load_net(path)
-        else:
-            net = train_net(config, o, a, y, tc, seed)
-            save_checkpoint(path, net, config, train=asdict(tc))
+        net, res = train_net(config, o, a, y, tc, seed, out / "runs" / config.name, hardware=hardware, resume=resume)
         _, feats[config.name] = net_outputs(net, o, a)
-        written.append(path)
+        written.append(out / f"{config.name}.pt")
+        if is_global_zero():  # the run's last epoch as a weights-only file
+            run = load_checkpoint(res.last_path)
+            save_checkpoint(written[-1], net, config, train=run["train"], epoch=run["epoch"], history=run["history"])
     for name, members in ENSEMBLES.items():
-        svm = LinearSVMEnsemble(C=tc.svm_c).fit(concat_features(feats, members), labels, seed)
-        path = out / f"{name}.pt"
-        with atomic_path(path) as tmp:
-            torch.save({"svm": svm.state(), "members": list(members), "config": {"method": name}}, tmp)
-        written.append(path)
+        svm = LinearSVMEnsemble(C=tc.svm_c, members=members).fit(concat_features(feats, members), labels, seed)
+        written.append(out / f"{name}.pt")
+        if is_global_zero():  # an SVM has no net weights: an empty state_dict, the SVM in ``extra``
+            save_checkpoint(written[-1], nn.Module(), {"method": name}, train=tc, svm=svm.state())
     return written
 
 
-def load_net(path: str | Path):
-    from affectlens.spontaneity.model import SpontaneityNet, config_from_dict
+def load_model(path: str | Path):
+    """The spontaneity room's one checkpoint reader: a net file (``SpontaneityNet`` in eval mode; any
+    engine ``best.pt``/``last.pt`` too) or an -SVM file (``LinearSVMEnsemble`` whose ``members`` name
+    the three net files beside it)."""
+    from affectlens.config import from_dict
+    from affectlens.spontaneity.model import SpontaneityNet, SpontaneityNetConfig
     from affectlens.training import load_checkpoint
 
-    ckpt = load_checkpoint(path)
+    ck = load_checkpoint(path)
     try:
-        net = SpontaneityNet(config_from_dict(ckpt["config"]))
-        net.load_state_dict(ckpt["state_dict"])
-    except (TypeError, RuntimeError, ValueError) as e:
-        raise DataError(path, f"not a spontaneity net checkpoint ({type(e).__name__})") from None
+        if "svm" in ck["extra"]:
+            return LinearSVMEnsemble.from_state(ck["extra"]["svm"])
+        net = SpontaneityNet(from_dict(SpontaneityNetConfig, ck["model"], source=path))
+        net.load_state_dict(ck["state_dict"])
+    except (TypeError, RuntimeError, ValueError, KeyError) as e:
+        raise DataError(path, f"not a spontaneity checkpoint ({type(e).__name__})") from None
     return net.eval()
 
 
@@ -115,28 +118,18 @@ def predict_pair(onset: np.ndarray, apex: np.ndarray, checkpoint: str | Path,
                  method: str = "CompCNN-Comb-SVM") -> dict:
     """44 × 44 grey crops → {label, p_spontaneous, method}. ``checkpoint``: a net ``.pt`` or a folder
     written by ``train_all`` (then ``method`` picks one of its nine models)."""
-    import torch
-
     checkpoint = Path(checkpoint)
     o, a = to_tensor(onset[None]), to_tensor(apex[None])
-    if checkpoint.is_dir():
-        path = checkpoint / f"{method}.pt"
-        if not path.is_file():
-            raise DataError(path, f"no model {method!r} in {checkpoint} (train it with `affectlens spontaneity train`)")
-        if method in ENSEMBLES:
-            try:
-                bundle = torch.load(path, map_location="cpu", weights_only=True)
-                svm = LinearSVMEnsemble.from_state(bundle["svm"])
-            except Exception as e:
-                raise DataError(path, f"not a readable SVM bundle ({type(e).__name__})") from None
-            feats = {m: net_outputs(load_net(checkpoint / f"{m}.pt"), o, a)[1] for m in bundle["members"]}
-            p = float(svm.predict_proba(concat_features(feats, bundle["members"]))[0, 1])
-        else:
-            p = float(net_outputs(load_net(path), o, a)[0][0])
+    path = checkpoint / f"{method}.pt" if checkpoint.is_dir() else checkpoint
+    if checkpoint.is_dir() and not path.is_file():
+        raise DataError(path, f"no model {method!r} in {checkpoint} (train it with `affectlens spontaneity train`)")
+    model = load_model(path)
+    if isinstance(model, LinearSVMEnsemble):
+        feats = {m: net_outputs(load_model(path.parent / f"{m}.pt"), o, a)[1] for m in model.members}
+        p = float(model.predict_proba(concat_features(feats, model.members))[0, 1])
     else:
-        net = load_net(checkpoint)
-        method = net.config.name
-        p = float(net_outputs(net, o, a)[0][0])
+        method = model.config.name
+        p = float(net_outputs(model, o, a)[0][0])
     return {"method": method, "label": LABEL_NAMES[int(p > 0.5)], "p_spontaneous": p,
             "p_posed": 1.0 - p}
 

@@ -6,18 +6,18 @@ from typing import List, Optional
 
 import typer
 
+from affectlens.cli_options import hardware_options
+from affectlens.report.console import one_line, problem_lines, stdout
 from affectlens.report.html import REPORT_OPTION
-from affectlens.training.options import (
-    DEVICES_OPTION,
-    NUM_NODES_OPTION,
-    STRATEGY_OPTION,
-)
+from affectlens.scale import check_output, choice_option, real_option
+from affectlens.training.hardware import Hardware
 
 app = typer.Typer(help="Multi-label video tagging on YouTube-8M features (+ titles and keywords).",
                   no_args_is_help=True)
 
 _DATA = typer.Option(..., "--data", help="Folder of .tfrecord shards (sorted; the first --train-shards train).")
-_TRAIN_SHARDS = typer.Option(24, "--train-shards", help="How many sorted shards form the training split.")
+_TRAIN_SHARDS = typer.Option(24, "--train-shards", min=0, help="How many sorted shards form the training split.")
+SPLITS = ("train", "eval", "all")
 
 
 def _split(data: Path, split: str, train_shards: int):
@@ -34,49 +34,48 @@ def _split(data: Path, split: str, train_shards: int):
 
 
 def _print_metrics(title: str, rows: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "GAP", "Hit@1", "PERR", "mAP", title=title)
+    table = Table("model", "GAP", "Hit@1", "PERR", "mAP", title=one_line(title))
     for name, m in rows.items():
-        table.add_row(name, *(f"{100 * m[k]:.2f}" for k in ("gap", "hit_at_one", "perr", "map")))
-    Console().print(table)
+        table.add_row(one_line(name), *(f"{100 * m[k]:.2f}" for k in ("gap", "hit_at_one", "perr", "map")))
+    stdout.print(table)
 
 
 @app.command()
-def train(data: Path = _DATA, out: Path = typer.Option(..., "--out", help="Run folder (model.pt, metrics.json)."),
+@hardware_options
+def train(data: Path = _DATA, out: Path = typer.Option(..., "--out", help="Run folder (best.pt, last.pt, metrics.csv)."),
           config: Optional[Path] = typer.Option(None, "--config", help="A configs/videotag_*.yaml recipe."),
-          epochs: Optional[int] = typer.Option(None, "--epochs"), lr: Optional[float] = typer.Option(None, "--lr"),
+          epochs: Optional[int] = typer.Option(None, "--epochs", min=1), lr: Optional[float] = typer.Option(None, "--lr"),
           modalities: Optional[str] = typer.Option(None, "--modalities", help="e.g. rgb,audio"),
           train_shards: int = _TRAIN_SHARDS,
-          devices: str = DEVICES_OPTION, num_nodes: int = NUM_NODES_OPTION, strategy: str = STRATEGY_OPTION):
-    """Train on the training shards (resumes from OUT/last.pt) and evaluate on the rest.
-
-    Single process only (its own loop over in-memory features): --devices, --num-nodes and
-    --strategy must stay 1 / 1 / auto; any other value is refused with one line.
-    """
-    from affectlens.training.options import require_single_process
+          resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last.pt."),
+          hardware: Hardware = None):
+    """Train on the training shards (resumes from OUT/last.pt), select best.pt by GAP on the rest
+    and evaluate it there. Runs on the training engine (docs/training.md)."""
     from affectlens.videotag import recipe
-
-    require_single_process("videotag train", devices, num_nodes, strategy)
 
     mods = modalities.split(",") if modalities else None
     cfg = recipe.load_config(config, epochs=epochs, lr=lr, modalities=mods)
     tr = _split(data, "train", train_shards)
     ev = _split(data, "eval", train_shards) if len(tr) < len(_split(data, "all", train_shards)) else None
-    metrics = recipe.train(cfg, tr, out, ev)
+    metrics = recipe.train(cfg, tr, out, ev, hardware=hardware, resume=resume)
     if metrics:
         _print_metrics(f"{cfg.model['kind']} on {metrics['videos']} held-out videos", {cfg.model["kind"]: metrics})
 
 
 @app.command("eval")
-def eval_cmd(checkpoint: Path = typer.Argument(..., help="model.pt from 'videotag train'."), data: Path = _DATA,
-             split: str = typer.Option("eval", "--split", help="train, eval or all"), train_shards: int = _TRAIN_SHARDS,
-             report: Path | None = REPORT_OPTION):
-    """Print GAP / Hit@1 / PERR / mAP of a trained model."""
+def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) from 'videotag train'."), data: Path = _DATA,
+             split: str = choice_option("eval", "--split", choices=SPLITS, help="train, eval or all"),
+             train_shards: int = _TRAIN_SHARDS, report: Path | None = REPORT_OPTION):
+    """Print GAP / Hit@1 / PERR / mAP of a trained model (any unreadable shard is an error: no metrics
+    from part of a split)."""
     from affectlens.videotag import recipe
 
-    m = recipe.evaluate(checkpoint, _split(data, split, train_shards))
+    shards = _split(data, split, train_shards)
+    if report is not None:
+        check_output(report, inputs=[checkpoint, *shards])
+    m = recipe.evaluate(checkpoint, shards)
     _print_metrics(f"{checkpoint} on {m['videos']} videos", {checkpoint.parent.name or "model": m})
     if report is not None:
         from affectlens.report.html import write_eval_report
@@ -86,19 +85,49 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="model.pt from 'videota
         write_eval_report(report, m, history=history, title="videotag — evaluation",
                           notes=f"checkpoint `{checkpoint}` on the {split} split of `{data}` ({m['videos']} videos); "
                                 "metrics as the YouTube-8M starter code defines them (GAP over the top 20)")
-        typer.echo(f"report -> {report}")
+        stdout.print(f"report -> {one_line(report)}")
 
 
 @app.command()
 def predict(checkpoint: Path = typer.Argument(...), data: Path = _DATA,
             out: Path = typer.Option(Path("predictions.csv"), "--out"),
-            split: str = typer.Option("eval", "--split"), train_shards: int = _TRAIN_SHARDS,
-            top_k: int = typer.Option(20, "--top-k")):
-    """Write the Kaggle predictions.csv (VideoId,LabelConfidencePairs; top 20)."""
-    from affectlens.videotag import recipe
+            split: str = choice_option("eval", "--split", choices=SPLITS, help="train, eval or all"),
+            train_shards: int = _TRAIN_SHARDS,
+            top_k: int = typer.Option(20, "--top-k", min=1, max=3862)):
+    """Write the Kaggle predictions.csv (VideoId,LabelConfidencePairs; top 20).
 
-    path = recipe.predict(checkpoint, _split(data, split, train_shards), out, top_k)
-    typer.echo(f"wrote {path}")
+    A shard that cannot be read is reported (one line naming it) and the others are still
+    predicted; the exit code is then 1."""
+    shards = _split(data, split, train_shards)
+    check_output(out, inputs=[checkpoint, *shards])
+    path, videos, failed = _predict_shards(checkpoint, shards, out, top_k)
+    stdout.print(f"wrote {one_line(path)} ({videos} videos from {len(shards) - len(failed)} of {len(shards)} shards)")
+    if problem_lines(failed, "shard(s)"):
+        raise typer.Exit(1)
+
+
+def _predict_shards(checkpoint: Path, shards: List[Path], out: Path, top_k: int):
+    """Score shard by shard so that a corrupt one costs only its own videos."""
+    import numpy as np
+
+    from affectlens.errors import AffectlensError, DataError
+    from affectlens.videotag import recipe
+    from affectlens.videotag.models import is_frame_level
+
+    model, classes, cfg = recipe.load_model(checkpoint)
+    ids, scores, failed = [], [], []
+    for shard in shards:
+        try:
+            part = recipe.load_split([shard], cfg.modalities, is_frame_level(model.config), cfg.max_frames)
+        except AffectlensError as e:
+            failed.append(str(e))
+            continue
+        ids += list(part.ids)
+        scores.append(recipe.predict_scores(model, part, classes))
+    if not ids:
+        problem_lines(failed, "shard(s)")
+        raise DataError(shards[0].parent if len(shards) > 1 else shards[0], "no readable videos to predict")
+    return recipe.write_kaggle_csv(out, ids, np.concatenate(scores), top_k), len(ids), failed
 
 
 @app.command()
@@ -106,14 +135,18 @@ def ablation(data: Path = _DATA, text: Path = typer.Option(..., "--text", help="
              out: Path = typer.Option(..., "--out"),
              vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="vocabulary(.partial).csv"),
              word2vec: Optional[Path] = typer.Option(None, "--word2vec", help="word2vec file; default: train on corpus"),
-             epochs: int = typer.Option(4, "--epochs"), filter_labels: bool = typer.Option(False, "--filter-labels"),
-             experts: int = typer.Option(2, "--experts"),
-             min_class_count: int = typer.Option(3, "--min-class-count", help="Model classes with ≥ this many training videos."),
+             epochs: int = typer.Option(4, "--epochs", min=1, max=10_000),
+             filter_labels: bool = typer.Option(False, "--filter-labels"),
+             experts: int = typer.Option(2, "--experts", min=1, max=1024),
+             min_class_count: int = typer.Option(3, "--min-class-count", min=1,
+                                                 help="Model classes with ≥ this many training videos."),
              train_shards: int = _TRAIN_SHARDS):
     """Table 5 (visual; audio; visual+audio; +keywords; +titles) and Table 6 (text models)."""
     from affectlens.videotag.textrecipe import run_ablation
 
-    res = run_ablation(_split(data, "train", train_shards), _split(data, "eval", train_shards), text, out,
+    tr, ev = _split(data, "train", train_shards), _split(data, "eval", train_shards)
+    check_output(out, kind="dir", inputs=[text, *tr, *ev])
+    res = run_ablation(tr, ev, text, out,
                        vocabulary=vocabulary, word2vec=word2vec, epochs=epochs, filter_labels=filter_labels,
                        num_experts=experts, min_class_count=min_class_count)
     tag = " (SYNTHETIC text)" if res["synthetic_text"] else ""
@@ -122,13 +155,15 @@ def ablation(data: Path = _DATA, text: Path = typer.Option(..., "--text", help="
 
 
 @app.command()
-def ensemble(checkpoints: List[Path] = typer.Argument(..., help="model.pt files of video-level models."),
+def ensemble(checkpoints: List[Path] = typer.Argument(..., help="best.pt files of video-level models."),
              data: Path = _DATA, out: Path = typer.Option(..., "--out"),
-             trees: int = typer.Option(1000, "--trees"), train_shards: int = _TRAIN_SHARDS):
+             trees: int = typer.Option(1000, "--trees", min=1, max=100_000), train_shards: int = _TRAIN_SHARDS):
     """Table 4's ensembling (mean, max, random forest) of trained models on the evaluation shards."""
     from affectlens.videotag.textrecipe import run_ensemble
 
-    _print_metrics("Table 4 (ensembles)", run_ensemble(checkpoints, _split(data, "eval", train_shards), out, trees))
+    ev = _split(data, "eval", train_shards)
+    check_output(out, kind="dir", inputs=[*checkpoints, *ev])
+    _print_metrics("Table 4 (ensembles)", run_ensemble(checkpoints, ev, out, trees))
 
 
 @app.command()
@@ -136,33 +171,38 @@ def demo(out: Path = typer.Argument(Path("videotag-demo"))):
     """Train and evaluate small models on synthetic features (well under a minute)."""
     from affectlens.videotag.recipe import demo_run
 
+    check_output(out, kind="dir")
+
     _print_metrics("videotag demo (SYNTHETIC features)", demo_run(out)["results"])
 
 
 def videotext(shards: List[Path] = typer.Argument(..., help="Real video-level shards (files or folders)."),
               out: Path = typer.Argument(..., help="Output JSON lines."),
               vocabulary: Optional[Path] = typer.Option(None, "--vocabulary"),
-              leak: float = typer.Option(0.3, "--leak", help="Share of labels whose own name appears in the text."),
-              coverage: float = typer.Option(0.67, "--coverage", help="Share of videos with any text."),
-              seed: int = typer.Option(0, "--seed")):
+              leak: float = real_option(0.3, "--leak", min=0, max=1,
+                                        help="Share of labels whose own name appears in the text."),
+              coverage: float = real_option(0.67, "--coverage", min=0, max=1, help="Share of videos with any text."),
+              seed: int = typer.Option(0, "--seed", min=0)):
     """Synthetic YouTube-8M-Text: titles and keywords keyed by the real shards' video ids."""
     from affectlens.videotag.data import shard_paths
     from affectlens.videotag.synth import synth_videotext
 
     paths = [p for s in shards for p in shard_paths(s)]
-    typer.echo(f"wrote {synth_videotext(paths, out, vocabulary, leak, coverage, seed)} (synthetic)")
+    check_output(out, inputs=[*paths, *([vocabulary] if vocabulary else [])])
+    stdout.print(f"wrote {one_line(synth_videotext(paths, out, vocabulary, leak, coverage, seed))} (synthetic)")
 
 
 def yt8m_frames(shards: List[Path] = typer.Argument(...), out: Path = typer.Argument(..., help="Output folder."),
-                frames: int = typer.Option(30, "--frames"), seed: int = typer.Option(0, "--seed"),
-                max_videos: Optional[int] = typer.Option(None, "--max-videos")):
+                frames: int = typer.Option(30, "--frames", min=1, max=300), seed: int = typer.Option(0, "--seed", min=0),
+                max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1)):
     """Synthetic frame-level SequenceExample shards around the real video-level features."""
     from affectlens.videotag.data import shard_paths
     from affectlens.videotag.synth import synth_frame_level
 
     paths = [p for s in shards for p in shard_paths(s)]
+    check_output(out, kind="dir", inputs=paths)
     written = synth_frame_level(paths, out, frames, seed, max_videos)
-    typer.echo(f"wrote {len(written)} synthetic frame-level shards to {out}")
+    stdout.print(f"wrote {len(written)} synthetic frame-level shards to {one_line(out)}")
 
 
 synth_commands = {"videotext": videotext, "yt8m-frames": yt8m_frames}

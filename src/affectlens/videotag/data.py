@@ -35,6 +35,9 @@ __all__ = [
 
 NUM_CLASSES = 3862  # YouTube-8M 2018 vocabulary size
 RGB_DIM, AUDIO_DIM = 1024, 128
+# A frame-level record of 300 frames is ~0.4 MB and a video-level one ~5 KB: a record that claims
+# more than this is crafted or corrupt, and is refused before anything is read (not a MemoryError)
+MAX_RECORD_BYTES = 64 << 20
 
 # ---------------------------------------------------------------------------- CRC32C (Castagnoli)
 
@@ -124,13 +127,15 @@ def iter_records(path: str | Path, check_crc: bool = True, batch_bytes: int = 8 
                  ) -> Iterator[tuple[int, bytes]]:
     """Stream ``(byte_offset, data)`` for each record of a TFRecord file.
 
-    The length CRC is checked at once (a corrupt length must not drive a huge read); data CRCs are
-    checked in batches of about ``batch_bytes``. Any truncation or CRC mismatch raises ``DataError``
-    naming the file and the record's byte offset.
+    The length CRC is checked at once (a corrupt length must not drive a huge read), and a length
+    past the end of the file or over ``MAX_RECORD_BYTES`` is refused before reading (a crafted
+    length with a valid CRC); data CRCs are checked in batches of about ``batch_bytes``. Any
+    truncation or CRC mismatch raises ``DataError`` naming the file and the record's byte offset.
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "TFRecord file not found")
+        raise DataError(path, "is a folder, not a TFRecord file" if path.is_dir() else "TFRecord file not found")
+    file_size = path.stat().st_size
     pending: list[tuple[int, bytes, int]] = []
     size = 0
     with open(path, "rb") as f:
@@ -144,6 +149,12 @@ def iter_records(path: str | Path, check_crc: bool = True, batch_bytes: int = 8 
             (length,), (hcrc,) = struct.unpack("<Q", header[:8]), struct.unpack("<I", header[8:])
             if check_crc and masked_crc(_crc32c_small(header[:8])) != hcrc:
                 raise DataError(path, f"corrupt record at byte offset {offset}: length CRC mismatch")
+            if length > MAX_RECORD_BYTES:
+                raise DataError(path, f"corrupt record at byte offset {offset}: length {length} is over the "
+                                      f"{MAX_RECORD_BYTES >> 20} MiB limit of a record")
+            if offset + length + 16 > file_size:
+                raise DataError(path, f"truncated record at byte offset {offset} "
+                                      f"(needs {length + 16} bytes, file ends first)")
             data = f.read(length)
             footer = f.read(4)
             if len(data) < length or len(footer) < 4:
@@ -196,14 +207,19 @@ class TFRecordWriter:
 # ---------------------------------------------------------------------------- protobuf wire format
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A protobuf varint: at most 10 bytes and 64 bits (a longer one is crafted: ``ValueError``)."""
     result = shift = 0
     while True:
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
+            if result >> 64:
+                raise ValueError("varint over 64 bits")
             return result, pos
         shift += 7
+        if shift >= 70:
+            raise ValueError("varint longer than 10 bytes")
 
 
 def _fields(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
@@ -213,6 +229,8 @@ def _fields(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int, int
         field, wire = key >> 3, key & 7
         if wire == 2:
             n, pos = _varint(buf, pos)
+            if pos + n > end:
+                raise ValueError("length-delimited field overruns its message")
             yield field, wire, pos, pos + n
             pos += n
         elif wire == 0:
@@ -368,9 +386,18 @@ def _video_id(feats: dict, path: Path, offset: int) -> str:
     return bytes(vid[0]).decode("utf-8", "replace")
 
 
-def _labels(feats: dict) -> np.ndarray:
+_EMPTY = "empty shard: no records (a real YouTube-8M shard is never empty)"
+
+
+def _labels(feats: dict, path: Path, offset: int) -> np.ndarray:
     lab = feats.get("labels", np.zeros(0, np.int64))
-    return np.asarray(lab, dtype=np.int64) if not isinstance(lab, list) else np.zeros(0, np.int64)
+    if isinstance(lab, list):
+        return np.zeros(0, np.int64)
+    lab = np.asarray(lab, dtype=np.int64)
+    if lab.size and (lab.min() < 0 or lab.max() >= 1 << 31):
+        raise DataError(path, f"record at byte offset {offset}: label {int(lab[(lab < 0) | (lab >= 1 << 31)][0])} "
+                              "is not a class index")
+    return lab
 
 
 @dataclass
@@ -408,17 +435,21 @@ def iter_video_level(paths: Iterable[str | Path], check_crc: bool = True
     """Stream ``(id, labels, mean_rgb (1024,), mean_audio (128,))`` from video-level shards."""
     for path in paths:
         path = Path(path)
+        records = 0
         for offset, data in iter_records(path, check_crc):
+            records += 1
             try:
                 feats = parse_example(data)
-            except (ValueError, IndexError) as e:
+            except (ValueError, IndexError, OverflowError) as e:
                 raise DataError(path, f"record at byte offset {offset} is not a tf.train.Example ({e})") from None
             rgb, audio = feats.get("mean_rgb"), feats.get("mean_audio")
             if not isinstance(rgb, np.ndarray) or rgb.shape != (RGB_DIM,):
                 raise DataError(path, f"record at byte offset {offset}: mean_rgb must be {RGB_DIM} floats")
             if not isinstance(audio, np.ndarray) or audio.shape != (AUDIO_DIM,):
                 raise DataError(path, f"record at byte offset {offset}: mean_audio must be {AUDIO_DIM} floats")
-            yield _video_id(feats, path, offset), _labels(feats), rgb, audio
+            yield _video_id(feats, path, offset), _labels(feats, path, offset), rgb, audio
+        if not records:
+            raise DataError(path, _EMPTY)
 
 
 def read_video_level(paths: Sequence[str | Path], check_crc: bool = True) -> VideoLevelData:
@@ -459,16 +490,20 @@ def iter_frame_level(paths: Iterable[str | Path], max_frames: int = 300, check_c
     """Stream frame-level ``SequenceExample`` videos (quantised bytes → float32, starter-code rule)."""
     for path in paths:
         path = Path(path)
+        records = 0
         for offset, data in iter_records(path, check_crc):
+            records += 1
             try:
                 context, lists = parse_sequence_example(data)
-            except (ValueError, IndexError) as e:
+            except (ValueError, IndexError, OverflowError) as e:
                 raise DataError(path, f"record at byte offset {offset} is not a SequenceExample ({e})") from None
             rgb = _frames(lists, "rgb", RGB_DIM, path, offset, max_frames)
             audio = _frames(lists, "audio", AUDIO_DIM, path, offset, max_frames)
             if len(rgb) != len(audio):
                 raise DataError(path, f"record at byte offset {offset}: {len(rgb)} rgb vs {len(audio)} audio frames")
-            yield FrameLevelVideo(_video_id(context, path, offset), _labels(context), rgb, audio)
+            yield FrameLevelVideo(_video_id(context, path, offset), _labels(context, path, offset), rgb, audio)
+        if not records:
+            raise DataError(path, _EMPTY)
 
 
 def write_video_level(path: str | Path, ids: Sequence[str], labels: Sequence[Sequence[int]],

@@ -204,23 +204,24 @@ class LSTMModel(nn.Module):
         return self.forward_head(self.forward_features(x, lengths))
 
 
-_KINDS = {"logistic": (LogisticConfig, LogisticModel), "moe": (MoEConfig, MoEModel),
+KINDS = {"logistic": (LogisticConfig, LogisticModel), "moe": (MoEConfig, MoEModel),
           "dbof": (DBoFConfig, DBoFModel), "lstm": (LSTMConfig, LSTMModel)}
 
 
 def config_from_dict(d: dict):
-    """Rebuild a model config from its ``dataclasses.asdict`` form (as stored in checkpoints)."""
+    """Rebuild a model config from its ``dataclasses.asdict`` form (as stored in checkpoints and
+    configs); an unknown field is an error, never silently dropped."""
+    from affectlens.config import from_dict
+
     kind = d.get("kind")
-    if kind not in _KINDS:
-        raise ValueError(f"unknown model kind {kind!r} (expected one of {sorted(_KINDS)})")
-    cls = _KINDS[kind][0]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r} (expected one of {sorted(KINDS)})")
+    return from_dict(KINDS[kind][0], {k: v for k, v in d.items() if k != "kind"})
 
 
 def build_model(config) -> nn.Module:
     """The model for a config instance."""
-    for cfg_cls, model_cls in _KINDS.values():
+    for cfg_cls, model_cls in KINDS.values():
         if isinstance(config, cfg_cls):
             return model_cls(config)
     raise TypeError(f"not a videotag model config: {type(config).__name__}")

@@ -40,29 +40,24 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
-    """Read a flat YAML recipe: TrainConfig keys at the top level, every other key goes to the model
-    (``model: moe`` names the kind)."""
-    raw: dict = {}
-    if path is not None:
-        import yaml
+    """A flat YAML recipe: TrainConfig keys at the top level, ``model: <kind>`` names the model and
+    every other key is a field of that model's config (checked: ``num_expert: 8`` is an error, not
+    a silently ignored key)."""
+    from affectlens.config import from_dict, read_yaml
 
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(path, "config file not found")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise DataError(path, "config must be a mapping")
+    raw = read_yaml(path) if path is not None else {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     train_kw = {k: raw.pop(k) for k in list(raw) if k in names}
-    if "modalities" in train_kw:
-        train_kw["modalities"] = tuple(train_kw["modalities"])
-    for key in ("lr", "weight_decay"):
-        if key in train_kw:
-            train_kw[key] = float(train_kw[key])
-    model = {"kind": raw.pop("model", "moe")}
-    model.update(raw)
-    return TrainConfig(model=model, **train_kw)
+    model = raw.pop("model", "moe")
+    model = dict(model) if isinstance(model, dict) else {"kind": model, **raw}
+    kind = model.get("kind")
+    if kind not in M.KINDS:
+        raise DataError(path or "config", f"model: expected one of {', '.join(sorted(M.KINDS))}, got {kind!r}")
+    probe = {**model, "input_dim": 1, "num_classes": 1}
+    probe.pop("kind")
+    from_dict(M.KINDS[kind][0], probe, source=path or "")  # every model key is a field of that kind
+    return from_dict(TrainConfig, {**train_kw, "model": model}, source=path or "")
 
 
 @dataclass
@@ -105,45 +100,92 @@ def _inputs(split: Split, idx: np.ndarray):
     return x, lengths
 
 
-def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Path | None = None,
-        log: Callable[[str], None] = print) -> dict:
-    """Adam + BCE (summed over classes, mean over videos, as the starter code); a checkpoint per
-    epoch in ``out_dir/last.pt``; resumes from it when present. Returns the loss history."""
+class SplitSet:
+    """A Split as batches ``{"x", "lengths"?, "y"}`` fetched with one fancy index per batch
+    (``__getitems__``), so a DataLoader never stacks thousands of per-video tensors."""
+
+    def __init__(self, split: Split, classes: np.ndarray):
+        self.split, self.y = split, split.y[:, classes]
+
+    def __len__(self) -> int:
+        return len(self.split.ids)
+
+    def __getitems__(self, idx: list[int]) -> dict:
+        import torch
+
+        idx = np.sort(np.asarray(idx))
+        x, lengths = _inputs(self.split, idx)
+        batch = {"x": x, "y": torch.from_numpy(self.y[idx].astype(np.float32))}
+        if lengths is not None:
+            batch["lengths"] = lengths
+        return batch
+
+
+def _module(model, classes: np.ndarray, cfg: TrainConfig, y_train: np.ndarray):
+    """The videotag TrainModule: BCE summed over the seen classes and averaged over videos (the
+    starter code's loss), Adam, biases started at the label prior, eval GAP to select on."""
     import torch
 
-    from affectlens.training import load_checkpoint, save_checkpoint
+    from affectlens.training.engine import TrainModule
 
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history, start = {"loss": []}, 0
-    ckpt = out_dir / "last.pt" if out_dir is not None else None
-    if ckpt is not None and ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        history, start = state["history"], int(state["epoch"])
-        log(f"resumed from {ckpt} after epoch {start}")
-    y = split.y[:, classes]
-    if start == 0:
-        M.init_prior(model, torch.from_numpy(y.mean(0).astype(np.float32)))
-    rng = np.random.default_rng(cfg.seed + start)
-    for epoch in range(start, cfg.epochs):
-        model.train()
-        total, t0 = 0.0, time.time()
-        for idx in _batches(len(split.ids), cfg.batch_size, rng):
-            x, lengths = _inputs(split, idx)
-            logits = model(x, lengths)
-            target = torch.from_numpy(y[idx].astype(np.float32))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum") / len(idx)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        history["loss"].append(total / max(len(split.ids), 1))
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {history['loss'][-1]:.3f} ({time.time() - t0:.1f} s)")
-        if ckpt is not None:
-            save_checkpoint(ckpt, model, model.config, optimizer=opt.state_dict(), history=history,
-                            epoch=epoch + 1, classes=classes.tolist(), train_config=_cfg_dict(cfg))
-    return history
+    class VideotagModule(TrainModule):
+        monitor, mode = "val_gap", "max"
+        resume_may_change = ("epochs", "threads")
+
+        def __init__(self):
+            super().__init__(getattr(model, "config", None), cfg, seed=cfg.seed, extra={"classes": classes.tolist()})
+            self.model = model
+            M.init_prior(self.model, torch.from_numpy(y_train.mean(0).astype(np.float32)))
+            self._scores: list = []
+
+        def training_step(self, batch, batch_idx):
+            logits = self.model(batch["x"], batch.get("lengths"))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["y"], reduction="sum") / len(logits)
+            self.record("train_loss", loss, len(logits))
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            self._scores.append((torch.sigmoid(self.model(batch["x"], batch.get("lengths"))), batch["y"]))
+
+        def on_validation_epoch_end(self):
+            from affectlens.metrics.multilabel import gap
+
+            if self._scores:
+                scores, y = (self.all_gather(torch.cat(t)).flatten(0, -2) for t in zip(*self._scores))
+                self.record("val_gap", gap(scores.double().cpu().numpy(), y.cpu().numpy() > 0.5, cfg.top_k))
+            self._scores = []
+            super().on_validation_epoch_end()
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    return VideotagModule()
+
+
+def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Path | None = None,
+        log: Callable[[str], None] = print, eval_split: Split | None = None, hardware=None, resume: bool = True,
+        callbacks: Sequence = ()):
+    """Train ``model`` on ``split`` through the engine into ``out_dir`` (a temporary folder when
+    None); ``eval_split`` selects ``best.pt`` by GAP. Returns the engine's FitResult."""
+    import tempfile
+
+    from affectlens.training.engine import fit as engine_fit
+    from affectlens.training.engine import loader
+
+    module = _module(model, classes, cfg, split.y[:, classes])
+    train_loader = loader(SplitSet(split, classes), cfg.batch_size, shuffle=True, seed=cfg.seed, collate_fn=_as_batch)
+    val_loader = (loader(SplitSet(eval_split, classes), 1024, collate_fn=_as_batch) if eval_split is not None
+                  and len(eval_split.ids) else None)
+    with tempfile.TemporaryDirectory(prefix="videotag_fit_") as tmp:
+        out = Path(out_dir) if out_dir is not None else Path(tmp)
+        return engine_fit(module, train_loader, val_loader, out=out, epochs=cfg.epochs, hardware=hardware,
+                          resume=resume and out_dir is not None, progress=False if out_dir is None else None,
+                          callbacks=callbacks)
+
+
+def _as_batch(batch: dict) -> dict:
+    """The DataLoader's collate step for :class:`SplitSet`, whose batches come already stacked."""
+    return batch
 
 
 def _cfg_dict(cfg: TrainConfig) -> dict:
@@ -177,59 +219,65 @@ def _metrics(scores: np.ndarray, y: np.ndarray, top_k: int = 20) -> dict:
 
 
 def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
-          eval_paths: Sequence[Path] | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train on ``train_paths``; write ``out_dir/model.pt`` (+ ``metrics.json`` and a curve plot when
-    ``eval_paths`` are given). Returns the metrics (empty without evaluation)."""
+          eval_paths: Sequence[Path] | None = None, log: Callable[[str], None] = print, hardware=None,
+          resume: bool = True, callbacks: Sequence = ()) -> dict:
+    """Train on ``train_paths`` into the run folder ``out_dir`` (``best.pt`` selected by eval GAP
+    when ``eval_paths`` are given, ``last.pt``, ``metrics.json``; see the training engine) and
+    evaluate ``best.pt`` on ``eval_paths``. Returns the metrics (empty without evaluation)."""
     import torch
 
-    from affectlens.training import save_checkpoint, seed_everything
     from affectlens.utils import write_json
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
     frame_level = cfg.model.get("kind") in ("dbof", "lstm")
     split = load_split(train_paths, cfg.modalities, frame_level, cfg.max_frames)
     if not split.ids:
         raise DataError(train_paths[0] if train_paths else out_dir, "no training videos")
+    ev = load_split(eval_paths, cfg.modalities, frame_level, cfg.max_frames) if eval_paths else None
     classes = np.flatnonzero(split.y.any(0))
+    from affectlens.training.seed import seed_everything
+
+    seed_everything(cfg.seed)
     model = M.build_model(_model_config(cfg, split.x.shape[-1], len(classes)))
     log(f"{len(split.ids)} training videos, {len(classes)} classes seen, input {split.x.shape[-1]}-d, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
-    history = fit(model, split, classes, cfg, out_dir, log)
-    save_checkpoint(out_dir / "model.pt", model, model.config, classes=classes.tolist(),
-                    train_config=_cfg_dict(cfg), history=history)
-    metrics: dict = {}
-    if eval_paths:
-        ev = load_split(eval_paths, cfg.modalities, frame_level, cfg.max_frames)
-        metrics = _metrics(predict_scores(model, ev, classes), ev.y, cfg.top_k)
-        metrics.update(videos=len(ev.ids), train_videos=len(split.ids))
-        write_json(out_dir / "metrics.json", metrics)
+    res = fit(model, split, classes, cfg, out_dir, log, ev, hardware, resume, callbacks)
+    if not res.is_global_zero or ev is None:
+        return {}
+    best, _, _ = load_model(res.best_path)
+    metrics = _metrics(predict_scores(best, ev, classes), ev.y, cfg.top_k)
+    metrics.update(videos=len(ev.ids), train_videos=len(split.ids), best_epoch=res.best.get("epoch"))
+    import json
+
+    summary = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    write_json(out_dir / "metrics.json", {**summary, "eval": metrics})  # the engine's summary + best.pt's scores
     try:
         from affectlens.report.plots import curves_png
 
-        curves_png(history, out_dir / "curves.png")
+        curves_png({k: v for k, v in res.history.items() if k != "epoch_seconds"}, out_dir / "curves.png")
     except Exception as e:  # a plot must never fail a finished training run
         log(f"(no curve plot: {e})")
     return metrics
 
 
 def load_model(checkpoint: str | Path):
-    """(model, classes, TrainConfig) from a ``model.pt`` written by :func:`train`."""
+    """(model, classes, TrainConfig) from a ``best.pt``/``last.pt`` written by :func:`train`."""
+    from affectlens.config import from_dict
     from affectlens.training import load_checkpoint
 
     state = load_checkpoint(checkpoint)
+    extra = state.get("extra") or {}
     try:
-        config = M.config_from_dict(state["config"])
-    except (TypeError, ValueError) as e:
+        config = M.config_from_dict(state["model"])
+        classes = np.asarray(extra["classes"], np.int64)
+    except (TypeError, ValueError, KeyError) as e:
         raise DataError(checkpoint, f"not a videotag checkpoint ({e})") from None
     model = M.build_model(config)
     model.load_state_dict(state["state_dict"])
-    tc = dict(state.get("train_config", {}))
-    tc.pop("model", None)
-    cfg = TrainConfig(model=dataclasses.asdict(config), **{**tc, "modalities": tuple(tc.get("modalities", ("rgb", "audio")))})
-    return model, np.asarray(state["classes"], np.int64), cfg
+    tc = {k: v for k, v in dict(state.get("train") or {}).items() if k != "model"}
+    cfg = from_dict(TrainConfig, {**tc, "model": dataclasses.asdict(config)}, source=checkpoint, skip_unknown=True)
+    return model.eval(), classes, cfg
 
 
 def evaluate(checkpoint: str | Path, paths: Sequence[Path]) -> dict:
@@ -281,6 +329,7 @@ def fit_scores(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, cfg
     lt, le = lengths if lengths is not None else (None, None)
     model = M.build_model(_model_config(cfg, x_train.shape[-1], len(classes)))
     fit(model, Split(list(range(len(x_train))), x_train, y_train, lt), classes, cfg, None, log)
+    model.eval()
     return predict_scores(model, Split(list(range(len(x_eval))), x_eval, np.zeros((len(x_eval), 0), bool), le),
                           classes, y_train.shape[1])
 
