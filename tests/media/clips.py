@@ -65,3 +65,32 @@ def make_clip(path: Path, n_frames: int, fps=25, audio: np.ndarray | None = None
             out.mux(a.encode(af))
             out.mux(a.encode(None))
     return path
+
+
+# the codecs each container usually carries (what a user's file of that type holds), B-frames included
+NATIVE = {".mp4": ("libx264", "aac"), ".mov": ("libx264", "aac"), ".m4v": ("libx264", "aac"),
+          ".mkv": ("libx264", "aac"), ".ts": ("libx264", "aac"), ".webm": ("libvpx-vp9", "libopus"),
+          ".avi": ("mpeg4", "mp3"), ".mpg": ("mpeg2video", "mp2"), ".mpeg": ("mpeg1video", "mp2")}
+
+
+def make_native_clip(path: Path, n_frames: int = 20, fps: int = 25, sr: int = 48_000) -> Path:
+    """Frames ``0..n_frames-1`` (index in the pixels) and a tone, in the codecs ``path``'s container
+    usually holds (``NATIVE``), written by FFmpeg's own muxer defaults (MPEG-PS starts at 0.5 s)."""
+    vcodec, acodec = NATIVE[path.suffix]
+    opts = {"libx264": {"preset": "veryfast"}, "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}.get(vcodec, {})
+    with av.open(str(path), "w") as out:
+        v = out.add_stream(vcodec, rate=fps, options=opts)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        if vcodec.startswith("mpeg"):
+            v.codec_context.max_b_frames = 2
+        a = out.add_stream(acodec, rate=sr, layout="mono")
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+        af = av.AudioFrame.from_ndarray(tone(n_frames / fps, sr).reshape(1, -1), format="fltp", layout="mono")
+        af.sample_rate, af.pts, af.time_base = sr, 0, Fraction(1, sr)
+        out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    return path

@@ -41,7 +41,13 @@ class AudioInfo:
 
 @dataclasses.dataclass(frozen=True)
 class MediaInfo:
-    """What ``probe`` finds. ``width``/``height`` are as displayed (after rotation)."""
+    """What ``probe`` finds. ``width``/``height`` are as displayed (after rotation).
+
+    ``frames_missing``: how many of the frames the container declares (MP4/MOV/AVI frame counts,
+    Matroska/WebM track durations) are not in the file, e.g. because it was cut short; 0 when all
+    are there or the container declares nothing (MPEG-PS/TS). ``frame_count``, ``duration`` and
+    ``fps`` describe the frames that are there.
+    """
 
     path: str
     duration: float
@@ -57,11 +63,17 @@ class MediaInfo:
     rate: Fraction
     start_time: float
     audio: Optional[AudioInfo]
+    frames_missing: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.frames_missing > 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["time_base"] = str(self.time_base)
         d["rate"] = str(self.rate)
+        d["truncated"] = self.truncated
         return d
 
 
@@ -106,23 +118,53 @@ def _scan_video_pts(container, stream, path) -> tuple[np.ndarray, np.ndarray]:
     """Presentation times (stream time base) of every video packet and of the keyframes, sorted.
 
     Demux only, no decode: cheap even for long clips."""
-    pts, keys = [], []
+    pts, keys, untimed = [], [], 0
     for p in container.demux(stream):
-        if p.pts is not None and p.size > 0:
+        if p.size > 0:
+            if p.pts is None:
+                untimed += 1
+                continue
             pts.append(p.pts)
             if p.is_keyframe:
                 keys.append(p.pts)
     if not pts:
-        raise MediaError(path, "zero-length video (no frames)")
+        if untimed:  # e.g. a bare .h264 file renamed: its frames are there, their times are not
+            name = {"h264": "H.264", "hevc": "HEVC"}.get(stream.codec_context.name, stream.codec_context.name)
+            raise MediaError(path, f"raw {name} stream without a container ({untimed} "
+                                   f"packets, no timestamps): put it in one first (ffmpeg -i IN -c copy OUT.mp4)")
+        raise MediaError(path, "no video frames in the file (zero-length, truncated or damaged)")
     return np.sort(np.asarray(pts, dtype=np.int64)), np.sort(np.asarray(keys or pts[:1], dtype=np.int64))
 
 
-def _rotation(container, stream) -> int:
-    """Clockwise display rotation in degrees (0/90/180/270), read off the first decoded frame."""
+def _rotation(container, stream, path) -> int:
+    """Clockwise display rotation in degrees (0/90/180/270), read off the first decoded frame;
+    a file none of whose frames decodes (random bytes named .jpg, say) is refused here."""
     container.seek(0, stream=stream) if stream.start_time is not None else None
     for frame in container.decode(stream):
-        return int(round(-(frame.rotation or 0))) % 360
-    return 0
+        if frame.width > 0 and frame.height > 0:
+            return int(round(-(frame.rotation or 0))) % 360
+    raise MediaError(path, "no video frame can be decoded (corrupt, truncated or not media)")
+
+
+TAIL_REORDER = 16  # B-frames a cut can leave without their neighbours: at most H.264's reorder depth
+
+
+def _declared_frames(container, stream, rate: float) -> Optional[int]:
+    """How many frames the container says the video has: a frame count from the index (MP4, MOV,
+    AVI) or the track's duration (Matroska/WebM ``DURATION`` tag, written when the file is closed)
+    times the rate; None when it declares neither (MPEG-PS/TS, raw streams)."""
+    if stream.frames > 0:
+        return int(stream.frames)
+    tag = stream.metadata.get("DURATION")
+    if tag and rate > 0:
+        try:
+            h, m, sec = tag.split(":")
+            end = int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        return int(round((end - start) * rate))
+    return None
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -148,8 +190,14 @@ def _inspect(path: str | Path) -> tuple[MediaInfo, np.ndarray, np.ndarray]:
                 rate_measured = len(pts) / duration
             else:
                 rate_measured = float(rate)
+            declared = _declared_frames(container, stream, float(rate))
+            missing = max(0, declared - len(pts)) if declared is not None else 0
+            if missing and stream.frames <= 0 and missing <= 1:
+                missing = 0  # a duration rounds to a frame either way
+            if missing:  # the frames just before the cut lost the B-frames between them: not VFR
+                deltas = deltas[:-TAIL_REORDER]
             variable = bool(deltas.size and (deltas.max() - deltas.min()) > max(1, 0.02 * frame_dur))
-            rotation = _rotation(container, stream)
+            rotation = _rotation(container, stream, path)
             w, h = stream.codec_context.width, stream.codec_context.height
             if rotation in (90, 270):
                 w, h = h, w
@@ -163,7 +211,7 @@ def _inspect(path: str | Path) -> tuple[MediaInfo, np.ndarray, np.ndarray]:
         info = MediaInfo(
             path=str(path), duration=duration, fps=float(rate_measured), variable_fps=variable,
             frame_count=int(len(pts)), width=w, height=h, rotation=rotation, keyframes=len(keys), codec=stream.codec_context.name,
-            time_base=tb, rate=Fraction(rate), start_time=float(pts[0] * tb), audio=audio,
+            time_base=tb, rate=Fraction(rate), start_time=float(pts[0] * tb), audio=audio, frames_missing=missing,
         )
         return info, pts, keys
 

@@ -2,32 +2,37 @@
 
 A *method* is a small function ``(region, mask) -> region``: ``region`` is the face's RGB crop
 ``(h, w, 3)`` uint8 (box plus margin), ``mask`` its weight ``(h, w)`` float32 in [0, 1] (an
-ellipse or the whole box); it returns the replacement crop, which is blended in by ``mask``. The
-methods live in the typed mapping ``METHODS``; another module adds one with ``register_method``.
+ellipse or the whole box); it returns the replacement crop, which is blended in by ``mask``
+(``affectlens.privacy.masking``). The methods live in the typed mapping ``METHODS``; another
+module adds one with ``register_method``.
 
-Videos keep their resolution, frame count, timestamps (each frame's ``pts``), frame rate, time base
-and audio stream (packets copied, not re-encoded). Decoding, detection and encoding run in three
-threads that overlap (detection itself in two worker threads; PyAV, onnxruntime and OpenCV release
-the GIL). Frames stay in the decoder's yuv420p: the detector gets a small RGB copy made by the
-scaler in one pass, a frame without faces goes to the encoder as decoded, and a frame with faces is
-changed in place, only inside the faces' regions, in its own Y, U and V planes (``anonymize_planes``),
-so no full-size RGB frame or extra copy is made.
-Detections pass through a ``FaceTracker`` so a face the detector misses for a few frames stays
+Videos keep their resolution (odd sizes too), frame count, timestamps (each frame's ``pts``), frame
+rate, time base and audio stream (packets copied where the output container takes them; see
+``affectlens.media.writer.CONTAINERS``). An input cut short, or an output type that cannot hold
+the input (a video as ``.jpg``, a variable frame rate in ``.avi``), is refused before any work.
+Decoding, detection and encoding run in three threads that overlap (detection itself in two
+worker threads; PyAV, onnxruntime and OpenCV release the GIL). Frames stay in the decoder's
+yuv420p: the detector gets a small RGB copy made by the scaler in one pass, a frame without faces
+goes to the encoder as decoded, and a frame with faces is changed in place, only inside the faces'
+regions, in its own Y, U and V planes (``anonymize_planes``), so no full-size RGB frame or extra
+copy is made. Detections pass through a ``FaceTracker`` so a face the detector misses for a few frames stays
 covered.
 
 Each output gets a JSON sidecar ``<output>.json`` (faces per frame, boxes, method, detector,
-threshold), written last: a folder run skips files whose output and sidecar exist (resume).
+threshold, and the options that shaped the output), written last. A folder run skips a file whose
+output and sidecar exist and were made from the same input with the same options (resume); one
+made with other options is redone, and the result says so. A run first removes the temporary
+files a killed run left beside its outputs (``affectlens.utils.stale_temps``).
 """
 from __future__ import annotations
 
-import os
+import json
 import queue
-import sys
 import threading
 import time
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,7 +49,34 @@ from affectlens.faces.detect import (
     HaarDetector,
 )
 from affectlens.faces.track import FaceTracker, TrackedFrame, TrackerConfig
-from affectlens.utils import atomic_path, write_json
+from affectlens.media.image import (  # the one extension list and reader, re-exported here
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    read_image,
+    write_image,
+)
+from affectlens.media.pipeline import (
+    END,
+    FRAME_QUEUE,
+    Stage,
+    decode_stage,
+    encode_frame,  # re-exported: bench/anonymize.py encodes with it
+    encode_stage,
+    opencv_single_threaded,
+    put,
+    stage_items,
+)
+from affectlens.media.pipeline import Background as _Background
+from affectlens.privacy.masking import (  # the masking of one frame, re-exported here
+    MaskShape,
+    Method,
+    anonymize_frame,
+    anonymize_planes,
+    anonymize_yuv420p,
+    region_mask,
+)
+from affectlens.report.console import progress as progress_bar
+from affectlens.utils import atomic_path, stale_temps, temp_beside, write_json
 
 __all__ = [
     "IMAGE_EXTS",
@@ -60,14 +92,13 @@ __all__ = [
     "anonymize_planes",
     "anonymize_video",
     "anonymize_yuv420p",
+    "encode_frame",
     "plan_outputs",
+    "read_image",
+    "region_mask",
     "register_method",
+    "resume_state",
 ]
-
-Method = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (region (h, w, 3) uint8, mask (h, w) f32) -> (h, w, 3)
-MaskShape = Literal["ellipse", "box"]
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_EXTS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts"})
 
 
 @dataclass(frozen=True)
@@ -217,62 +248,14 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-# ---------------------------------------------------------------- masking one frame
-
-
-def expand_box(box: np.ndarray, margin: float, w: int, h: int) -> tuple[int, int, int, int]:
-    """Grow ``box`` by ``margin`` of its size on each side; integer pixel bounds clipped to the image."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    return (max(0, int(np.floor(x1 - mx))), max(0, int(np.floor(y1 - my))),
-            min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my))))
-
-
-def region_mask(shape: MaskShape, box: np.ndarray, margin: float, bounds: tuple[int, int, int, int]) -> np.ndarray:
-    """Mask weight (h, w) for the crop ``bounds``: an ellipse through the expanded box (it may be
-    cut by the image edge) or the whole crop."""
-    x1, y1, x2, y2 = bounds
-    if shape == "box":
-        return np.ones((y2 - y1, x2 - x1), np.float32)
-    bx1, by1, bx2, by2 = (float(v) for v in box)
-    mx, my = (bx2 - bx1) * margin, (by2 - by1) * margin
-    cx, cy = (bx1 + bx2) / 2 - x1, (by1 + by2) / 2 - y1  # centre in crop coordinates
-    ax, ay = (bx2 - bx1) / 2 + mx, (by2 - by1) / 2 + my
-    dx = ((np.arange(x2 - x1, dtype=np.float32) + 0.5 - cx) / max(ax, 1)) ** 2  # (w,)
-    dy = ((np.arange(y2 - y1, dtype=np.float32) + 0.5 - cy) / max(ay, 1)) ** 2  # (h,)
-    r = dy[:, None] + dx[None, :]  # (h, w) float32, worked on in place below
-    np.sqrt(r, out=r)
-    edge = np.float32(2.0 / max(min(ax, ay), 1))  # ~2-px soft edge, always outside the ellipse (r > 1)
-    r *= -1 / edge  # weight = (1 + edge - r) / edge, clipped to [0, 1]
-    r += (1 + edge) / edge
-    return np.clip(r, 0, 1, out=r)
-
-
-def anonymize_frame(rgb: np.ndarray, boxes: np.ndarray, method: Method, mask: MaskShape = "ellipse",
-                    margin: float = 0.25) -> np.ndarray:
-    """Return a copy of ``rgb`` with every box (k, 4) replaced by ``method`` under its mask."""
-    out = rgb.copy()
-    h, w = rgb.shape[:2]
-    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
-        x1, y1, x2, y2 = expand_box(box, margin, w, h)
-        if x2 - x1 < 1 or y2 - y1 < 1:
-            continue
-        region = out[y1:y2, x1:x2]
-        weight = region_mask(mask, box, margin, (x1, y1, x2, y2))
-        repl = np.asarray(method(region, weight), np.uint8)
-        if mask == "box":
-            region[:] = repl
-        else:  # (repl * w + region * (1 - w)) in one pass of OpenCV
-            out[y1:y2, x1:x2] = cv2.blendLinear(repl, np.ascontiguousarray(region), weight, 1.0 - weight)
-    return out
-
-
 # ---------------------------------------------------------------- files
 
 
 @dataclass
 class FileResult:
-    """One file's outcome: ``status`` is ``done``, ``skipped`` (output already there) or ``failed``."""
+    """One file's outcome: ``status`` is ``done``, ``skipped`` (output already there, made with these
+    options) or ``failed``. ``note``: what a user should know about a done file (e.g. it was redone
+    because its options changed)."""
 
     src: str
     dst: str
@@ -282,6 +265,7 @@ class FileResult:
     faces: int = 0  # face boxes masked over all frames
     seconds: float = 0.0
     error: str = ""
+    note: str = ""
 
     @property
     def fps(self) -> float:
@@ -297,24 +281,83 @@ def _detector(cfg: AnonymizeConfig, scale) -> Callable[[np.ndarray], Detections]
     return CenterFace(threshold=cfg.threshold, scale=scale, num_threads=cfg.threads)
 
 
-def _sidecar(cfg: AnonymizeConfig, src: Path, dst: Path, detector: object, frames: list[dict], extra: dict) -> dict:
+# the AnonymizeConfig fields that shape an output (threads, workers and niceness only change speed)
+OUTPUT_OPTIONS = ("method", "mask", "margin", "detector", "threshold", "det_size", "detect_every", "tracker", "crf")
+
+
+def output_options(cfg: AnonymizeConfig) -> dict:
+    """The options an output was made with, as its sidecar records them and resume compares them."""
+    d = cfg.to_dict()
+    return {k: d[k] for k in OUTPUT_OPTIONS}
+
+
+def _source_stamp(src: Path) -> dict:
+    st = src.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _sidecar_head(cfg: AnonymizeConfig, src: Path, dst: Path, detector: object, extra: dict) -> dict:
+    """Everything a sidecar holds but the per-frame records."""
     return {"source": str(src), "output": str(dst), "method": cfg.method, "mask": cfg.mask, "margin": cfg.margin,
-            "detector": repr(detector), "threshold": cfg.threshold, **extra,
-            "faces_per_frame": [len(f["boxes"]) for f in frames], "frames": frames}
+            "detector": repr(detector), "threshold": cfg.threshold, "options": output_options(cfg),
+            "source_file": _source_stamp(src), **extra}
 
 
 def sidecar_path(dst: Path) -> Path:
     return dst.with_name(dst.name + ".json")
 
 
-def read_image(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    data = np.fromfile(str(path), np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # applies EXIF orientation
-    if bgr is None:
-        raise MediaError(path, "not a readable image (empty, corrupt or unknown format)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def resume_state(src: Path, dst: Path, cfg: AnonymizeConfig) -> tuple[bool, str]:
+    """``(True, "")`` when ``dst`` is finished and was made from ``src`` as it is now with ``cfg``'s
+    output options (skip it); else ``(False, why)``, ``why`` empty when there is no finished output
+    and otherwise the reason an existing one must be redone (said to the user)."""
+    side = sidecar_path(dst)
+    if not (dst.is_file() and side.is_file()):
+        return False, ""
+    try:
+        made = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False, "redone: its sidecar could not be read"
+    old, new = made.get("options"), output_options(cfg)
+    if not isinstance(old, dict):
+        return False, "redone: its sidecar does not record the options it was made with"
+    changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
+    if changed:
+        return False, f"redone: made with other options ({', '.join(changed)})"
+    if made.get("source_file") != _source_stamp(src):
+        return False, "redone: the input changed since it was made"
+    return True, ""
+
+
+class _FrameLog:
+    """A video sidecar's per-frame records, streamed to a temporary file beside the sidecar as they
+    come (one JSON line a frame) and put together with the rest at the end, so memory stays flat
+    however long the video (as Python lists they took ~2.3 KB a frame: 250 MB an hour at 30 fps).
+    ``faces`` (boxes per frame) stays in memory: 4 bytes a frame."""
+
+    def __init__(self, side: Path):
+        self.path = temp_beside(side)
+        self.file = self.path.open("w", encoding="utf-8")
+        self.faces = array("I")
+
+    def add(self, record: dict) -> None:
+        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.faces.append(len(record["boxes"]))
+
+    def finish(self, side: Path, head: dict) -> None:
+        """Write ``side`` atomically: ``head``, ``faces_per_frame`` and the records, in that order."""
+        self.file.close()
+        with atomic_path(side) as tmp, tmp.open("w", encoding="utf-8") as out, self.path.open(encoding="utf-8") as lines:
+            out.write(json.dumps(head, indent=2)[:-2])  # without its closing "\n}"
+            out.write(f',\n  "faces_per_frame": {json.dumps(self.faces.tolist())},\n  "frames": [')
+            for k, line in enumerate(lines):
+                out.write(("\n    " if k == 0 else ",\n    ") + line.rstrip("\n"))
+            out.write("\n  ]\n}\n")
+        self.discard()
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
 
 
 def anonymize_image(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig(),
@@ -325,188 +368,18 @@ def anonymize_image(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     detector = detector or _detector(cfg, PHOTO_SCALES)
     dets = detector(rgb)
     out = anonymize_frame(rgb, dets.boxes, get_method(cfg.method), cfg.mask, cfg.margin)
-    with atomic_path(dst) as tmp:
-        ok, buf = cv2.imencode(dst.suffix or ".png", cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise MediaError(dst, f"cannot encode an image as {dst.suffix!r}")
-        buf.tofile(str(tmp))
+    sidecar_path(dst).unlink(missing_ok=True)  # a new output never sits beside an old output's sidecar
+    write_image(dst, out)
     frames = [{"i": 0, "t": 0.0, "boxes": np.round(dets.boxes, 1).tolist(), "scores": np.round(dets.scores, 3).tolist()}]
-    write_json(sidecar_path(dst), _sidecar(cfg, src, dst, detector, frames, {"kind": "image",
-                                                                            "width": rgb.shape[1], "height": rgb.shape[0]}))
+    head = _sidecar_head(cfg, src, dst, detector, {"kind": "image", "width": rgb.shape[1], "height": rgb.shape[0]})
+    write_json(sidecar_path(dst), {**head, "faces_per_frame": [len(dets)], "frames": frames})
     return FileResult(str(src), str(dst), "done", "image", 1, len(dets), time.perf_counter() - t0)
-
-
-# ---------------------------------------------------------------- video: masking decoded yuv420p pictures
-
-
-def _even_bounds(bounds: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
-    """``bounds`` grown outward to even coordinates (yuv420p chroma covers 2×2 pixels)."""
-    x1, y1, x2, y2 = bounds
-    return x1 & ~1, y1 & ~1, min(w, x2 + (x2 & 1)), min(h, y2 + (y2 & 1))
-
-
-def anonymize_yuv420p(yuv: np.ndarray, boxes: np.ndarray, method: Method, mask: MaskShape = "ellipse",
-                      margin: float = 0.25) -> np.ndarray:
-    """Mask every box (k, 4) in place in a packed yuv420p picture and return it: ``yuv`` is
-    ``(H * 3 / 2, W)`` uint8 in PyAV's ``VideoFrame.to_ndarray()`` layout (the Y plane, then U, then
-    V, each contiguous). See ``anonymize_planes``."""
-    h_all, w_all = yuv.shape[0] * 2 // 3, yuv.shape[1]
-    if (yuv.dtype != np.uint8 or yuv.ndim != 2 or h_all * 3 // 2 != yuv.shape[0] or h_all % 2 or w_all % 2
-            or not yuv.flags.c_contiguous):
-        raise ValueError(f"expected a contiguous yuv420p picture (H*3/2, W) uint8 with even H and W, "
-                         f"got {yuv.shape} {yuv.dtype}")
-    n = h_all * w_all
-    flat = yuv.reshape(-1)  # a view: yuv is contiguous
-    anonymize_planes(yuv[:h_all], flat[n:n + n // 4].reshape(h_all // 2, w_all // 2),
-                     flat[n + n // 4:].reshape(h_all // 2, w_all // 2), boxes, method, mask, margin)
-    return yuv
-
-
-def _blend(view: np.ndarray, method: Method, weight: np.ndarray, inverse: np.ndarray | None, **kw) -> None:
-    """``view`` ← method(view) blended by ``weight`` (``inverse`` = 1 - weight; None for a full box)."""
-    src = np.ascontiguousarray(view)
-    out = np.asarray(method(src, weight, **kw), np.uint8)
-    if inverse is None:
-        view[:] = out
-    else:
-        cv2.blendLinear(out, src, weight, inverse, dst=view)
-
-
-def anonymize_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray, boxes: np.ndarray, method: Method,
-                     mask: MaskShape = "ellipse", margin: float = 0.25) -> None:
-    """Mask every box (k, 4) in place in a 4:2:0 picture given as its planes: ``y`` (H, W), ``u`` and
-    ``v`` (H/2, W/2) uint8, each may be a strided view (``media.writable_planes`` of a decoded frame).
-
-    Only each face's region is touched. A ``planar`` method (a linear filter such as ``blur``) runs
-    on the Y crop ``anonymize_frame`` would use and on the U and V crops as they are (``step=2``);
-    any other method gets the region converted to RGB (BT.601 video range, OpenCV), sees the same
-    crop and mask as in ``anonymize_frame``, and its result is converted back. Either way the
-    replacement is blended in by the mask on Y and (with the mask averaged over each 2×2 block) on U
-    and V, so pixels outside the mask keep their bytes exactly.
-    """
-    h_all, w_all = y.shape
-    planar = getattr(method, "planar", False)
-    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
-        bounds = expand_box(box, margin, w_all, h_all)
-        bx1, by1, bx2, by2 = bounds
-        if bx2 - bx1 < 1 or by2 - by1 < 1:
-            continue
-        x1, y1, x2, y2 = _even_bounds(bounds, w_all, h_all)
-        h, w = y2 - y1, x2 - x1
-        inner = (slice(by1 - y1, by2 - y1), slice(bx1 - x1, bx2 - x1))  # the crop anonymize_frame uses
-        w_inner = region_mask(mask, box, margin, bounds)
-        if (x1, y1, x2, y2) == bounds:
-            weight = w_inner
-        else:
-            weight = np.zeros((h, w), np.float32)
-            weight[inner] = w_inner
-        wc = cv2.resize(weight, (w // 2, h // 2), interpolation=cv2.INTER_AREA)  # mean of each 2×2 block
-        chroma = [p[y1 // 2:y2 // 2, x1 // 2:x2 // 2] for p in (u, v)]
-        if planar:  # no colour conversion: filter Y, U and V as they are
-            box_mask = mask == "box"  # every Y weight is 1, and every U/V weight too unless bounds grew
-            _blend(y[by1:by2, bx1:bx2], method, w_inner, None if box_mask else 1.0 - w_inner)
-            inverse = None if box_mask and weight is w_inner else 1.0 - wc
-            for view in chroma:
-                _blend(view, method, wc, inverse, step=2)
-            continue
-        crops = (y[y1:y2, x1:x2], *chroma)
-        i420 = np.concatenate([c.reshape(-1) for c in crops]).reshape(h * 3 // 2, w)
-        rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)  # (h, w, 3)
-        rgb[inner] = np.asarray(method(rgb[inner], w_inner), np.uint8)
-        new = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)
-        q = h * w // 4
-        cv2.blendLinear(new[:h * w].reshape(h, w), np.ascontiguousarray(crops[0]), weight, 1.0 - weight, dst=crops[0])
-        inverse = 1.0 - wc
-        for plane, part in ((crops[1], new[h * w:h * w + q]), (crops[2], new[h * w + q:])):
-            cv2.blendLinear(part.reshape(h // 2, w // 2), np.ascontiguousarray(plane), wc, inverse, dst=plane)
 
 
 # ---------------------------------------------------------------- video: three overlapping stages
 
-_END = object()
-FRAME_QUEUE = 8  # decoded frames waiting for the main thread; masked frames waiting for the encoder
 DETECT_AHEAD = 2  # detections in flight per worker
 DETECT_PATIENCE = 0.05  # seconds to wait for a background detection before running it in the main thread
-
-
-class _Stage(threading.Thread):
-    """A daemon thread that runs ``fn`` and keeps its exception for the main thread."""
-
-    def __init__(self, fn: Callable[[], None], name: str):
-        super().__init__(name=name, daemon=True)
-        self.fn, self.error = fn, None
-
-    def run(self) -> None:
-        try:
-            self.fn()
-        except BaseException as e:  # noqa: BLE001 - kept and re-raised in the main thread
-            self.error = e
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put unless ``stop`` is set (so a stage never blocks forever on a dead consumer)."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def encode_frame(writer, frame) -> None:
-    """Encode a decoded (or rebuilt) ``av.VideoFrame`` with ``writer`` (a ``VideoWriter``), keeping
-    its ``pts``. The decoder's picture type is cleared so the encoder picks frame types itself (as
-    ``ffmpeg`` does); PyAV converts a frame whose pixel format differs from the stream's."""
-    from av.video.frame import PictureType
-
-    frame.pict_type = PictureType.NONE
-    writer.write_frame(frame)
-
-
-def _decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
-    from affectlens.media import decoded_frames
-
-    def run() -> None:
-        try:
-            for frame in decoded_frames(src):
-                if not _put(q, frame, stop):
-                    return
-        finally:
-            _put(q, _END, stop)
-    return run
-
-
-def _encode_stage(writer, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            while (item := q.get()) is not _END:
-                if isinstance(item, tuple):  # (rgb, pts): a rotated source, masked in RGB
-                    writer.write(item[0], pts=item[1])
-                else:
-                    encode_frame(writer, item)
-        except BaseException:
-            stop.set()
-            raise
-    return run
-
-
-def _items(q: queue.Queue, stages: Sequence[_Stage]) -> Iterator:
-    """Frames from the decode stage; raises a stage's error as soon as it shows."""
-    while True:
-        try:
-            item = q.get(timeout=0.1)
-        except queue.Empty:
-            for s in stages:
-                if s.error is not None:
-                    raise s.error
-            continue
-        if item is _END:
-            for s in stages:
-                if s.error is not None:
-                    raise s.error
-            return
-        yield item
 
 
 def _video_scale(cfg: AnonymizeConfig, width: int, height: int) -> float:
@@ -569,19 +442,6 @@ def _frame_detector(cfg: AnonymizeConfig, custom, info) -> _FrameDetector:
     return _FrameDetector(_detector(cfg, 1.0), info.rotation, scale)
 
 
-@contextmanager
-def _opencv_single_threaded() -> Iterator[None]:
-    """OpenCV's own thread pool off for the block, restored after. A video's stages already keep the
-    cores busy; OpenCV splitting each small face crop across threads only doubled the masking's CPU
-    time at no gain in wall time (720p, 6 faces a frame: 9.7 vs 5.7 CPU ms a frame)."""
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)
-
-
 def _tracker_config(cfg: AnonymizeConfig) -> TrackerConfig:
     """``cfg.tracker``, stretched so the frames skipped by ``detect_every`` are always bridged: a gap
     of ``detect_every - 1`` frames is filled and a new face is masked that many frames early."""
@@ -590,67 +450,6 @@ def _tracker_config(cfg: AnonymizeConfig) -> TrackerConfig:
     skip = cfg.detect_every - 1
     t = cfg.tracker
     return replace(t, max_gap=max(t.max_gap, skip), pre_roll=max(t.pre_roll, skip))
-
-
-def _lower_priority(nice: int) -> Callable[[], None]:
-    """A thread initializer that adds ``nice`` to the calling thread's niceness (Linux keeps one per
-    thread; elsewhere ``setpriority`` would touch the whole process, so it does nothing there)."""
-    def init() -> None:
-        if nice > 0 and sys.platform.startswith("linux"):
-            tid = threading.get_native_id()
-            with suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    return init
-
-
-class _Background:
-    """Runs ``fn`` ahead of need in ``workers`` threads at a lower CPU priority (``nice``).
-
-    The decoder's and encoder's threads then go first, and the work here fills the moments they
-    leave a core idle (libx264's frame threads leave about a quarter of two cores idle at 720p).
-    A result still missing after ``patience`` seconds (or twice the quickest job so far, for a slow
-    ``fn``; see ``_wait``) is computed by the caller itself at its own priority, so other programs
-    keeping the machine busy cannot starve the pipeline (a job already running is left to finish
-    and its result dropped). ``patience=None`` always waits.
-    """
-
-    def __init__(self, fn: Callable, workers: int, nice: int = 0, patience: float | None = None):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.fn, self.patience = fn, patience
-        self.starved, self.quickest = False, None  # seconds one job took, at best
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="detect", initializer=_lower_priority(nice))
-
-    def _run(self, *args):
-        t0 = time.perf_counter()
-        out = self.fn(*args)
-        took = time.perf_counter() - t0
-        self.quickest = took if self.quickest is None else min(self.quickest, took)
-        return out
-
-    def _wait(self) -> float | None:
-        """How long to wait for a job: ``patience`` or twice the quickest job; after a job was not
-        ready in time (workers starved), only as long as one job takes, until one is ready again."""
-        if self.patience is None or self.quickest is None:
-            return self.patience
-        return self.quickest if self.starved else max(self.patience, 2 * self.quickest)
-
-    def submit(self, *args) -> tuple:
-        return args, self.pool.submit(self._run, *args)
-
-    def result(self, job: tuple):
-        from concurrent.futures import wait
-
-        args, fut = job
-        if not wait([fut], timeout=self._wait()).done:
-            fut.cancel()  # dropped if it has not started
-            self.starved = True
-            return self._run(*args)
-        self.starved = False
-        return fut.result()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=self.patience is None, cancel_futures=True)  # a late job may finish alone
 
 
 def _detect_track(items: Iterable, detector: _FrameDetector, cfg: AnonymizeConfig, pending: deque, emit,
@@ -663,7 +462,7 @@ def _detect_track(items: Iterable, detector: _FrameDetector, cfg: AnonymizeConfi
     tracker = FaceTracker(_tracker_config(cfg))
     inflight: deque = deque()  # (frame, job or None), oldest first
     bg = _Background(detector.detect, workers, 0 if in_order else cfg.detect_nice,
-                     None if in_order else DETECT_PATIENCE)
+                     None if in_order else DETECT_PATIENCE, name="detect")
 
     def settle_one() -> None:
         item, job = inflight.popleft()
@@ -687,76 +486,101 @@ def _detect_track(items: Iterable, detector: _FrameDetector, cfg: AnonymizeConfi
         emit(tf)
 
 
+def _video_writer(src: Path, dst: Path, info, cfg: AnonymizeConfig):
+    """The output's ``VideoWriter`` (as ``VideoWriter.like(src, ...)``, without probing ``src``
+    again), refusing first what would not come out whole: a cut-short input, or a variable frame
+    rate the output container cannot hold. Every refusal names the input."""
+    from affectlens.media import VideoWriter
+    from affectlens.media.writer import container_for
+
+    if info.frames_missing:
+        declared = info.frame_count + info.frames_missing
+        raise MediaError(src, f"truncated: {info.frames_missing} of the {declared} frames its container declares "
+                              f"are missing; not anonymized (the output would be cut short too)")
+    try:
+        container = container_for(dst)
+        if info.variable_fps and not container.variable_rate:
+            raise MediaError(dst, f"{dst.suffix} keeps a constant frame rate and this video's varies: "
+                                  f"write .mp4, .mkv, .mov, .webm or .ts")
+        return VideoWriter(dst, info.rate, info.width, info.height, time_base=info.time_base,
+                           audio_from=src if info.audio else None, crf=cfg.crf)
+    except MediaError as e:
+        raise MediaError(src, f"cannot write {e.path}: {e.reason}") from None
+
+
 def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig(),
                     detector: Callable[[np.ndarray], Detections] | None = None,
                     on_frame: Callable[[int], None] | None = None) -> FileResult:
     """Anonymize one video: decoding, detection (``_Background``), tracking+masking and encoding
-    overlap in their own threads.
+    overlap in their own threads (``affectlens.media.pipeline``).
 
     Frames stay in the decoder's pixel format: one without a face goes to the encoder as decoded;
     one with faces is made writable (FFmpeg copies it only if the decoder still refers to it) and
-    masked in place, only inside the faces' regions (``anonymize_planes``).
-    A rotated source is masked on upright RGB frames instead (the output is stored upright).
+    masked in place, only inside the faces' regions (``anonymize_planes``). A rotated source (the
+    output is stored upright) or one of odd width or height (4:2:0 planes need even sizes) is masked
+    on RGB frames instead. An output is kept only if every frame the input has was decoded.
     """
-    from affectlens.media import VideoWriter, probe, writable_planes
+    from affectlens.media import probe, writable_planes
     from affectlens.media.video import _target_hw, _to_rgb
 
     t0 = time.perf_counter()
     info = probe(src)
+    writer = _video_writer(src, dst, info, cfg)
     custom = detector is not None  # a caller's detector may keep state: call it in frame order
     frame_detector = _frame_detector(cfg, detector, info)
     method = get_method(cfg.method)
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
     q_out: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
-    # as VideoWriter.like(src, ...), without probing src a second time
-    writer = VideoWriter(dst, info.rate, info.width, info.height, time_base=info.time_base,
-                         audio_from=src if info.audio else None, crf=cfg.crf)
-    stages = [_Stage(_decode_stage(src, q_in, stop), "decode"), _Stage(_encode_stage(writer, q_out, stop), "encode")]
-    frames: list[dict] = []
+    stages = [Stage(decode_stage(src, q_in, stop), "decode"), Stage(encode_stage(writer, q_out, stop), "encode")]
+    log = _FrameLog(sidecar_path(dst))
     pending: deque = deque()  # decoded frames waiting for the tracker's verdict, oldest first
     hw = _target_hw(None, info.rotation, info.width, info.height)
+    in_rgb = bool(info.rotation or info.width % 2 or info.height % 2)
 
     def emit(tf: TrackedFrame) -> None:
         frame = pending.popleft()
-        if info.rotation:
+        if in_rgb:
             out = (anonymize_frame(_to_rgb(frame, hw, info.rotation), tf.boxes, method, cfg.mask, cfg.margin), frame.pts)
         else:
             out = frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
             if len(tf.boxes):
                 anonymize_planes(*writable_planes(out), tf.boxes, method, cfg.mask, cfg.margin)
-        if not _put(q_out, out, stop):
-            raise stages[1].error or MediaError(dst, "encoder stopped")
+        if not put(q_out, out, stop):
+            raise stages[1].error or MediaError(src, f"the encoder of {dst} stopped")
         t = float(frame.pts * info.time_base) - info.start_time
-        frames.append({"i": tf.index, "t": round(t, 4), "boxes": np.round(tf.boxes, 1).tolist(),
-                       "detected": tf.detected.tolist()})
+        log.add({"i": tf.index, "t": round(t, 4), "boxes": np.round(tf.boxes, 1).tolist(), "detected": tf.detected.tolist()})
         if on_frame is not None:
             on_frame(1)
 
     try:
-        with _opencv_single_threaded():
+        with opencv_single_threaded():
             for s in stages:
                 s.start()
-            _detect_track(_items(q_in, stages), frame_detector, cfg, pending, emit, custom)
-            _put(q_out, _END, stop)
+            _detect_track(stage_items(q_in, stages), frame_detector, cfg, pending, emit, custom)
+            put(q_out, END, stop)
             stages[1].join()
             if stages[1].error is not None:
                 raise stages[1].error
+            if len(log.faces) < info.frame_count:
+                raise MediaError(src, f"only {len(log.faces)} of its {info.frame_count} frames could be decoded "
+                                      f"(corrupt data); not anonymized")
+            sidecar_path(dst).unlink(missing_ok=True)  # a new output never sits beside an old output's sidecar
             writer.close()
     except BaseException:
         stop.set()
         writer.abort()
+        log.discard()
         raise
     finally:
         stop.set()
         for s in stages:
             s.join(timeout=5)
     extra = {"kind": "video", "width": info.width, "height": info.height, "fps": info.fps, "rate": str(info.rate),
-             "time_base": str(info.time_base), "frame_count": len(frames), "detect_every": cfg.detect_every,
+             "time_base": str(info.time_base), "frame_count": len(log.faces), "detect_every": cfg.detect_every,
              "det_size": cfg.det_size, "tracker": asdict(_tracker_config(cfg))}
-    write_json(sidecar_path(dst), _sidecar(cfg, src, dst, frame_detector, frames, extra))
-    faces = sum(len(f["boxes"]) for f in frames)
-    return FileResult(str(src), str(dst), "done", "video", len(frames), faces, time.perf_counter() - t0)
+    log.finish(sidecar_path(dst), _sidecar_head(cfg, src, dst, frame_detector, extra))
+    return FileResult(str(src), str(dst), "done", "video", len(log.faces), sum(log.faces), time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------- many files
@@ -784,7 +608,8 @@ def plan_outputs(srcs: Sequence[str | Path], dst: str | Path) -> list[tuple[Path
 
     One file and a ``dst`` with a file suffix: that file. Otherwise ``dst`` is a folder: a file
     goes to ``dst/name``; one input folder's tree is mirrored under ``dst``; with several inputs,
-    a folder's tree goes under ``dst/<folder name>``.
+    a folder's tree goes under ``dst/<folder name>``. Refused here, before any work: an input
+    folder without media, and an output that cannot hold its input (``_check_output``).
     """
     srcs, dst = [Path(s) for s in srcs], Path(dst)
     for s in srcs:
@@ -802,10 +627,15 @@ def plan_outputs(srcs: Sequence[str | Path], dst: str | Path) -> list[tuple[Path
                 pairs.append((s, dst / s.name))
             else:
                 root = dst if len(srcs) == 1 else dst / s.resolve().name
-                pairs += [(p, root / p.relative_to(s)) for p in _walk(s, dst.resolve())]
+                found = _walk(s, dst.resolve())
+                if not found:
+                    raise MediaError(s, f"is a folder without images or videos (looked for "
+                                        f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))}, recursively)")
+                pairs += [(p, root / p.relative_to(s)) for p in found]
     inputs = {p.resolve() for p, _ in pairs}
     seen: set[Path] = set()
     for s, d in pairs:
+        _check_output(s, d)
         r = d.resolve()
         if r in inputs:
             raise MediaError(d, f"output would overwrite an input ({s}); choose another --out")
@@ -815,27 +645,24 @@ def plan_outputs(srcs: Sequence[str | Path], dst: str | Path) -> list[tuple[Path
     return pairs
 
 
-def _done(dst: Path) -> bool:
-    return dst.is_file() and sidecar_path(dst).is_file()
+def _check_output(src: Path, dst: Path) -> None:
+    """Refuse, naming the input, an output whose extension cannot hold it: an image needs one of
+    ``IMAGE_EXTS``, a video one of the containers ``VideoWriter`` writes."""
+    from affectlens.media.writer import writable_video_exts
+
+    ext = dst.suffix.lower()
+    if _kind(src) == "image":
+        if ext not in IMAGE_EXTS:
+            raise MediaError(src, f"an image cannot be written as {dst} (use one of {', '.join(sorted(IMAGE_EXTS))})")
+    elif ext not in writable_video_exts():
+        raise MediaError(src, f"a video cannot be written as {dst} (use one of {', '.join(writable_video_exts())})")
 
 
-def _progress(enabled: bool):
-    """A rich progress display on stderr (a no-op context when disabled)."""
-    from contextlib import nullcontext
-
-    if not enabled:
-        return nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=False)
+def _clean_stale(pairs: Sequence[tuple[Path, Path]], before: float) -> None:
+    """Remove what a killed run left beside these outputs: temporary files of our own pattern that
+    are older than this run (a file being written now is never touched)."""
+    for p in stale_temps([f for _, d in pairs for f in (d, sidecar_path(d))], before):
+        p.unlink(missing_ok=True)
 
 
 def _run_one(src: Path, dst: Path, cfg: AnonymizeConfig, bar, detector) -> FileResult:
@@ -843,7 +670,7 @@ def _run_one(src: Path, dst: Path, cfg: AnonymizeConfig, bar, detector) -> FileR
         return anonymize_image(src, dst, cfg, detector)
     on_frame = None
     task = None
-    if bar is not None:
+    if not bar.disable:  # shown: a bar per video, counting its frames
         from affectlens.media import probe
 
         task = bar.add_task(f"  {src.name}", total=probe(src).frame_count)
@@ -863,31 +690,37 @@ def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method
 
     ``dst`` is a file for one input file with a suffix, else a folder (see ``plan_outputs``); an
     output never replaces an input. ``options`` are further ``AnonymizeConfig`` fields
-    (``det_size``, ``detect_every``, ``tracker``, ``crf``, ``threads``). With ``resume``, files whose
-    output and sidecar exist are skipped. ``errors="collect"`` reports a failing file in its
-    ``FileResult`` and goes on (the CLI's behaviour); ``"raise"`` raises its error.
-    ``face_detector``: a callable ``rgb -> Detections`` used instead of ``detector``.
+    (``det_size``, ``detect_every``, ``tracker``, ``crf``, ``threads``). With ``resume``, a file
+    whose output was made from the same input with the same output options is skipped, and one
+    made otherwise is redone (its result's ``note`` says why; see ``resume_state``).
+    ``errors="collect"`` reports a failing file in its ``FileResult`` and goes on (the CLI's
+    behaviour); ``"raise"`` raises its error. ``face_detector``: a callable ``rgb -> Detections``
+    used instead of ``detector``.
     """
+    started = time.time()
     cfg = AnonymizeConfig(method=method, mask=mask, margin=margin, detector=detector, threshold=threshold, **options)
     get_method(cfg.method)
     srcs = [src] if isinstance(src, (str, Path)) else list(src)
     pairs = plan_outputs(srcs, dst)
+    _clean_stale(pairs, started)
     results: list[FileResult] = []
-    with _progress(progress) as bar:
-        overall = bar.add_task("files", total=len(pairs)) if bar is not None else None
+    with progress_bar(enabled=progress) as bar:  # file names are shown literally, never as markup
+        overall = bar.add_task("files", total=len(pairs))
         for s, d in pairs:
-            if resume and _done(d):
+            skip, note = resume_state(s, d, cfg) if resume else (False, "")
+            if skip:
                 results.append(FileResult(str(s), str(d), "skipped", _kind(s)))
             else:
                 try:
                     results.append(_run_one(s, d, cfg, bar, face_detector))
+                    results[-1].note = note
                 except Exception as e:  # a batch goes on past a bad file
                     if errors == "raise":
                         raise
-                    msg = str(e) if isinstance(e, AffectlensError) else f"{s}: {type(e).__name__}: {e}"
+                    msg = str(e) if isinstance(e, AffectlensError) else f"{type(e).__name__}: {e}"
+                    msg = msg if msg.startswith(str(s)) else f"{s}: {msg}"  # every line names the input
                     results.append(FileResult(str(s), str(d), "failed", _kind(s), error=msg))
-            if bar is not None:
-                bar.advance(overall, 1)
+            bar.advance(overall, 1)
     return results
 
 
@@ -905,29 +738,34 @@ def anonymize_batch(src: str | Path | Sequence[str | Path], dst: str | Path, *, 
                     address: str | None = None, workers: int | None = None, resume: bool = True,
                     progress: bool = False, setup: Callable[[], None] | None = None, **options) -> list[FileResult]:
     """:func:`anonymize` one file per task over :func:`affectlens.scale.run_batch` (``backend="ray"``
-    spreads them over a Ray cluster), with the same outputs, resume (on the sidecar) and per-file
-    results in input order. ``setup`` runs in each task first (e.g. registering a method whose
-    models must be loaded in the worker); ``options`` are ``anonymize``'s keyword options."""
+    spreads them over a Ray cluster), with the same outputs, resume (on the sidecar and the options
+    it records) and per-file results in input order. ``setup`` runs in each task first (e.g.
+    registering a method whose models must be loaded in the worker); ``options`` are
+    ``anonymize``'s keyword options."""
     import functools
-    import json
 
     from affectlens.scale import run_batch
 
-    AnonymizeConfig(**{k: v for k, v in options.items() if k in AnonymizeConfig.__dataclass_fields__})
+    started = time.time()
+    cfg = AnonymizeConfig(**{k: v for k, v in options.items() if k in AnonymizeConfig.__dataclass_fields__})
     if setup is None:
         get_method(options.get("method", "blur"))  # an unknown method fails once, here, not once per file
     srcs = [src] if isinstance(src, (str, Path)) else list(src)
     pairs = plan_outputs(srcs, dst)
+    _clean_stale(pairs, started)
     dst_of = {str(s): d for s, d in pairs}
+    state = {str(s): resume_state(s, d, cfg) for s, d in pairs} if resume else {}
     res = run_batch([s for s, _ in pairs],
                     functools.partial(_anonymize_task, dst_of=dst_of, options=options, setup=setup),
                     lambda s: sidecar_path(dst_of[str(s)]), backend=backend, address=address, num_workers=workers,
-                    resume=resume, description="files", progress=progress)
+                    resume=resume, description="files", progress=progress,
+                    up_to_date=lambda s, _side: state[str(s)][0])
     kind = {str(s): _kind(s) for s, _ in pairs}
     rows: dict[str, FileResult] = {}
     for s, side in res.done:
         faces = json.loads(Path(side).read_text(encoding="utf-8")).get("faces_per_frame", [])
-        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "done", kind[str(s)], len(faces), sum(faces))
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "done", kind[str(s)], len(faces), sum(faces),
+                                  note=state.get(str(s), (False, ""))[1])
     for s, _ in res.skipped:
         rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "skipped", kind[str(s)])
     for s, reason in res.failed:

@@ -26,7 +26,8 @@ def anonymize_command(
     detector: str = typer.Option("centerface", "--detector", help="centerface | haar"),
     det_size: int | None = typer.Option(480, "--det-size", help="Longer side of video frames for detection, >= 320 (0 = full size)."),
     detect_every: int = typer.Option(4, "--detect-every", help="Detect on every n-th video frame, 1 to 4; tracking fills the rest (AnonymizeConfig.detect_every)."),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip files whose output and sidecar exist."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Skip files already done with these options; redo (and say so) ones done otherwise."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON list of per-file results on stdout."),
     recon: Path = typer.Option(Path("runs/privacy/reconstruct_cpu/best.pt"), "--recon",
                                help="obfuscate: stage-2 U-Net checkpoint (affectlens privacy train-reconstruct)."),
@@ -74,6 +75,9 @@ def _print_results(results: list, as_json: bool) -> None:
         for r in results:
             table.add_row(escape(r.src), escape(r.dst), r.status, str(r.frames), str(r.faces), f"{r.fps:.1f}")
         Console().print(table)
+    for r in results:
+        if r.note:  # e.g. redone because the options changed since the last run
+            err.print(f"[cyan]note:[/cyan] {escape(r.src)}: {escape(r.note)}", highlight=False)
     faceless = [r for r in results if r.status == "done" and r.faces == 0]
     for r in faceless:  # said, not hidden: the output is a plain copy of what the detector saw
         err.print(f"[yellow]warning:[/yellow] {escape(r.src)}: no face detected in {r.frames} "
