@@ -17,12 +17,12 @@ from affectlens.training.checkpoint import load_checkpoint
 runner = CliRunner()
 
 
-def _fer_csv(path, n=21, seed=0):
+def _fer_csv(path, n=21, seed=0, usages=("PrivateTest",)):
     rng = np.random.default_rng(seed)
     rows = ["emotion,pixels,Usage"]
     for i in range(n):
         pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
-        rows.append(f"{i % 7},{pixels},PrivateTest")
+        rows.append(f"{i % 7},{pixels},{usages[i % len(usages)]}")
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -41,16 +41,6 @@ def test_eval_report_has_sections_and_embedded_images(tmp_path):
     assert "http://" not in html and "https://" not in html
 
 
-def _fer_splits_csv(path, n=24, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = ["emotion,pixels,Usage"]
-    for i in range(n):
-        pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
-        rows.append(f"{i % 7},{pixels},{('Training', 'Training', 'PublicTest')[i % 3]}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
 def test_train_takes_the_engine_options():
     r = runner.invoke(app, ["expression", "train", "--help"])
     for flag in ("--accelerator", "--devices", "--num-nodes", "--strategy", "--precision"):
@@ -61,7 +51,7 @@ def test_train_takes_the_engine_options():
 @pytest.mark.slow
 def test_train_on_two_cpu_processes_writes_one_run_folder(tmp_path):
     """``--accelerator cpu --devices 2 --strategy ddp``: Lightning re-runs the command as rank 1."""
-    data = _fer_splits_csv(tmp_path / "fer2013.csv")
+    data = _fer_csv(tmp_path / "fer2013.csv", n=24, usages=("Training", "Training", "PublicTest"))
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([str(Path(sys.executable).parent / "affectlens"), "expression", "train", "--data", str(data),
