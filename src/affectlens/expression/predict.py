@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from affectlens.errors import AffectlensError, DataError
 from affectlens.expression import model as M
@@ -51,6 +52,54 @@ def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.Expression
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(path, f"not an expression checkpoint ({first[:160]})") from None
     return net.eval()
+
+
+# --------------------------------------------------------------------------- model input and TTA
+
+def fit_to_model(images: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 ``(B, 1, 48, 48)`` → the model's input side by a centre crop (or resize when smaller)."""
+    h = images.shape[-1]
+    if h == side:
+        return images
+    if side < h and side >= h * 0.8:
+        o = (h - side) // 2
+        return images[..., o:o + side, o:o + side]
+    return F.interpolate(images.float(), size=(side, side), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
+
+
+def tta_views(images: torch.Tensor, side: int, mode: str) -> list[torch.Tensor]:
+    """uint8 ``(B, 1, 48, 48)`` → list of uint8 views ``(B, 1, S, S)`` whose softmaxes are averaged.
+
+    ``none``: centre crop; ``flip``: centre crop and its mirror; ``tencrop``: four corners and the
+    centre, each also mirrored (the usual FER2013 ten-crop).
+    """
+    if mode not in ("none", "flip", "tencrop"):
+        raise ValueError(f"tta must be none, flip or tencrop, got {mode!r}")
+    centre = fit_to_model(images, side)
+    if mode == "none":
+        return [centre]
+    if mode == "flip" or images.shape[-1] <= side:
+        return [centre, centre.flip(-1)]
+    h = images.shape[-1]
+    d = h - side
+    crops = [images[..., y:y + side, x:x + side] for y, x in ((0, 0), (0, d), (d, 0), (d, d))] + [centre]
+    return crops + [c.flip(-1) for c in crops]
+
+
+@torch.no_grad()
+def predict_proba(model: M.ExpressionNet, images: np.ndarray | torch.Tensor, tta: str = "none",
+                  batch_size: int = 256) -> np.ndarray:
+    """uint8 grey faces ``(N, 48, 48)`` or ``(N, 1, 48, 48)`` → class probabilities ``(N, 7)``."""
+    model.eval()
+    x = torch.as_tensor(np.asarray(images))
+    if x.ndim == 3:
+        x = x[:, None]  # (N, 1, 48, 48)
+    out = []
+    for i in range(0, len(x), batch_size):
+        views = tta_views(x[i:i + batch_size], model.cfg.image_size, tta)
+        probs = sum(F.softmax(model(M.normalise(v, model.cfg)), dim=1) for v in views) / len(views)
+        out.append(probs)
+    return torch.cat(out).numpy() if out else np.zeros((0, model.cfg.num_classes), np.float32)
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
@@ -102,7 +151,7 @@ class FaceResult:
 
 
 class ExpressionPredictor:
-    """Detector + aligner + classifier. ``tta``: ``none`` | ``flip`` | ``tencrop`` (see ``recipe.tta_views``)."""
+    """Detector + aligner + classifier. ``tta``: ``none`` | ``flip`` | ``tencrop`` (see ``tta_views``)."""
 
     def __init__(self, weights: str | Path | None = None, detector: str = "centerface",
                  threshold: float = 0.5, tta: str = "flip", margin: float = 1.15):
@@ -111,8 +160,6 @@ class ExpressionPredictor:
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Aligned uint8 faces ``(N, 48, 48)`` → probabilities ``(N, 7)``."""
-        from affectlens.expression.recipe import predict_proba
-
         return predict_proba(self.model, faces, tta=self.tta)
 
     def faces(self, rgb: np.ndarray, scale=None) -> list[FaceResult]:
@@ -131,8 +178,6 @@ class ExpressionPredictor:
     @torch.no_grad()
     def track_sequence(self, crops: np.ndarray) -> np.ndarray:
         """One face track's crops ``(T, 48, 48)`` in time order → probabilities ``(7,)`` from the BiLSTM."""
-        from affectlens.expression.recipe import fit_to_model
-
         x = fit_to_model(torch.from_numpy(np.asarray(crops))[:, None], self.model.cfg.image_size)  # (T, 1, S, S)
         logits = self.model.forward_video(M.normalise(x, self.model.cfg)[None])                   # (1, K)
         return torch.softmax(logits, dim=1)[0].numpy()

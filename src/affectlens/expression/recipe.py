@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, FerSet, load_fer
+from affectlens.expression.predict import fit_to_model, predict_proba, tta_views  # noqa: F401 (recipe API)
 from affectlens.training.engine import FitResult, TrainModule, fit, loader
 from affectlens.training.hardware import Hardware
 
@@ -75,17 +76,6 @@ def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfi
 
 # --------------------------------------------------------------------------- augmentation / TTA
 
-def fit_to_model(images: torch.Tensor, side: int) -> torch.Tensor:
-    """uint8 ``(B, 1, 48, 48)`` → the model's input side by a centre crop (or resize when smaller)."""
-    h = images.shape[-1]
-    if h == side:
-        return images
-    if side < h and side >= h * 0.8:
-        o = (h - side) // 2
-        return images[..., o:o + side, o:o + side]
-    return F.interpolate(images.float(), size=(side, side), mode="bilinear", align_corners=False).round().clamp(0, 255).to(torch.uint8)
-
-
 def augment(images: torch.Tensor, cfg: TrainConfig, mcfg: M.ExpressionConfig, gen: torch.Generator) -> torch.Tensor:
     """uint8 ``(B, 1, 48, 48)`` → augmented normalised float ``(B, 1, S, S)``, S = model input side.
 
@@ -131,41 +121,6 @@ def _random_erase(x: torch.Tensor, p: float, rand) -> torch.Tensor:
     box &= (rand(b) < p).view(b, 1, 1)
     noise = rand(*x.shape)
     return torch.where(box[:, None], noise, x)
-
-
-def tta_views(images: torch.Tensor, side: int, mode: str) -> list[torch.Tensor]:
-    """uint8 ``(B, 1, 48, 48)`` → list of uint8 views ``(B, 1, S, S)`` whose softmaxes are averaged.
-
-    ``none``: centre crop; ``flip``: centre crop and its mirror; ``tencrop``: four corners and the
-    centre, each also mirrored (the usual FER2013 ten-crop).
-    """
-    if mode not in ("none", "flip", "tencrop"):
-        raise ValueError(f"tta must be none, flip or tencrop, got {mode!r}")
-    centre = fit_to_model(images, side)
-    if mode == "none":
-        return [centre]
-    if mode == "flip" or images.shape[-1] <= side:
-        return [centre, centre.flip(-1)]
-    h = images.shape[-1]
-    d = h - side
-    crops = [images[..., y:y + side, x:x + side] for y, x in ((0, 0), (0, d), (d, 0), (d, d))] + [centre]
-    return crops + [c.flip(-1) for c in crops]
-
-
-@torch.no_grad()
-def predict_proba(model: M.ExpressionNet, images: np.ndarray | torch.Tensor, tta: str = "none",
-                  batch_size: int = 256) -> np.ndarray:
-    """uint8 grey faces ``(N, 48, 48)`` or ``(N, 1, 48, 48)`` → class probabilities ``(N, 7)``."""
-    model.eval()
-    x = torch.as_tensor(np.asarray(images))
-    if x.ndim == 3:
-        x = x[:, None]  # (N, 1, 48, 48)
-    out = []
-    for i in range(0, len(x), batch_size):
-        views = tta_views(x[i:i + batch_size], model.cfg.image_size, tta)
-        probs = sum(F.softmax(model(M.normalise(v, model.cfg)), dim=1) for v in views) / len(views)
-        out.append(probs)
-    return torch.cat(out).numpy() if out else np.zeros((0, model.cfg.num_classes), np.float32)
 
 
 # --------------------------------------------------------------------------- training

@@ -5,7 +5,8 @@ A video job runs three stages that overlap (PyAV releases the GIL while it decod
 from ``stage_items`` and puts what it makes of them on a second queue, which ``encode_stage``
 drains into a ``VideoWriter``. Bounded queues (``FRAME_QUEUE``) keep memory flat; ``put`` gives up when ``stop``
 is set, so a stage whose partner died never blocks forever, and the first error of any stage is
-raised in the caller's thread.
+raised in the caller's thread. ``Background`` runs per-frame work (face detection) ahead of need
+at a lower priority, and ``opencv_single_threaded`` keeps OpenCV from competing with the stages.
 """
 from __future__ import annotations
 

@@ -3,8 +3,9 @@ audio packets copied unchanged (no re-encode) where the container takes them, or
 as AAC for synthetic clips.
 
 Each accepted output extension has one ``Container`` entry (``CONTAINERS``): the video encoder it
-takes (H.264; VP9 for WebM), whether B-frames may be used, and the audio codecs it stores as they
-are; source audio of any other codec is re-encoded to that container's audio codec.
+takes (H.264; VP9 for WebM, MPEG-4 Part 2 for AVI, MPEG-2 for .mpg), whether B-frames may be
+used, and the audio codecs it stores as they are; source audio of any other codec is re-encoded
+to that container's audio codec.
 
 The file is written to a temporary path beside the target and renamed only when ``close`` succeeds,
 so an interrupted job never leaves a half-written video behind.
@@ -95,10 +96,10 @@ def container_for(path: str | Path) -> Container:
 
 
 def _encoder_options(c: Container, crf: int, preset: str) -> dict:
-    """Constant-quality options for x264's ``crf``. VP9's crf scale is 0-63, so the same number
-    there means at least as much quality (a larger file). MPEG-4 Part 2 and MPEG-2 take a fixed
-    quantiser, ``crf / 6`` (18 -> 3), which on a blurred-noise pan leaves a mean error of 2.0 grey
-    levels where x264 at crf 18 leaves 1.7."""
+    """Constant-quality options for x264's ``crf``. VP9 takes the same number on its own 0-63
+    scale; MPEG-4 Part 2 and MPEG-2 a fixed quantiser, ``crf / 6`` (18 -> 3). On a blurred-noise
+    pan at crf 18 the mean error is 1.75 grey levels for H.264, 1.74 for VP9, 1.96 for MPEG-4 Part 2
+    and 1.86 for MPEG-2 (files 1.2, 2.7 and 3 times the H.264 one)."""
     if c.codec == "libvpx-vp9":
         return {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
     if c.codec in ("mpeg4", "mpeg2video"):

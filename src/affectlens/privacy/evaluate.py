@@ -112,7 +112,7 @@ def _expression_fn(path: str | None) -> tuple[str, Callable[[np.ndarray], np.nda
     """(name, grey faces (n, h, w) uint8 → class ids) from the expression room."""
     if path:
         from affectlens.expression.predict import load_model
-        from affectlens.expression.recipe import predict_proba
+        from affectlens.expression.predict import predict_proba
 
         net = load_model(path)
         return f"expression room ({path})", lambda g: predict_proba(net, g).argmax(1)
