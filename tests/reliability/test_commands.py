@@ -25,9 +25,7 @@ ANON_SINGLE = ("missing", "loop", "dir_mp4", "audio_only", "missing_markup")
 IMAGE_KEYS = ("good_photo", "png16", "cmyk", "exif", "random_jpg", "huge_png")
 
 # (command, corpus key) pairs still being fixed elsewhere (issue 15, the anonymize/media helper)
-IN_PROGRESS = {
-    ("anonymize", "newline"): "issue 15 defect 12: anonymize's error line does not escape a newline in the name",
-}
+IN_PROGRESS: dict = {}  # (command, corpus key) -> why a row is still expected to fail
 
 
 def applies(command: str, key: str) -> bool:
@@ -164,8 +162,6 @@ def test_anonymize_refuses_unplannable_input(media, tmp_path, key):
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*"))
 
 
-@pytest.mark.xfail(strict=False, reason="issue 15: anonymize refuses the whole batch when one named path "
-                                        "is missing (the anonymize helper's planning step)")
 def test_anonymize_batch_with_a_missing_path_still_does_the_good_files(media, tmp_path):
     r = invoke(["anonymize", media["good_photo"].path, media["missing"].path, "--out", tmp_path / "o"])
     assert r.code == 1 and len(r.lines_naming(media["missing"].shown)) == 1
@@ -187,11 +183,8 @@ def _output_rows():
                                                             "--out", m["good_clip"].path], "input"),
         ("anonymize-out-is-input", lambda m, f, d, ck: ["anonymize", m["good_photo"].path,
                                                         "--out", m["good_photo"].path], "input"),
-        pytest.param(("anonymize-parent-is-file", lambda m, f, d, ck: ["anonymize", m["good_photo"].path,
-                                                                       "--out", f / "o.jpg"], "f"),
-                     marks=pytest.mark.xfail(strict=False, reason="issue 15 defect 10: anonymize does not check "
-                                             "its output location before the work (the anonymize helper's "
-                                             "command; affectlens.scale.check_output does it)")),
+        ("anonymize-parent-is-file", lambda m, f, d, ck: ["anonymize", m["good_photo"].path,
+                                                          "--out", f / "o.jpg"], "f"),
     ]
 
 

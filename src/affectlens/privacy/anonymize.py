@@ -658,9 +658,14 @@ def _check_output(src: Path, dst: Path) -> None:
         raise MediaError(src, f"a video cannot be written as {dst} (use one of {', '.join(writable_video_exts())})")
 
 
-def _clean_stale(pairs: Sequence[tuple[Path, Path]], before: float) -> None:
-    """Remove what a killed run left beside these outputs: temporary files of our own pattern that
-    are older than this run (a file being written now is never touched)."""
+def _prepare_outputs(pairs: Sequence[tuple[Path, Path]], before: float) -> None:
+    """Before any work: refuse, in one line, an output folder that cannot be written (a file in its
+    way, no permission); then remove what a killed run left beside these outputs, temporary files
+    of our own pattern older than this run (a file being written now is never touched)."""
+    from affectlens.scale import check_output
+
+    for folder in sorted({d.parent for _, d in pairs}):
+        check_output(folder, "dir")
     for p in stale_temps([f for _, d in pairs for f in (d, sidecar_path(d))], before):
         p.unlink(missing_ok=True)
 
@@ -693,17 +698,21 @@ def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method
     (``det_size``, ``detect_every``, ``tracker``, ``crf``, ``threads``). With ``resume``, a file
     whose output was made from the same input with the same output options is skipped, and one
     made otherwise is redone (its result's ``note`` says why; see ``resume_state``).
-    ``errors="collect"`` reports a failing file in its ``FileResult`` and goes on (the CLI's
-    behaviour); ``"raise"`` raises its error. ``face_detector``: a callable ``rgb -> Detections``
+    ``errors="collect"`` reports a failing file (or, among several inputs, a missing one) in its
+    ``FileResult`` and goes on (the CLI's behaviour); ``"raise"`` raises its error. ``face_detector``: a callable ``rgb -> Detections``
     used instead of ``detector``.
     """
     started = time.time()
     cfg = AnonymizeConfig(method=method, mask=mask, margin=margin, detector=detector, threshold=threshold, **options)
     get_method(cfg.method)
-    srcs = [src] if isinstance(src, (str, Path)) else list(src)
-    pairs = plan_outputs(srcs, dst)
-    _clean_stale(pairs, started)
+    srcs = [Path(s) for s in ([src] if isinstance(src, (str, Path)) else src)]
     results: list[FileResult] = []
+    if errors == "collect" and len(srcs) > 1:  # a missing name among several is that one's failure only
+        results = [FileResult(str(s), "", "failed", _kind(s), error=f"{s}: file not found")
+                   for s in srcs if not s.exists() and not s.is_symlink()]
+        srcs = [s for s in srcs if s.exists() or s.is_symlink()]
+    pairs = plan_outputs(srcs, dst) if srcs else []
+    _prepare_outputs(pairs, started)
     with progress_bar(enabled=progress) as bar:  # file names are shown literally, never as markup
         overall = bar.add_task("files", total=len(pairs))
         for s, d in pairs:
@@ -752,7 +761,7 @@ def anonymize_batch(src: str | Path | Sequence[str | Path], dst: str | Path, *, 
         get_method(options.get("method", "blur"))  # an unknown method fails once, here, not once per file
     srcs = [src] if isinstance(src, (str, Path)) else list(src)
     pairs = plan_outputs(srcs, dst)
-    _clean_stale(pairs, started)
+    _prepare_outputs(pairs, started)
     dst_of = {str(s): d for s, d in pairs}
     state = {str(s): resume_state(s, d, cfg) for s, d in pairs} if resume else {}
     res = run_batch([s for s, _ in pairs],

@@ -62,33 +62,35 @@ def anonymize_command(
 
 
 def _print_results(results: list, as_json: bool) -> None:
-    """The per-file table (or JSON), one error line per failed file, exit 1 when any failed."""
-    from rich.console import Console
-    from rich.markup import escape
+    """The per-file table (or JSON), one line per note, faceless or failed file (names shown
+    literally, control characters escaped: ``affectlens.report.console``), exit 1 when any failed."""
     from rich.table import Table
 
-    err = Console(stderr=True, soft_wrap=True)
+    from affectlens.report.console import (
+        one_line,
+        problem_lines,
+        stderr,
+        stdout,
+        warning_line,
+    )
+
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         table = Table("input", "output", "status", "frames", "faces", "fps")
         for r in results:
-            table.add_row(escape(r.src), escape(r.dst), r.status, str(r.frames), str(r.faces), f"{r.fps:.1f}")
-        Console().print(table)
+            table.add_row(one_line(r.src), one_line(r.dst), r.status, str(r.frames), str(r.faces), f"{r.fps:.1f}")
+        stdout.print(table)
     for r in results:
         if r.note:  # e.g. redone because the options changed since the last run
-            err.print(f"[cyan]note:[/cyan] {escape(r.src)}: {escape(r.note)}", highlight=False)
+            warning_line(f"{r.src}: {r.note}", label="note")
     faceless = [r for r in results if r.status == "done" and r.faces == 0]
     for r in faceless:  # said, not hidden: the output is a plain copy of what the detector saw
-        err.print(f"[yellow]warning:[/yellow] {escape(r.src)}: no face detected in {r.frames} "
-                  f"{'frame' if r.frames == 1 else 'frames'}; nothing was masked", highlight=False)
-    failed = [r for r in results if r.status == "failed"]
-    for r in failed:
-        err.print(f"[red]error:[/red] {escape(r.error)}", highlight=False)
+        warning_line(f"{r.src}: no face detected in {r.frames} {'frame' if r.frames == 1 else 'frames'}; "
+                     f"nothing was masked")
     if faceless:
-        err.print(f"{len(faceless)} of {len(results)} files had no detected face", highlight=False)
-    if failed:
-        err.print(f"[red]{len(failed)} of {len(results)} files failed[/red]")
+        stderr.print(f"{len(faceless)} of {len(results)} files had no detected face")
+    if problem_lines([r.error for r in results if r.status == "failed"], f"of {len(results)} files"):
         raise typer.Exit(1)
 
 

@@ -202,7 +202,9 @@ class _RunFolder(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: TrainModule) -> None:
         row = module.finish_epoch()
-        if module.improved(row):
+        final = module.current_epoch + 1 >= self.epochs or trainer.should_stop
+        # without validation "best" is the latest epoch: written once at the end, not every epoch
+        if module.improved(row) and (module.monitor in row or final):
             trainer.save_checkpoint(self.out / "best.pt", weights_only=False, storage_options="weights")
         trainer.save_checkpoint(self.out / "last.pt", weights_only=False)
         if self.log and trainer.is_global_zero:
@@ -251,13 +253,14 @@ def _refuse_other_settings(last: Path, module: TrainModule) -> None:
 
 def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
         out: str | Path, epochs: int, hardware: Hardware | None = None, resume: bool = True,
-        grad_clip: float | None = None, progress: bool | None = None,
+        grad_clip: float | None = None, progress: bool | None = None, log: bool = True,
         callbacks: Sequence[L.Callback] = (), **trainer_extra: Any) -> FitResult:
     """Train ``module`` for ``epochs`` epochs into the run folder ``out`` (see the module docstring).
 
     ``resume``: continue from ``out/last.pt`` when it exists (refusing one made with other
     settings); without it an existing ``last.pt`` is replaced. ``progress``: a progress bar
-    (default: when stderr is a terminal; otherwise one line per epoch).
+    (default: when stderr is a terminal). ``log``: the start line and one line per epoch on stderr
+    (off for the many small fits of a cross-validation).
     """
     out = Path(out)
     hardware = hardware or Hardware()
@@ -271,11 +274,11 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
         logging.getLogger(name).setLevel(logging.WARNING)
     loggers = [L.pytorch.loggers.CSVLogger(str(out), name="", version="")]
     trainer = L.Trainer(max_epochs=epochs, logger=loggers, enable_checkpointing=False,
-                        callbacks=[_RunFolder(out, epochs, log=True), *callbacks], plugins=[_PayloadIO()],
+                        callbacks=[_RunFolder(out, epochs, log=log), *callbacks], plugins=[_PayloadIO()],
                         enable_progress_bar=bar, enable_model_summary=False, num_sanity_val_steps=0,
                         gradient_clip_val=grad_clip, default_root_dir=str(out), log_every_n_steps=1,
                         **hardware.trainer_kwargs(), **trainer_extra)
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and log:
         print(f"training on {type(trainer.accelerator).__name__.replace('Accelerator', '').lower()} x "
               f"{trainer.num_devices} device(s) x {trainer.num_nodes} node(s), precision {trainer.precision}, "
               f"into {out}" + (f" (resuming after epoch {load_checkpoint(last)['epoch']})" if ckpt_path else ""),

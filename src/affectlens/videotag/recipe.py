@@ -121,47 +121,6 @@ class SplitSet:
         return batch
 
 
-def _module(model, classes: np.ndarray, cfg: TrainConfig, y_train: np.ndarray):
-    """The videotag TrainModule: BCE summed over the seen classes and averaged over videos (the
-    starter code's loss), Adam, biases started at the label prior, eval GAP to select on."""
-    import torch
-
-    from affectlens.training.engine import TrainModule
-
-    class VideotagModule(TrainModule):
-        monitor, mode = "val_gap", "max"
-        resume_may_change = ("epochs", "threads")
-
-        def __init__(self):
-            super().__init__(getattr(model, "config", None), cfg, seed=cfg.seed, extra={"classes": classes.tolist()})
-            self.model = model
-            M.init_prior(self.model, torch.from_numpy(y_train.mean(0).astype(np.float32)))
-            self._scores: list = []
-
-        def training_step(self, batch, batch_idx):
-            logits = self.model(batch["x"], batch.get("lengths"))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["y"], reduction="sum") / len(logits)
-            self.record("train_loss", loss, len(logits))
-            return loss
-
-        def validation_step(self, batch, batch_idx):
-            self._scores.append((torch.sigmoid(self.model(batch["x"], batch.get("lengths"))), batch["y"]))
-
-        def on_validation_epoch_end(self):
-            from affectlens.metrics.multilabel import gap
-
-            if self._scores:
-                scores, y = (self.all_gather(torch.cat(t)).flatten(0, -2) for t in zip(*self._scores))
-                self.record("val_gap", gap(scores.double().cpu().numpy(), y.cpu().numpy() > 0.5, cfg.top_k))
-            self._scores = []
-            super().on_validation_epoch_end()
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    return VideotagModule()
-
-
 def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Path | None = None,
         log: Callable[[str], None] = print, eval_split: Split | None = None, hardware=None, resume: bool = True,
         callbacks: Sequence = ()):
@@ -172,7 +131,9 @@ def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Pat
     from affectlens.training.engine import fit as engine_fit
     from affectlens.training.engine import loader
 
-    module = _module(model, classes, cfg, split.y[:, classes])
+    from affectlens.videotag.train_module import VideotagModule
+
+    module = VideotagModule(model, classes, cfg, split.y[:, classes])
     train_loader = loader(SplitSet(split, classes), cfg.batch_size, shuffle=True, seed=cfg.seed, collate_fn=_as_batch)
     val_loader = (loader(SplitSet(eval_split, classes), 1024, collate_fn=_as_batch) if eval_split is not None
                   and len(eval_split.ids) else None)
