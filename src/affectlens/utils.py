@@ -14,7 +14,7 @@ TEMP_CHARS = 8  # the random part of a ``tempfile.mkstemp`` name: 8 of [a-z0-9_]
 
 
 def temp_beside(path: str | Path, suffix: str | None = None) -> Path:
-    """Create an empty temporary file ``.{stem}.XXXXXXXX{suffix}`` in ``path``'s folder.
+    """Create an empty temporary file ``.{stem}.<8 random characters>{suffix}`` in ``path``'s folder.
 
     Hidden (folder walks skip it), with ``path``'s extension (or ``suffix``) so writers that infer
     the format from the name still work, and with normal permissions (mkstemp makes 0600). The

@@ -142,6 +142,8 @@ def test_one_gpu_step_writes_one_checkpoint(tmp_path):
 def test_hardware_options_are_validated_in_one_line():
     assert Hardware(devices="0,1").trainer_kwargs()["devices"] == [0, 1]
     assert Hardware(devices="auto").trainer_kwargs()["devices"] == "auto"
+    assert Hardware(devices="0,1", num_nodes=2).processes() == 4 and Hardware(devices="3").processes() == 3
+    assert Hardware(accelerator="cpu", devices="auto").processes() == 1
     for bad in ({"devices": "two"}, {"devices": "0"}, {"accelerator": "tpu9"}, {"strategy": "bogus"},
                 {"precision": "8-bit"}, {"num_nodes": 0}):
         with pytest.raises(AffectlensError):

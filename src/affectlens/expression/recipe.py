@@ -10,8 +10,8 @@ every epoch writes ``last.pt`` (resumable) and, when PublicTest accuracy improve
 """
 from __future__ import annotations
 
-import dataclasses
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -197,25 +197,14 @@ def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool | None = N
     if cfg.limit_train:
         tr = FerSet(tr.images[:cfg.limit_train], tr.labels[:cfg.limit_train], tr.usage[:cfg.limit_train], tr.ids[:cfg.limit_train])
     hardware = hardware or Hardware()
-    world = _world_size(hardware)
+    world = int(os.environ.get("WORLD_SIZE", hardware.processes()))  # a launcher's count wins
     steps = math.ceil(len(tr) / world / cfg.batch_size)
     module = ExpressionModule(cfg, steps)
     print(f"train {len(tr)} / select {len(val)} | {cfg.variant}-{cfg.size} "
           f"{M.count_parameters(module.model) / 1e6:.2f} M params | {cfg.epochs} epochs x {steps} steps", file=sys.stderr)
-    return fit(module, loader(Faces(tr.images, tr.labels), cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=False),
+    return fit(module, loader(Faces(tr.images, tr.labels), cfg.batch_size, shuffle=True, seed=cfg.seed),
                loader(Faces(val.images, val.labels), 256), out=cfg.out, epochs=cfg.epochs, hardware=hardware,
                resume=resume, grad_clip=cfg.grad_clip, progress=progress, callbacks=callbacks)
-
-
-def _world_size(hardware: Hardware) -> int:
-    """Processes the run will use (for the per-rank steps of the LR schedule)."""
-    import os
-
-    if "WORLD_SIZE" in os.environ:
-        return int(os.environ["WORLD_SIZE"])
-    d = hardware.trainer_kwargs()["devices"]
-    per_node = len(d) if isinstance(d, list) else (d if isinstance(d, int) and d > 0 else 1)
-    return per_node * hardware.num_nodes
 
 
 def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:

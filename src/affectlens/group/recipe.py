@@ -22,7 +22,7 @@ import torch
 from affectlens.errors import DataError
 from affectlens.group.data import CLASSES, FeatureSpec, GroupClips, VgafItem, extract_features, read_vgaf
 from affectlens.group.model import BUILDERS, GroupConfig, build_model, config_from_dict
-from affectlens.training.hardware import Hardware, parse_devices
+from affectlens.training.hardware import Hardware
 
 Log = Callable[[str], None]
 
@@ -108,14 +108,7 @@ def _hardware(hardware: Optional[Hardware], cfg: TrainConfig) -> Hardware:
     hw = hardware or Hardware()
     if cfg.modality == "audio" or cfg.freeze_vit_epochs <= 0 or hw.strategy not in ("auto", "ddp"):
         return hw
-    devices = parse_devices(hw.devices)
-    if isinstance(devices, list):
-        n = len(devices)
-    elif isinstance(devices, int) and devices > 0:
-        n = devices
-    else:  # "auto" / -1: every GPU when training on GPUs, one process on the CPU
-        n = torch.cuda.device_count() if hw.accelerator in ("auto", "gpu", "cuda") else 1
-    if hw.strategy == "ddp" or n * hw.num_nodes > 1:
+    if hw.strategy == "ddp" or hw.processes() > 1:
         return dataclasses.replace(hw, strategy="ddp_find_unused_parameters_true")
     return hw
 

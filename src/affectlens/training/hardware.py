@@ -51,6 +51,20 @@ class Hardware:
         if str(self.precision) not in PRECISIONS:
             raise AffectlensError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
 
+    def processes(self) -> int:
+        """How many training processes these settings start (devices per node x nodes); ``auto``
+        counts the GPUs when training on GPUs, else one process."""
+        d = parse_devices(self.devices)
+        if isinstance(d, list):
+            n = len(d)
+        elif isinstance(d, int) and d > 0:
+            n = d
+        else:
+            import torch
+
+            n = max(1, torch.cuda.device_count()) if self.accelerator in ("auto", "gpu", "cuda") else 1
+        return n * self.num_nodes
+
     def trainer_kwargs(self) -> dict:
         return {"accelerator": self.accelerator, "devices": parse_devices(self.devices), "num_nodes": self.num_nodes,
                 "strategy": self.strategy, "precision": self.precision}

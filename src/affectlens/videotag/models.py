@@ -12,7 +12,6 @@ The mixture of experts follows the starter code's ``MoeModel``: per class a soft
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -147,12 +146,6 @@ def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Pat
 def _as_batch(batch: dict) -> dict:
     """The DataLoader's collate step for :class:`SplitSet`, whose batches come already stacked."""
     return batch
-
-
-def _cfg_dict(cfg: TrainConfig) -> dict:
-    d = dataclasses.asdict(cfg)
-    d["modalities"] = list(d["modalities"])
-    return d
 
 
 def predict_scores(model, split: Split, classes: np.ndarray, num_classes: int = D.NUM_CLASSES,
