@@ -1,3 +1,3 @@
-from affectlens.cli import main
+from affectlens.interrupt import run_cli
 
-main()
+run_cli()

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - older Typer on the real click
         UsageError,
     )
 
+from affectlens import interrupt
 from affectlens.errors import AffectlensError
 from affectlens.report import console as report_console
 from affectlens.report.console import error_line
@@ -122,17 +123,24 @@ def main(argv: Optional[List[str]] = None) -> None:
     A usage error (unknown option, a value out of range) is one line too, exit 2; an unexpected
     exception is one line naming its type, exit 70 (``AFFECTLENS_TRACEBACK=1`` re-raises it).
     """
+    interrupt.install()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line
             code = app(args=argv, prog_name="affectlens", standalone_mode=False)
+        if interrupt.interrupted():  # however a command surfaced the interrupt, it was one
+            sys.exit(130)
         if isinstance(code, int) and code:
             sys.exit(code)
+    except SystemExit as e:  # Lightning exits 1 on Ctrl-C; a batch may have ended its summary
+        sys.exit(130 if interrupt.interrupted() else e.code)
     except AffectlensError as e:
+        if interrupt.interrupted():
+            sys.exit(130)
         error_line(e)
         sys.exit(1)
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        sys.exit(130 if interrupt.interrupted() else e.exit_code)
     except typer.Abort:
         sys.exit(130)
     except KeyboardInterrupt:
@@ -147,6 +155,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.stderr = open(os.devnull, "w")
         sys.exit(1)
     except Exception as e:
+        if interrupt.interrupted():
+            sys.exit(130)
         if os.environ.get("AFFECTLENS_TRACEBACK"):
             raise
         first = (str(e).strip().splitlines() or [""])[0]

@@ -30,3 +30,23 @@ class DataError(AffectlensError):
 
 class ShapeError(AffectlensError):
     """An array or tensor whose shape does not match the documented contract."""
+
+
+def failure_line(item: object, error: Exception) -> str:
+    """The one line a batch reports for ``item`` whose work raised ``error``: the error's own line
+    when it names the item (every ``AffectlensError`` does), else ``item: Type: first line``.
+
+    Every batch loop (``affectlens.scale.run_batch``, ``anonymize``, ``group predict``,
+    ``expression predict``) calls this in its ``except Exception`` so a bad file costs only itself;
+    a Ctrl-C that a library turned into an ``Exception`` is raised again as ``KeyboardInterrupt``
+    here (``affectlens.interrupt``) instead of being blamed on the file.
+    """
+    from affectlens.interrupt import stop_if_interrupted
+
+    stop_if_interrupted(error)
+    if isinstance(error, AffectlensError):
+        line = str(error)
+    else:
+        first = (str(error).strip().splitlines() or [""])[0]
+        line = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return line if str(item) in line else f"{item}: {line}"

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from affectlens.errors import AffectlensError, DataError
+from affectlens.errors import AffectlensError, DataError, failure_line
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, SIDE
 
@@ -422,11 +422,8 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | P
             try:
                 results.append(predict_video_file(pred, f, n_frames, targets.get(f)) if _is_video(f)
                                else predict_image_file(pred, f, targets.get(f)))
-            except AffectlensError as e:
-                failures.append(str(e) if str(f) in str(e) else f"{f}: {e}")
             except Exception as e:  # noqa: BLE001 - one bad file must not cost the others their results
-                first = (str(e).strip().splitlines() or [""])[0]
-                failures.append(f"{f}: {type(e).__name__}" + (f": {first}" if first else ""))
+                failures.append(failure_line(f, e))
             bar.advance(task)
     write_outputs(out, results, failures)
     return results, failures

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Literal, Optional, Sequence
 import numpy as np
 import torch
 
-from affectlens.errors import DataError
+from affectlens.errors import DataError, failure_line
 from affectlens.group.data import CLASSES, FeatureSpec, GroupClips, VgafItem, extract_features, read_vgaf
 from affectlens.group.model import BUILDERS, GroupConfig, build_model, config_from_dict
 from affectlens.training.hardware import Hardware
@@ -348,11 +348,8 @@ def predict(checkpoint: Path, videos: Sequence[Path], out: Path, window: float =
                 centres = [(w["start"] + w["end"]) / 2 for w in r["windows"]]
                 probs = [[w["probs"][c] for c in CLASSES] for w in r["windows"]]
                 r["timeline_png"] = str(timeline_png(centres, probs, CLASSES, pngs[v], title=v.name))
-        except AffectlensError as e:
-            failed.append(str(e) if str(v) in str(e) else f"{v}: {e}")
         except Exception as e:  # noqa: BLE001 - one bad video must not cost the others their results
-            first = (str(e).strip().splitlines() or [""])[0]
-            failed.append(f"{v}: {type(e).__name__}" + (f": {first}" if first else ""))
+            failed.append(failure_line(v, e))
         else:
             results.append(r)
             continue

@@ -40,7 +40,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from affectlens.errors import AffectlensError, MediaError
+from affectlens.errors import AffectlensError, MediaError, failure_line
 from affectlens.faces.detect import (
     MAX_STRETCH,
     PHOTO_SCALES,
@@ -726,9 +726,7 @@ def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method
                 except Exception as e:  # a batch goes on past a bad file
                     if errors == "raise":
                         raise
-                    msg = str(e) if isinstance(e, AffectlensError) else f"{type(e).__name__}: {e}"
-                    msg = msg if msg.startswith(str(s)) else f"{s}: {msg}"  # every line names the input
-                    results.append(FileResult(str(s), str(d), "failed", _kind(s), error=msg))
+                    results.append(FileResult(str(s), str(d), "failed", _kind(s), error=failure_line(s, e)))
             bar.advance(overall, 1)
     return results
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import typer
 
-from affectlens.errors import AffectlensError
+from affectlens.errors import AffectlensError, failure_line
 from affectlens.scale.options import choice_option
 
 BACKENDS = ("local", "ray")
@@ -104,11 +104,8 @@ def run_one(fn: Callable[[Any], Any], item: Any) -> tuple[str, str]:
     """
     try:
         out = fn(item)
-    except AffectlensError as e:  # already one line naming the file
-        return "failed", str(e)
     except Exception as e:  # a crashing item must not stop the corpus
-        first = (str(e).strip().splitlines() or [""])[0]
-        return "failed", f"{type(e).__name__}: {first}" if first else type(e).__name__
+        return "failed", failure_line(item, e)
     if out is None or not Path(out).exists():
         return "failed", f"produced no output (returned {out!r})"
     return "done", str(out)
