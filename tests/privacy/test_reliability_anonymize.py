@@ -259,3 +259,38 @@ def test_a_killed_or_interrupted_folder_run_leaves_no_partial_output_and_the_rer
     status = [r["status"] for r in json.loads(rerun.stdout)]
     assert sorted(status) == sorted(["skipped"] * len(after_interrupt) + ["done"] * (4 - len(after_interrupt)))
     assert len(_whole_or_absent(out, 60)) == 4 and _hidden(out) == []
+
+
+def test_resume_keys_on_the_obfuscation_models_and_flips_too(tmp_path, monkeypatch):
+    """--recon, --attributes and --flip shape an obfuscated output as much as --method does."""
+    from affectlens.privacy import obfuscate as O
+    from tests.privacy.test_obfuscation import _tiny_obfuscator
+
+    monkeypatch.setattr(O, "load_obfuscator", lambda recon, attr, flip: O.Obfuscator(
+        *(lambda t: (t.recon, t.attr_model))(_tiny_obfuscator()), flip))
+    monkeypatch.setitem(anonymize_module.METHODS, "obfuscate", anonymize_module.blur)  # restored afterwards
+    monkeypatch.setitem(anonymize_module.METHOD_SETTINGS, "obfuscate", {})
+    recon, attrs = tmp_path / "recon.pt", tmp_path / "attrs.pt"
+    recon.write_bytes(b"r")
+    attrs.write_bytes(b"a")
+    src = tmp_path / "in"
+    src.mkdir()
+    _clip(src / "a.mp4", n=4)
+    out = tmp_path / "out"
+
+    def run(flip="Smiling"):
+        O.register_obfuscate(recon, attrs, flip)
+        (r,) = anonymize(src, out, method="obfuscate", face_detector=ScriptedDetector(), detect_every=1)
+        return r
+
+    first = run()
+    assert first.status == "done"
+    made = json.loads(sidecar_path(out / "a.mp4").read_text())["options"]["method_settings"]
+    assert made["flip"] == ["Smiling"] and made["reconstruct"]["path"] == str(recon.resolve())
+    assert run().status == "skipped"
+    redo = run("Smiling,Young")
+    assert redo.status == "done" and redo.note == "redone: made with other options (method_settings: flip)"
+    os.utime(recon, ns=(time.time_ns(), time.time_ns() + 10**9))  # retrained in place
+    redo = run("Smiling,Young")
+    assert redo.status == "done" and redo.note == "redone: made with other options (method_settings: reconstruct)"
+    assert run("Smiling,Young").status == "skipped"

@@ -225,11 +225,15 @@ def solid(region: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 METHODS: dict[str, Method] = {"blur": blur, "pixelate": pixelate, "solid": solid}
+METHOD_SETTINGS: dict[str, dict] = {}  # what shapes a registered method's output beyond its name
 
 
-def register_method(name: str, fn: Method) -> None:
-    """Add an anonymization method (e.g. ``obfuscate`` from ``affectlens.privacy.obfuscate``)."""
+def register_method(name: str, fn: Method, settings: dict | None = None) -> None:
+    """Add an anonymization method (e.g. ``obfuscate`` from ``affectlens.privacy.obfuscate``).
+    ``settings`` (JSON-able: its models' files, its options) go into every sidecar it makes and
+    into the resume key, so an output made with other models or options is redone, not kept."""
     METHODS[name] = fn
+    METHOD_SETTINGS[name] = dict(settings or {})
 
 
 def get_method(name: str) -> Method:
@@ -288,12 +292,19 @@ OUTPUT_OPTIONS = ("method", "mask", "margin", "detector", "threshold", "det_size
 def output_options(cfg: AnonymizeConfig) -> dict:
     """The options an output was made with, as its sidecar records them and resume compares them."""
     d = cfg.to_dict()
-    return {k: d[k] for k in OUTPUT_OPTIONS}
+    out = {k: d[k] for k in OUTPUT_OPTIONS}
+    if METHOD_SETTINGS.get(cfg.method):
+        out["method_settings"] = METHOD_SETTINGS[cfg.method]
+    return out
 
 
-def _source_stamp(src: Path) -> dict:
-    st = src.stat()
+def file_stamp(path: Path) -> dict:
+    """What tells a file from its next version without reading it: size and modification time."""
+    st = Path(path).stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+_source_stamp = file_stamp
 
 
 def _sidecar_head(cfg: AnonymizeConfig, src: Path, dst: Path, detector: object, extra: dict) -> dict:
@@ -321,12 +332,22 @@ def resume_state(src: Path, dst: Path, cfg: AnonymizeConfig) -> tuple[bool, str]
     old, new = made.get("options"), output_options(cfg)
     if not isinstance(old, dict):
         return False, "redone: its sidecar does not record the options it was made with"
-    changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
+    changed = [_change(k, old.get(k), v) for k, v in new.items() if old.get(k) != v]
     if changed:
         return False, f"redone: made with other options ({', '.join(changed)})"
     if made.get("source_file") != _source_stamp(src):
         return False, "redone: the input changed since it was made"
     return True, ""
+
+
+def _change(key: str, old, new) -> str:
+    """How one output option differs, short: ``method 'blur' -> 'solid'``; for a group of settings
+    (the tracker, a registered method's models) the names of those that differ."""
+    if isinstance(new, dict):
+        if not isinstance(old, dict):
+            return f"{key}: not recorded"
+        return f"{key}: {', '.join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))}"
+    return f"{key} {old!r} -> {new!r}"
 
 
 class _FrameLog:

@@ -48,6 +48,8 @@ def anonymize_command(
                "det_size": det_size, "detect_every": detect_every}
     AnonymizeConfig(**options)  # refuses values that weaken detection, before any work (privacy fails closed)
     obfuscate = (str(recon), str(attributes), flip, margin) if method == "obfuscate" else None
+    if obfuscate is not None:  # paper 004: regenerate faces with attributes flipped (here for the resume key,
+        _register_obfuscate(*obfuscate)  # in each Ray worker through ``setup`` too)
     if backend != "local":
         from affectlens.privacy.anonymize import anonymize_batch
 
@@ -55,8 +57,6 @@ def anonymize_command(
         results = anonymize_batch(src, out, backend=backend, address=address, workers=workers, resume=resume,
                                   progress=not as_json, setup=setup, **options)
     else:
-        if obfuscate is not None:  # paper 004: regenerate faces with attributes flipped
-            _register_obfuscate(*obfuscate)
         results = anonymize(src, out, resume=resume, progress=not as_json, errors="collect", **options)
     _print_results(results, as_json)
 

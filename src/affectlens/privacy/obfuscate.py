@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -213,6 +215,10 @@ def as_anonymize_method(obf: Obfuscator, box_margin: float = 0.25, fallback=None
 
 def register_obfuscate(recon_path, attr_path, flip: Sequence[str] | str = DEFAULT_FLIP, box_margin: float = 0.25) -> None:
     """Make ``method="obfuscate"`` available to ``affectlens.privacy.anonymize`` with these checkpoints."""
-    from affectlens.privacy.anonymize import register_method
+    from affectlens.privacy.anonymize import file_stamp, register_method
 
-    register_method("obfuscate", as_anonymize_method(load_obfuscator(recon_path, attr_path, flip), box_margin))
+    obf = load_obfuscator(recon_path, attr_path, flip)
+    settings = {"reconstruct": {"path": str(Path(recon_path).resolve()), **file_stamp(recon_path)},
+                "attributes": {"path": str(Path(attr_path).resolve()), **file_stamp(attr_path)},
+                "flip": [n for n, m in zip(CELEBA_ATTRIBUTES, obf.mask) if m], "box_margin": box_margin}
+    register_method("obfuscate", as_anonymize_method(obf, box_margin), settings)
