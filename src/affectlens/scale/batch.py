@@ -25,7 +25,9 @@ Contract (identical for both backends):
     several files, write the one ``out_path_of`` names last;
   * an item whose ``fn`` raises is *failed* with a one-line reason and the others go on; an
     output path equal to the item's own path fails the item (outputs never overwrite inputs);
-  * ``fn`` returns the path it wrote; a returned path that does not exist fails the item.
+  * ``fn`` returns the path it wrote; a returned path that does not exist fails the item;
+  * the temporary files a killed run left beside the outputs still to do (``temp_beside``'s
+    pattern, older than this run) are removed before any work.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from typing import Any
 import typer
 
 from affectlens.errors import AffectlensError, failure_line
+from affectlens.utils import stale_temps
 from affectlens.scale.options import choice_option
 
 BACKENDS = ("local", "ray")
@@ -162,8 +165,10 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
     if backend not in BACKENDS:
         raise AffectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     items = list(items)
-    start = time.monotonic()
+    start, started = time.monotonic(), time.time()
     todo, skipped, failed = _plan(items, out_path_of, resume, up_to_date)
+    for p in stale_temps([out_path_of(items[k]) for k in todo], started):  # a killed run's leftovers
+        p.unlink(missing_ok=True)
     done: list[tuple[int, Path]] = []
     with _progress(description, progress) as bar:
         task = bar.add_task(description, total=len(items), failed=len(failed))
