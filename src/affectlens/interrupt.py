@@ -9,14 +9,12 @@ on with the rest. This module keeps the fact that SIGINT arrived, so every batch
 :func:`stop_if_interrupted` before it blames a file, and the CLI exits 130 (the shell's code for
 SIGINT) however the interrupt surfaced.
 
-:func:`run_cli` is the console script. It imports the CLI (torch, PyAV, OpenCV: seconds) with
-SIGINT only *noted*: an interrupt in the middle of importing torch can leave it half-initialised
-or crash the process, so it is acted on once the imports are done (exit 130, nothing started).
+The console script (``affectlens.__main__.run_cli``) imports the CLI with SIGINT only *noted*.
+This module imports nothing of affectlens, so any room may use it without pulling in the CLI.
 """
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 
 _received = threading.Event()
@@ -44,16 +42,3 @@ def stop_if_interrupted(error: BaseException | None = None) -> None:
     it records a file as failed, because the file did not fail, the user stopped the run."""
     if _received.is_set():
         raise KeyboardInterrupt from error
-
-
-def run_cli() -> None:
-    """The ``affectlens`` console script: import the CLI with SIGINT noted, then run it."""
-    noted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    try:
-        from affectlens.cli import main
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if noted:
-        sys.exit(130)
-    main()
