@@ -171,3 +171,21 @@ def test_hardware_options_reach_a_command_and_do_not_import_torch():
     code = "import sys, affectlens.cli_options; print('torch' in sys.modules, 'lightning' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+TRAIN_COMMANDS = [("expression", "train"), ("group", "train"), ("group", "ablation"), ("spontaneity", "train"),
+                  ("spontaneity", "cv"), ("videotag", "train"), ("videotag", "ablation"),
+                  ("privacy", "train-attributes"), ("privacy", "train-reconstruct"), ("privacy", "evaluate")]
+
+
+@pytest.mark.parametrize("path", TRAIN_COMMANDS, ids=" ".join)
+def test_every_command_that_trains_takes_the_same_hardware_options(path):
+    import typer
+
+    from affectlens.cli import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    options = {o for p in command.params for o in p.opts}
+    assert {"--accelerator", "--devices", "--num-nodes", "--strategy", "--precision"} <= options, path

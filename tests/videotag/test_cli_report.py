@@ -1,7 +1,9 @@
 """`videotag eval --report`: a self-contained HTML page; `videotag train` on the engine, exact resume, checked configs."""
 from __future__ import annotations
 
+import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +11,8 @@ from typer.testing import CliRunner
 
 from affectlens.cli import app
 from affectlens.videotag.synth import synth_video_level
+
+REPO = Path(__file__).resolve().parents[2]
 
 runner = CliRunner()
 
@@ -65,3 +69,17 @@ def test_config_keys_are_checked(tmp_path):
     (tmp_path / "c.yaml").write_text("model: moe\nnum_experts: 8\nlr: 1e-3\n")
     cfg = recipe.load_config(tmp_path / "c.yaml")
     assert cfg.model == {"kind": "moe", "num_experts": 8} and cfg.lr == 1e-3
+
+
+def test_configs_name_a_size_and_override_its_numbers(tmp_path):
+    from affectlens.videotag import models as M
+    from affectlens.videotag import recipe
+
+    (tmp_path / "c.yaml").write_text("model: dbof_a\nsamples: 12\n")
+    cfg = recipe.load_config(tmp_path / "c.yaml")
+    built = M.config_from_dict({**cfg.model, "input_dim": 5, "num_classes": 3})
+    assert built == dataclasses.replace(M.dbof_a(input_dim=5, num_classes=3), samples=12)
+    assert recipe.load_config(REPO / "configs" / "videotag_moe_a.yaml").model == {"kind": "moe", "num_experts": 8}
+    (tmp_path / "c.yaml").write_text("model: dbof_a\nnum_expert: 3\n")
+    with pytest.raises(Exception, match="unknown key 'num_expert'"):
+        recipe.load_config(tmp_path / "c.yaml")

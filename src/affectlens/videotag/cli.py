@@ -131,6 +131,7 @@ def _predict_shards(checkpoint: Path, shards: List[Path], out: Path, top_k: int)
 
 
 @app.command()
+@hardware_options
 def ablation(data: Path = _DATA, text: Path = typer.Option(..., "--text", help="Video text (JSON lines)."),
              out: Path = typer.Option(..., "--out"),
              vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="vocabulary(.partial).csv"),
@@ -140,15 +141,17 @@ def ablation(data: Path = _DATA, text: Path = typer.Option(..., "--text", help="
              experts: int = typer.Option(2, "--experts", min=1, max=1024),
              min_class_count: int = typer.Option(3, "--min-class-count", min=1,
                                                  help="Model classes with ≥ this many training videos."),
-             train_shards: int = _TRAIN_SHARDS):
-    """Table 5 (visual; audio; visual+audio; +keywords; +titles) and Table 6 (text models)."""
+             train_shards: int = _TRAIN_SHARDS, hardware: Hardware = None):
+    """Table 5 (visual; audio; visual+audio; +keywords; +titles) and Table 6 (text models).
+
+    Every model that learns trains on the training engine (docs/training.md)."""
     from affectlens.videotag.textrecipe import run_ablation
 
     tr, ev = _split(data, "train", train_shards), _split(data, "eval", train_shards)
     check_output(out, kind="dir", inputs=[text, *tr, *ev])
     res = run_ablation(tr, ev, text, out,
                        vocabulary=vocabulary, word2vec=word2vec, epochs=epochs, filter_labels=filter_labels,
-                       num_experts=experts, min_class_count=min_class_count)
+                       num_experts=experts, min_class_count=min_class_count, hardware=hardware)
     tag = " (SYNTHETIC text)" if res["synthetic_text"] else ""
     _print_metrics("Table 5" + tag, res["table5"])
     _print_metrics("Table 6" + tag, res["table6"])

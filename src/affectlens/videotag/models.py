@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 __all__ = ["LogisticConfig", "MoEConfig", "DBoFConfig", "LSTMConfig", "MoEHead", "LogisticModel",
            "MoEModel", "DBoFModel", "LSTMModel", "build_model", "init_prior", "is_frame_level", "config_from_dict",
-           "moe_a", "moe_b", "dbof_a", "dbof_b", "lstm_a", "lstm_b", "dbof_tiny", "lstm_tiny"]
+           "BUILDERS", "KINDS", "moe_a", "moe_b", "dbof_a", "dbof_b", "lstm_a", "lstm_b", "dbof_tiny", "lstm_tiny"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,8 @@ class LSTMModel(nn.Module):
 
 KINDS = {"logistic": (LogisticConfig, LogisticModel), "moe": (MoEConfig, MoEModel),
           "dbof": (DBoFConfig, DBoFModel), "lstm": (LSTMConfig, LSTMModel)}
+# A config file may name a size instead of restating its numbers (``model: moe_a``).
+BUILDERS = {f.__name__: f for f in (moe_a, moe_b, dbof_a, dbof_b, lstm_a, lstm_b, dbof_tiny, lstm_tiny)}
 
 
 def config_from_dict(d: dict):

@@ -39,9 +39,10 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
-    """A flat YAML recipe: TrainConfig keys at the top level, ``model: <kind>`` names the model and
-    every other key is a field of that model's config (checked: ``num_expert: 8`` is an error, not
-    a silently ignored key)."""
+    """A flat YAML recipe: TrainConfig keys at the top level, ``model: <kind>`` (``logistic``,
+    ``moe``...) or a named size (``moe_a``, ``dbof_tiny``...) names the model, and every other key
+    is a field of that model's config, overriding the size's (checked: ``num_expert: 8`` is an
+    error, not a silently ignored key)."""
     from affectlens.config import from_dict, read_yaml
 
     raw = read_yaml(path) if path is not None else {}
@@ -49,10 +50,15 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     train_kw = {k: raw.pop(k) for k in list(raw) if k in names}
     model = raw.pop("model", "moe")
+    if isinstance(model, str) and model in M.BUILDERS:  # a named size; the file's other keys override it
+        named = dataclasses.asdict(M.BUILDERS[model](input_dim=1, num_classes=1))
+        model = {k: v for k, v in named.items() if k not in ("input_dim", "num_classes")}
+        model.update(raw)
     model = dict(model) if isinstance(model, dict) else {"kind": model, **raw}
     kind = model.get("kind")
     if kind not in M.KINDS:
-        raise DataError(path or "config", f"model: expected one of {', '.join(sorted(M.KINDS))}, got {kind!r}")
+        names = ", ".join([*sorted(M.KINDS), *sorted(M.BUILDERS)])
+        raise DataError(path or "config", f"model: expected one of {names}, got {kind!r}")
     probe = {**model, "input_dim": 1, "num_classes": 1}
     probe.pop("kind")
     from_dict(M.KINDS[kind][0], probe, source=path or "")  # every model key is a field of that kind
@@ -269,8 +275,9 @@ def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, 
 
 def fit_scores(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, cfg: TrainConfig,
                log: Callable[[str], None] = print, lengths: tuple | None = None,
-               min_class_count: int = 1) -> np.ndarray:
-    """Train ``cfg.model`` on arrays and return eval probabilities (N_eval, classes of y_train).
+               min_class_count: int = 1, hardware=None) -> np.ndarray:
+    """Train ``cfg.model`` on arrays (on the engine, with ``hardware``) and return eval
+    probabilities (N_eval, classes of y_train).
 
     Only classes with at least ``min_class_count`` training videos are modelled (others score 0)."""
     import torch
@@ -282,7 +289,7 @@ def fit_scores(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, cfg
     classes = np.flatnonzero(y_train.sum(0) >= max(min_class_count, 1))
     lt, le = lengths if lengths is not None else (None, None)
     model = M.build_model(_model_config(cfg, x_train.shape[-1], len(classes)))
-    fit(model, Split(list(range(len(x_train))), x_train, y_train, lt), classes, cfg, None, log)
+    fit(model, Split(list(range(len(x_train))), x_train, y_train, lt), classes, cfg, None, log, hardware=hardware)
     model.eval()
     return predict_scores(model, Split(list(range(len(x_eval))), x_eval, np.zeros((len(x_eval), 0), bool), le),
                           classes, y_train.shape[1])

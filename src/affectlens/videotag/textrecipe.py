@@ -64,10 +64,10 @@ def _classes(y: np.ndarray, min_count: int) -> np.ndarray:
 
 
 def _train_text_model(model, x: np.ndarray, y: np.ndarray, keep: np.ndarray, cfg: TrainConfig, log,
-                      min_count: int) -> np.ndarray:
-    """Fit on the rows in ``keep``; return the classes the model predicts."""
+                      min_count: int, hardware=None) -> np.ndarray:
+    """Fit on the rows in ``keep`` through the engine; return the classes the model predicts."""
     classes = _classes(y[keep], min_count)
-    fit(model, Split(list(np.flatnonzero(keep)), x[keep], y[keep]), classes, cfg, None, log)
+    fit(model, Split(list(np.flatnonzero(keep)), x[keep], y[keep]), classes, cfg, None, log, hardware=hardware)
     return classes
 
 
@@ -83,7 +83,7 @@ def _scores(model, x: np.ndarray, classes: np.ndarray, num_classes: int, batch: 
 
 
 def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs: int, log, small: bool,
-                 min_count: int):
+                 min_count: int, hardware=None):
     """Keyword histogram + keyword classifier, TextCNN + its title feature, unigram → (feats, table6)."""
     ytr, yev = tr.targets(), ev.targets()
     cfg = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, weight_decay=1e-7, threads=2)
@@ -91,14 +91,14 @@ def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs
     k_tr, k_ev = hist.transform(ttr.keywords), hist.transform(tev.keywords)
     has_kw_tr, has_kw_ev = k_tr.sum(1) > 0, k_ev.sum(1) > 0
     kc = T.KeywordClassifier(k_tr.shape[1], 512, len(_classes(ytr[has_kw_tr], min_count)))
-    kc_classes = _train_text_model(kc, k_tr, ytr, has_kw_tr, cfg, log, min_count)
+    kc_classes = _train_text_model(kc, k_tr, ytr, has_kw_tr, cfg, log, min_count, hardware)
 
     mk = T.textcnn_small if small else T.textcnn_paper
     ids_tr, ids_ev = T.title_ids(ttr.titles, wv), T.title_ids(tev.titles, wv)
     has_t_tr, has_t_ev = ids_tr.any(1), ids_ev.any(1)
     cnn = T.TextCNN(mk(vocab_size=len(wv.words) + 1, embed_dim=wv.dim,
                        num_classes=len(_classes(ytr[has_t_tr], min_count))), wv.matrix)
-    cnn_classes = _train_text_model(cnn, ids_tr, ytr, has_t_tr, cfg, log, min_count)
+    cnn_classes = _train_text_model(cnn, ids_tr, ytr, has_t_tr, cfg, log, min_count, hardware)
     t_tr = _features(cnn, ids_tr) * has_t_tr[:, None]  # no title → zero feature
     t_ev = _features(cnn, ids_ev) * has_t_ev[:, None]
 
@@ -116,11 +116,13 @@ def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs
 def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_path: Path, out: str | Path,
                  vocabulary: Path | None = None, word2vec: Path | None = None, epochs: int = 4,
                  filter_labels: bool = False, small: bool = True, num_experts: int = 2, vector_dim: int = 100,
-                 min_class_count: int = 3, log: Callable[[str], None] = print) -> dict:
+                 min_class_count: int = 3, log: Callable[[str], None] = print, hardware=None) -> dict:
     """Tables 5 and 6 end to end; writes ``out/ablation.json`` and returns it.
 
     For CPU budgets only classes with ≥ ``min_class_count`` training videos are modelled (the
-    others score 0 in every row, so rows stay comparable; metrics still use all labels)."""
+    others score 0 in every row, so rows stay comparable; metrics still use all labels). Every
+    model that learns (keyword classifier, TextCNN, the MoE rows) trains on the engine with
+    ``hardware``."""
     out = Path(out)
     tr, ev = D.read_video_level(train_paths), D.read_video_level(eval_paths)
     ttr, tev, synthetic = prepare_text(tr, ev, Path(text_path), vocabulary, filter_labels)
@@ -129,7 +131,8 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
                                dim=vector_dim))
     if not word2vec:  # titles keep their case: give their words the lower-case vectors
         wv = _case_folded(wv, {w for t in ttr.titles + tev.titles for w in t})
-    (k_tr, k_ev, t_tr, t_ev), table6 = _text_models(tr, ev, ttr, tev, wv, epochs, log, small, min_class_count)
+    (k_tr, k_ev, t_tr, t_ev), table6 = _text_models(tr, ev, ttr, tev, wv, epochs, log, small, min_class_count,
+                                                    hardware)
     ytr, yev = tr.targets(), ev.targets()
     rows = {"visual + audio": [tr.rgb, tr.audio], "visual": [tr.rgb], "audio": [tr.audio],
             "visual + audio + keywords": [tr.rgb, tr.audio, k_tr],
@@ -141,7 +144,7 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
     table5 = {}
     for name in rows:
         scores = fit_scores(np.concatenate(rows[name], 1), ytr, np.concatenate(evrows[name], 1), cfg, log,
-                            min_class_count=min_class_count)
+                            min_class_count=min_class_count, hardware=hardware)
         table5[name] = all_metrics(scores, yev)
         log(f"{name}: GAP {table5[name]['gap']:.4f}")
     res = {"synthetic_text": synthetic, "filter_labels": filter_labels, "train_videos": len(tr),
