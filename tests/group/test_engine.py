@@ -88,7 +88,7 @@ def clips(tmp_path_factory):
 
 def _train(clips, out, **kw):
     torch.set_num_threads(1)
-    return train(tiny(batch_size=2, **kw), clips, out, val=clips, cache=clips.parent / "cache", progress=False,
+    return train(tiny(batch_size=2, select_on="val", **kw), clips, out, val=clips, cache=clips.parent / "cache", progress=False,
                  log=lambda s: None, hardware=CPU)
 
 

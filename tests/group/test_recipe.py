@@ -32,7 +32,9 @@ def run(tmp_path_factory):
 
 def test_train_writes_checkpoints_eval_and_mixes_synthetic(run):
     root, r = run
-    assert r["n_train"] == 8  # 6 real + round(0.25/0.75·6) = 2 synthetic
+    # best.pt is chosen on 3 real clips held out (one per label); 3 real + round(0.25/0.75·3) = 1 synthetic train
+    assert r["n_train"] == 4 and r["selected_on"] == "3 training clips held out (10%)"
+    assert r["eval"]["selected_on"] == r["selected_on"]
     assert (root / "run" / "best.pt").exists() and (root / "run" / "last.pt").exists()
     ev = json.loads((root / "run" / "eval" / "eval.json").read_text())
     assert set(ev["per_class"]) == {"Positive", "Neutral", "Negative"} and np.array(ev["confusion_matrix"]).sum() == 6
@@ -162,3 +164,24 @@ def test_tiny_vit_stem_option():
     assert (old.vit_stem, old.vit_patch, old.vit_pool) == ("patch", 8, "avg")
     with pytest.raises(ValueError, match="tiny"):
         TrainConfig(size="paper", vit_stem="conv").model_config()  # the paper size keeps ViT-L/14's patches
+
+
+def test_hold_out_is_stratified_seeded_and_disjoint():
+    from pathlib import Path
+
+    from affectlens.group.data import VgafItem
+    from affectlens.group.recipe import hold_out
+
+    items = [VgafItem(f"c{i}", Path(f"c{i}.mp4"), label, i) for i, label in enumerate([0] * 30 + [1] * 10 + [2] * 1)]
+    kept, held = hold_out(items, 0.1, seed=0)
+    names = [it.name for it in kept], [it.name for it in held]
+    assert sorted(names[0] + names[1]) == sorted(it.name for it in items) and not set(names[0]) & set(names[1])
+    assert [sum(it.label == k for it in held) for k in range(3)] == [3, 1, 0]  # a lone clip is never held out
+    assert hold_out(items, 0.1, seed=0) == (kept, held) and hold_out(items, 0.1, seed=1)[1] != held
+
+
+def test_select_on_val_selects_and_reports_on_val(run, tmp_path):
+    root, _ = run
+    r = train(tiny_cfg(epochs=1, select_on="val"), root / "real", tmp_path / "v", val=root / "real",
+              progress=False, log=lambda s: None)
+    assert r["n_train"] == 6 and r["selected_on"] == "val" and r["eval"]["selected_on"] == "val"

@@ -74,7 +74,10 @@ def features(data: Path = typer.Argument(..., help=DATA_HELP),
 def train_cmd(data: Optional[Path] = typer.Argument(None, help=DATA_HELP + " Omit to train on --synthetic only."),
               out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, curves, eval)."),
               config: Optional[Path] = typer.Option(None, "--config", help="Flat YAML recipe, e.g. configs/group_paper.yaml."),
-              val: Optional[Path] = typer.Option(None, "--val", help="Validation VGAF folder."),
+              val: Optional[Path] = typer.Option(None, "--val", help="Validation VGAF folder (evaluated once, on best.pt)."),
+              select_on: Optional[str] = choice_option(None, "--select-on", choices=("train", "val"),
+                                                       help="Choose best.pt on a held-out 10 % of the training clips "
+                                                            "(train, default) or on --val (EmotiW practice)."),
               synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="Synthetic VGAF-format folder to mix in."),
               synthetic_ratio: Optional[float] = typer.Option(None, "--synthetic-ratio", help="Share of synthetic clips (paper 0.3)."),
               size: Optional[str] = typer.Option(None, "--size", help="paper | base | tiny"),
@@ -102,16 +105,17 @@ def train_cmd(data: Optional[Path] = typer.Argument(None, help=DATA_HELP + " Omi
         raise typer.BadParameter("give DATA, --synthetic, or both")
     cfg = load_config(config, synthetic_ratio=synthetic_ratio, size=size, modality=modality, head=head, frames=frames,
                       audio_frames=audio_frames, epochs=epochs, lr=lr, optimizer=optimizer, loss=loss,
-                      freeze_vit_epochs=freeze_vit_epochs, vit_weights=vit_weights)
+                      freeze_vit_epochs=freeze_vit_epochs, vit_weights=vit_weights, select_on=select_on)
     result = train(cfg, data, out, val=val, synthetic=synthetic, on_error="error" if strict else "skip",
                    resume=resume, log=console.print, hardware=hardware)
     if not result["is_global_zero"]:
         return
     if "eval" in result:
-        console.print(f"validation accuracy {result['eval']['accuracy']:.4f}, macro-F1 {result['eval']['macro_f1']:.4f}")
+        console.print(f"validation accuracy {result['eval']['accuracy']:.4f}, macro-F1 {result['eval']['macro_f1']:.4f} "
+                      f"(best.pt selected on {one_line(result['selected_on'])})")
     best = result["best_epoch"]
-    chosen = (f"epoch {best['epoch']}, {best['metric']} {best['value']:.4f}" if best["value"] is not None
-              else "the last epoch: no --val")
+    chosen = (f"epoch {best['epoch']}, {best['metric']} {best['value']:.4f} on {one_line(result['selected_on'])}"
+              if best["value"] is not None else "the last epoch: nothing to select on")
     console.print(f"{len(result['history'].get('train_loss', []))} epochs on {result['world_size']} process(es); "
                   f"checkpoints: {one_line(result['best'])} (best, {chosen}), {one_line(result['last'])} (last)")
     _finish(result["problems"], "rows/clips")

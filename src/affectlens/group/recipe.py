@@ -6,6 +6,11 @@ synthetic VGAF-format folder is given. Training runs on the one engine
 (:mod:`affectlens.training.engine`) as a :class:`~affectlens.group.train_module.GroupModule`: the run folder gets ``last.pt``
 every epoch (so ``train`` resumes exactly), ``best.pt`` (best validation accuracy),
 ``metrics.csv`` and ``metrics.json``, on one CPU, GPUs or DDP alike.
+
+Model selection: by default ``best.pt`` is the epoch with the best accuracy on a stratified
+``select_fraction`` of the training clips held out for that purpose, and ``--val`` is evaluated
+once, on ``best.pt``; ``select_on: val`` keeps the EmotiW practice of selecting and reporting on
+Val (the result says which was used).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from affectlens.errors import DataError, failure_line
 from affectlens.group.data import CLASSES, FeatureSpec, GroupClips, VgafItem, extract_features, read_vgaf
 from affectlens.group.model import BUILDERS, GroupConfig, build_model, config_from_dict
 from affectlens.training.hardware import Hardware
+from affectlens.utils import write_json
 
 Log = Callable[[str], None]
 
@@ -50,6 +56,10 @@ class TrainConfig:
     threads: int = 2
     vit_weights: str = ""        # local ViT weights file ("" = random init; no hub downloads)
     missing_audio: Literal["error", "silence"] = "error"
+    # Which clips choose best.pt: "train" holds out select_fraction of the training clips (stratified,
+    # seeded) and reports --val once; "val" selects and reports on --val (EmotiW practice, optimistic).
+    select_on: Literal["train", "val"] = "train"
+    select_fraction: float = 0.1
 
     def model_config(self) -> GroupConfig:
         kw = dict(modality=self.modality, head=self.head, n_video=self.frames, n_audio=self.audio_frames or self.frames)
@@ -171,31 +181,59 @@ def train(cfg: TrainConfig, data: Optional[Path], out: Path, val: Optional[Path]
 
     torch.set_num_threads(cfg.threads)
     out = Path(out)
-    train_ds, val_ds, problems = _datasets(cfg, data, val, synthetic, cache, on_error, progress, log)
-    val_dl = loader(val_ds, max(cfg.batch_size, 8)) if val_ds is not None and len(val_ds) else None
-    res = fit(GroupModule(cfg), loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed), val_dl, out=out,
+    train_ds, select_ds, val_ds, problems = _datasets(cfg, data, val, synthetic, cache, on_error, progress, log)
+    select_dl = loader(select_ds, max(cfg.batch_size, 8)) if select_ds is not None and len(select_ds) else None
+    res = fit(GroupModule(cfg), loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed), select_dl, out=out,
               epochs=cfg.epochs, hardware=_hardware(hardware, cfg), resume=resume,
               progress=None if progress else False)
+    selected_on = ("none (the last epoch)" if select_dl is None else "val" if select_ds is val_ds
+                   else f"{len(select_ds)} training clips held out ({cfg.select_fraction:.0%})")
     result = {"history": res.history, "best": str(res.best_path), "last": str(res.last_path),
-              "best_epoch": res.best, "n_train": len(train_ds), "problems": problems,
+              "best_epoch": res.best, "n_train": len(train_ds), "problems": problems, "selected_on": selected_on,
               "is_global_zero": res.is_global_zero, "world_size": res.world_size}
     if not res.is_global_zero:
         return result
-    if val_dl is not None:
+    if val_ds is not None and len(val_ds):
         result["eval"] = evaluate_dataset(res.best_path, val_ds, out / "eval", device=_eval_device(hardware))
+        result["eval"]["selected_on"] = selected_on
+        write_json(out / "eval" / "eval.json", result["eval"])
     curves_png({k: v for k, v in res.history.items() if k.endswith("_acc")}, out / "curves.png",
                title=f"group {cfg.modality} ({cfg.frames} frames)")
     return result
 
 
+def hold_out(items: Sequence[VgafItem], fraction: float, seed: int) -> tuple[list, list]:
+    """``(kept, held_out)``: about ``fraction`` of the items of every label, drawn with ``seed`` (at
+    least one per label that has two or more items), for choosing the epoch."""
+    rng = np.random.default_rng(seed)
+    held: set = set()
+    for label in sorted({it.label for it in items}):
+        idx = [i for i, it in enumerate(items) if it.label == label]
+        n = min(len(idx) - 1, max(1, int(round(fraction * len(idx))))) if fraction > 0 else 0
+        held |= {idx[j] for j in rng.permutation(len(idx))[:n]}
+    return ([it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held])
+
+
 def _datasets(cfg: TrainConfig, data, val, synthetic, cache, on_error: str, progress: bool, log: Log) -> tuple:
-    """``(training set, validation set or None, problems)``: real clips plus the synthetic ones mixed in."""
+    """``(training set, selection set or None, validation set or None, problems)``: real clips plus
+    the synthetic ones mixed in; the selection set is held out of the training clips
+    (``select_on: train``) or is the validation set (``select_on: val``)."""
     spec = cfg.feature_spec()
     real, real_cache, problems = prepare(data, cfg, cache, on_error, progress, log) if data else ([], None, [])
-    items, caches = list(real), {}
+    syn, syn_cache = [], None
     if synthetic is not None:
         syn, syn_cache, syn_problems = prepare(synthetic, cfg, None, on_error, progress, log)
         problems += syn_problems
+    held, held_cache = [], None
+    if cfg.select_on == "train":  # from the real clips; from the synthetic ones only when there are none
+        if real:
+            real, held = hold_out(real, cfg.select_fraction, cfg.seed)
+            held_cache = real_cache
+        elif syn:
+            syn, held = hold_out(syn, cfg.select_fraction, cfg.seed)
+            held_cache = syn_cache
+    items, caches = list(real), {}
+    if synthetic is not None:
         items = mix_synthetic(real, syn, cfg.synthetic_ratio, cfg.seed)
         caches.update({it.name: syn_cache for it in items[len(real):]})
         log(f"training set: {len(real)} real + {len(items) - len(real)} synthetic clips")
@@ -207,7 +245,8 @@ def _datasets(cfg: TrainConfig, data, val, synthetic, cache, on_error: str, prog
         v_items, v_cache, v_problems = prepare(val, cfg, None, on_error, progress, log)
         problems += v_problems
         val_ds = GroupClips(v_items, v_cache, spec)
-    return train_ds, val_ds, problems
+    select_ds = GroupClips(held, held_cache, spec) if held else (val_ds if cfg.select_on == "val" else None)
+    return train_ds, select_ds, val_ds, problems
 
 
 class _MultiCache:
