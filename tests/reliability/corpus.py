@@ -190,6 +190,7 @@ def _record(data: bytes) -> bytes:
 def build_shards(root: Path) -> dict[str, Path]:
     """Good video-level shards (``good0..2``) and one crafted or corrupt shard of each kind."""
     from affectlens.videotag import data as D
+    from affectlens.videotag import tfrecord
     from affectlens.videotag.synth import synth_video_level
 
     good = root / "good"
@@ -211,8 +212,8 @@ def build_shards(root: Path) -> dict[str, Path]:
     shards["huge_length"] = bad / "huge_length.tfrecord"
     rgb, aud = np.zeros(D.RGB_DIM, np.float32), np.zeros(D.AUDIO_DIM, np.float32)
     varint70 = b"\xff" * 9 + b"\x7f"  # a label of 70 bits: no int64 holds it
-    labels = D._enc_len(1, D._enc_len(1, b"labels") + D._enc_len(2, D._enc_len(3, D._enc_len(1, varint70))))
-    crafted = D._enc_len(1, D._enc_features({"id": "v70", "mean_rgb": rgb, "mean_audio": aud}) + labels)
+    labels = tfrecord._enc_len(1, tfrecord._enc_len(1, b"labels") + tfrecord._enc_len(2, tfrecord._enc_len(3, tfrecord._enc_len(1, varint70))))
+    crafted = tfrecord._enc_len(1, tfrecord._enc_features({"id": "v70", "mean_rgb": rgb, "mean_audio": aud}) + labels)
     (bad / "varint70.tfrecord").write_bytes(_record(crafted))
     shards["varint70"] = bad / "varint70.tfrecord"
     (bad / "random.tfrecord").write_bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())

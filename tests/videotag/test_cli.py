@@ -34,9 +34,10 @@ def test_train_eval_predict(shards, tmp_path, capsys):
     assert _run(["videotag", "train", "--data", str(shards), "--config", str(cfg), "--out", str(run),
                  "--train-shards", "2"]) == 0
     summary = json.loads((run / "metrics.json").read_text())
-    metrics = summary["eval"]
+    metrics = summary["val"]
     assert set(metrics) >= {"gap", "hit_at_one", "perr", "map"} and metrics["videos"] == 40
-    assert metrics["gap"] > 0.3 and metrics["best_epoch"] == summary["best"]["epoch"]
+    assert metrics["gap"] > 0.3 and summary["best_epoch"] == summary["best"]["epoch"]
+    assert metrics["gap"] == pytest.approx(summary["best"]["value"])  # best.pt's GAP, streamed, = the selection figure
     assert summary["best"]["metric"] == "val_gap" and len(summary["history"]["val_gap"]) == 3
     capsys.readouterr()
     assert _run(["videotag", "eval", str(run / "best.pt"), "--data", str(shards), "--train-shards", "2"]) == 0
@@ -64,7 +65,7 @@ def test_frame_level_synth_and_dbof(shards, tmp_path):
     cfg.write_text("model: dbof\nprojection: 32\nhidden: 16\nsamples: 4\nepochs: 2\nbatch_size: 32\nthreads: 1\n")
     assert _run(["videotag", "train", "--data", str(frames), "--config", str(cfg), "--out", str(tmp_path / "r"),
                  "--train-shards", "2"]) == 0
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["eval"]["videos"] == 40
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["val"]["videos"] == 40
     assert _run(["videotag", "eval", str(tmp_path / "r" / "best.pt"), "--data", str(frames), "--train-shards", "2"]) == 0
 
 

@@ -53,7 +53,7 @@ def test_train_takes_the_engine_options_and_resumes_exactly(tmp_path):
     assert a["epoch"] == b["epoch"] == 4 and all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     r = runner.invoke(app, ["videotag", "train", "--data", str(tmp_path / "yt8m"), "--out", str(tmp_path / "cut"),
                             "--train-shards", "1", "--lr", "0.5"])
-    assert r.exit_code != 0 and "made with another recipe (batch_size: 16 there, 256 now)" in str(r.exception)
+    assert r.exit_code != 0 and "made with another recipe (batch_size: 16 there, 1024 now)" in str(r.exception)
 
 
 def test_config_keys_are_checked(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from affectlens.errors import DataError
 from affectlens.videotag import data as D
+from affectlens.videotag import tfrecord
 from tests.conftest import shared_path
 
 
@@ -68,7 +69,7 @@ def test_crc32c_batch_matches_bytewise():
     msgs = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (0, 1, 3, 4, 5, 63, 64, 65, 1000, 4711)]
     got = D.crc32c_batch(msgs)
     for m, g in zip(msgs, got):
-        assert int(g) == D._crc32c_small(m)
+        assert int(g) == tfrecord._crc32c_small(m)
 
 
 def test_example_encoding_agrees_with_protobuf():

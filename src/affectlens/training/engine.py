@@ -42,7 +42,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from affectlens.errors import AffectlensError
 from affectlens.training.checkpoint import FORMAT, load_checkpoint, write_payload
@@ -183,8 +183,11 @@ class _PayloadIO(CheckpointIO):
 class _RunFolder(L.Callback):
     """After every training epoch: the figures into history, ``best.pt`` when improved, ``last.pt``."""
 
-    def __init__(self, out: Path, epochs: int, log: bool):
-        self.out, self.epochs, self.log = out, epochs, log
+    def __init__(self, out: Path, epochs: int, log: bool, patience: int | None = None):
+        self.out, self.epochs, self.log, self.patience = out, epochs, log, patience
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: TrainModule) -> None:
+        _set_dataset_epoch([trainer.train_dataloader, trainer.val_dataloaders], trainer.current_epoch)
 
     def on_train_start(self, trainer: L.Trainer, module: TrainModule) -> None:
         """A resumed run's CSV log starts with the epochs it already has (the logger rewrites the file)."""
@@ -202,9 +205,13 @@ class _RunFolder(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: TrainModule) -> None:
         row = module.finish_epoch()
+        improved = module.improved(row)
+        if self.patience and module.best["value"] is not None and \
+                module.current_epoch + 1 - module.best["epoch"] >= self.patience:
+            trainer.should_stop = True  # early stopping: no better epoch for ``patience`` epochs
         final = module.current_epoch + 1 >= self.epochs or trainer.should_stop
         # without validation "best" is the latest epoch: written once at the end, not every epoch
-        if module.improved(row) and (module.monitor in row or final):
+        if improved and (module.monitor in row or final):
             trainer.save_checkpoint(self.out / "best.pt", weights_only=False, storage_options="weights")
         trainer.save_checkpoint(self.out / "last.pt", weights_only=False)
         if self.log and trainer.is_global_zero:
@@ -213,6 +220,18 @@ class _RunFolder(L.Callback):
             mark = f" (best {best['value']:.4f} @ {best['epoch']})" if best["value"] is not None else ""
             print(f"epoch {module.current_epoch + 1}/{self.epochs} {figures}{mark} {row['epoch_seconds']:.1f} s",
                   file=sys.stderr, flush=True)
+
+
+def _set_dataset_epoch(loaders: Sequence[Any], epoch: int) -> None:
+    """A streaming dataset (shards read as they come) shuffles from (seed, epoch) like
+    :class:`EpochSampler`, but Lightning sets a sampler's epoch, never a dataset's: the engine does,
+    before a run's first iterator is made (which Lightning makes, and prefetches from, before the
+    epoch-start hooks) and at the start of every later epoch."""
+    for dl in loaders:
+        for one in (dl if isinstance(dl, (list, tuple)) else [dl]):
+            set_epoch = getattr(getattr(one, "dataset", None), "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
 
 
 @dataclass
@@ -254,13 +273,14 @@ def _refuse_other_settings(last: Path, module: TrainModule) -> None:
 def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | None = None, *,
         out: str | Path, epochs: int, hardware: Hardware | None = None, resume: bool = True,
         grad_clip: float | None = None, progress: bool | None = None, log: bool = True,
-        callbacks: Sequence[L.Callback] = (), **trainer_extra: Any) -> FitResult:
+        callbacks: Sequence[L.Callback] = (), patience: int | None = None, **trainer_extra: Any) -> FitResult:
     """Train ``module`` for ``epochs`` epochs into the run folder ``out`` (see the module docstring).
 
     ``resume``: continue from ``out/last.pt`` when it exists (refusing one made with other
     settings); without it an existing ``last.pt`` is replaced. ``progress``: a progress bar
     (default: when stderr is a terminal). ``log``: the start line and one line per epoch on stderr
-    (off for the many small fits of a cross-validation).
+    (off for the many small fits of a cross-validation). ``patience``: stop when the monitored
+    figure has not improved for that many epochs (early stopping; the run folder says so).
     """
     out = Path(out)
     hardware = hardware or Hardware()
@@ -274,7 +294,8 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
         logging.getLogger(name).setLevel(logging.WARNING)
     loggers = [L.pytorch.loggers.CSVLogger(str(out), name="", version="")]
     trainer = L.Trainer(max_epochs=epochs, logger=loggers, enable_checkpointing=False,
-                        callbacks=[_RunFolder(out, epochs, log=log), *callbacks], plugins=[_PayloadIO()],
+                        callbacks=[_RunFolder(out, epochs, log=log, patience=patience), *callbacks],
+                        plugins=[_PayloadIO()],
                         enable_progress_bar=bar, enable_model_summary=False, num_sanity_val_steps=0,
                         gradient_clip_val=grad_clip, default_root_dir=str(out), log_every_n_steps=1,
                         **hardware.trainer_kwargs(), **trainer_extra)
@@ -284,6 +305,7 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
               f"into {out}" + (f" (resuming after epoch {load_checkpoint(last)['epoch']})" if ckpt_path else ""),
               file=sys.stderr, flush=True)
     seed_everything(module.seed)
+    _set_dataset_epoch([train_loader, val_loader], load_checkpoint(last)["epoch"] if ckpt_path else 0)
     with warnings.catch_warnings():  # the CSV log of a resumed run is replayed from its history (on_train_start)
         warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=False)
@@ -323,7 +345,12 @@ def loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: in
     """The DataLoader every room trains from: an :class:`EpochSampler` (exact resume), workers on request.
 
     It has its own generator, so making its iterator (which draws the workers' base seed) never
-    moves the global random state that dropout and augmentation draw from."""
+    moves the global random state that dropout and augmentation draw from. A streaming dataset
+    (an ``IterableDataset`` that batches and shuffles itself from its epoch, which the engine sets
+    before every epoch) is passed through as it is, its workers made anew each epoch."""
+    if isinstance(dataset, IterableDataset):
+        return DataLoader(dataset, batch_size=None, num_workers=num_workers,
+                          generator=torch.Generator().manual_seed(seed), **kw)
     return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), seed, shuffle),
                       num_workers=num_workers, persistent_workers=num_workers > 0,
                       generator=torch.Generator().manual_seed(seed), **kw)

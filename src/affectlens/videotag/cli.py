@@ -15,21 +15,23 @@ from affectlens.training.hardware import Hardware
 app = typer.Typer(help="Multi-label video tagging on YouTube-8M features (+ titles and keywords).",
                   no_args_is_help=True)
 
-_DATA = typer.Option(..., "--data", help="Folder of .tfrecord shards (sorted; the first --train-shards train).")
-_TRAIN_SHARDS = typer.Option(24, "--train-shards", min=0, help="How many sorted shards form the training split.")
+_DATA = typer.Option(..., "--data", help="Shards: .tfrecord files, folders or globs (repeat --data for more).")
+_TRAIN_SHARDS = typer.Option(24, "--train-shards", min=0,
+                             help="Without --val: the first N sorted shards train, the rest validate.")
+_SPLIT_HELP = "train, eval or all of the --data shards (split at --train-shards)"
 SPLITS = ("train", "eval", "all")
 
 
-def _split(data: Path, split: str, train_shards: int):
+def _split(data: List[Path], split: str, train_shards: int) -> List[Path]:
+    """The shards of ``split``: all of ``data`` expanded and sorted, cut after ``train_shards``."""
     from affectlens.errors import DataError
-    from affectlens.videotag.data import yt8m_split
+    from affectlens.videotag.data import expand_shards
 
-    tr, ev = yt8m_split(data, train_shards)
-    chosen = {"train": tr, "eval": ev, "all": tr + ev}.get(split)
-    if chosen is None:
-        raise DataError(data, f"unknown split {split!r} (train, eval or all)")
+    paths = expand_shards(data)
+    tr, ev = paths[:train_shards], paths[train_shards:]
+    chosen = {"train": tr, "eval": ev, "all": paths}[split]
     if not chosen:
-        raise DataError(data, f"the {split} split is empty (only {len(tr) + len(ev)} shards)")
+        raise DataError(data[0], f"the {split} split is empty (only {len(paths)} shards)")
     return chosen
 
 
@@ -44,95 +46,102 @@ def _print_metrics(title: str, rows: dict) -> None:
 
 @app.command()
 @hardware_options
-def train(data: Path = _DATA, out: Path = typer.Option(..., "--out", help="Run folder (best.pt, last.pt, metrics.csv)."),
+def train(data: List[Path] = _DATA,
+          out: Path = typer.Option(..., "--out", help="Run folder (best.pt, last.pt, metrics.csv)."),
+          val: Optional[List[Path]] = typer.Option(None, "--val", help="Validation shards that choose best.pt "
+                                                   "(files, folders, globs; repeatable). Without it: --train-shards."),
+          test: Optional[List[Path]] = typer.Option(None, "--test", help="Shards to report best.pt on once."),
           config: Optional[Path] = typer.Option(None, "--config", help="A configs/videotag_*.yaml recipe."),
           epochs: Optional[int] = typer.Option(None, "--epochs", min=1), lr: Optional[float] = typer.Option(None, "--lr"),
           modalities: Optional[str] = typer.Option(None, "--modalities", help="e.g. rgb,audio"),
+          release: Optional[str] = choice_option(None, "--release", choices=("2018", "2017"),
+                                                 help="YouTube-8M release: 2018 (3,862 classes) or 2017 (4,716)."),
+          num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, max=64,
+                                                    help="Shard readers per process (DataLoader workers)."),
           train_shards: int = _TRAIN_SHARDS,
           resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last.pt."),
           hardware: Hardware = None):
-    """Train on the training shards (resumes from OUT/last.pt), select best.pt by GAP on the rest
-    and evaluate it there. Runs on the training engine (docs/training.md)."""
+    """Train on shards streamed from disk (resumes from OUT/last.pt), choose best.pt by GAP on the
+    validation shards and evaluate it there (and once on --test). Runs on the training engine
+    (docs/training.md): with --devices N every process reads its own shards."""
     from affectlens.videotag import recipe
+    from affectlens.videotag.data import expand_shards
 
     mods = modalities.split(",") if modalities else None
-    cfg = recipe.load_config(config, epochs=epochs, lr=lr, modalities=mods)
-    tr = _split(data, "train", train_shards)
-    ev = _split(data, "eval", train_shards) if len(tr) < len(_split(data, "all", train_shards)) else None
-    metrics = recipe.train(cfg, tr, out, ev, hardware=hardware, resume=resume)
-    if metrics:
-        _print_metrics(f"{cfg.model['kind']} on {metrics['videos']} held-out videos", {cfg.model["kind"]: metrics})
+    cfg = recipe.load_config(config, epochs=epochs, lr=lr, modalities=mods, release=release, num_workers=num_workers)
+    if val:
+        tr, va = expand_shards(data), expand_shards(val)
+    else:
+        tr = _split(data, "train", train_shards)
+        everything = _split(data, "all", train_shards)
+        va = everything[len(tr):] or None
+    result = recipe.train(cfg, tr, out, va, hardware=hardware, resume=resume,
+                          test_paths=expand_shards(test) if test else None)
+    rows = {f"{cfg.model['kind']} — validation ({result['val']['videos']} videos, chose best.pt)": result["val"]
+            } if "val" in result else {}
+    if "test" in result:
+        rows[f"{cfg.model['kind']} — test ({result['test']['videos']} videos)"] = result["test"]
+    if rows:
+        _print_metrics(f"best.pt = epoch {result['best_epoch']} of {result['epochs']}, "
+                       f"{result['train_videos']} training videos, {result['train_seconds']:.0f} s", rows)
 
 
 @app.command("eval")
-def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) from 'videotag train'."), data: Path = _DATA,
-             split: str = choice_option("eval", "--split", choices=SPLITS, help="train, eval or all"),
-             train_shards: int = _TRAIN_SHARDS, report: Path | None = REPORT_OPTION):
+def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) from 'videotag train'."),
+             data: List[Path] = _DATA,
+             split: str = choice_option("eval", "--split", choices=SPLITS, help=_SPLIT_HELP),
+             train_shards: int = _TRAIN_SHARDS, report: Path | None = REPORT_OPTION,
+             per_class: Optional[Path] = typer.Option(None, "--per-class", help="Write each class's AP to this CSV.")):
     """Print GAP / Hit@1 / PERR / mAP of a trained model (any unreadable shard is an error: no metrics
     from part of a split)."""
     from affectlens.videotag import recipe
 
     shards = _split(data, split, train_shards)
-    if report is not None:
-        check_output(report, inputs=[checkpoint, *shards])
-    m = recipe.evaluate(checkpoint, shards)
+    for path in (report, per_class):
+        if path is not None:
+            check_output(path, inputs=[checkpoint, *shards])
+    m = recipe.evaluate(checkpoint, shards, per_class=per_class)
     _print_metrics(f"{checkpoint} on {m['videos']} videos", {checkpoint.parent.name or "model": m})
+    if per_class is not None:
+        stdout.print(f"per-class AP -> {one_line(per_class)}")
     if report is not None:
         from affectlens.report.html import write_eval_report
         from affectlens.training import load_checkpoint
 
         history = load_checkpoint(checkpoint).get("history") or None
         write_eval_report(report, m, history=history, title="videotag — evaluation",
-                          notes=f"checkpoint `{checkpoint}` on the {split} split of `{data}` ({m['videos']} videos); "
-                                "metrics as the YouTube-8M starter code defines them (GAP over the top 20)")
+                          notes=f"checkpoint `{checkpoint}` on the {split} split of {len(shards)} shards "
+                                f"({m['videos']} videos); metrics as the YouTube-8M starter code defines them "
+                                "(GAP over the top 20)")
         stdout.print(f"report -> {one_line(report)}")
 
 
 @app.command()
-def predict(checkpoint: Path = typer.Argument(...), data: Path = _DATA,
+def predict(checkpoint: Path = typer.Argument(...), data: List[Path] = _DATA,
             out: Path = typer.Option(Path("predictions.csv"), "--out"),
-            split: str = choice_option("eval", "--split", choices=SPLITS, help="train, eval or all"),
+            split: str = choice_option("eval", "--split", choices=SPLITS, help=_SPLIT_HELP),
             train_shards: int = _TRAIN_SHARDS,
-            top_k: int = typer.Option(20, "--top-k", min=1, max=3862)):
-    """Write the Kaggle predictions.csv (VideoId,LabelConfidencePairs; top 20).
+            top_k: int = typer.Option(20, "--top-k", min=1, max=4716),
+            vocabulary: Optional[Path] = typer.Option(None, "--vocabulary",
+                                                      help="vocabulary.csv: add a Labels column with class names.")):
+    """Write the starter code's submission CSV (VideoId,LabelConfidencePairs; top 20), streamed.
 
     A shard that cannot be read is reported (one line naming it) and the others are still
     predicted; the exit code is then 1."""
-    shards = _split(data, split, train_shards)
-    check_output(out, inputs=[checkpoint, *shards])
-    path, videos, failed = _predict_shards(checkpoint, shards, out, top_k)
-    stdout.print(f"wrote {one_line(path)} ({videos} videos from {len(shards) - len(failed)} of {len(shards)} shards)")
-    if problem_lines(failed, "shard(s)"):
-        raise typer.Exit(1)
-
-
-def _predict_shards(checkpoint: Path, shards: List[Path], out: Path, top_k: int):
-    """Score shard by shard so that a corrupt one costs only its own videos."""
-    import numpy as np
-
-    from affectlens.errors import AffectlensError, DataError
     from affectlens.videotag import recipe
-    from affectlens.videotag.models import is_frame_level
 
-    model, classes, cfg = recipe.load_model(checkpoint)
-    ids, scores, failed = [], [], []
-    for shard in shards:
-        try:
-            part = recipe.load_split([shard], cfg.modalities, is_frame_level(model.config), cfg.max_frames)
-        except AffectlensError as e:
-            failed.append(str(e))
-            continue
-        ids += list(part.ids)
-        scores.append(recipe.predict_scores(model, part, classes))
-    if not ids:
-        problem_lines(failed, "shard(s)")
-        raise DataError(shards[0].parent if len(shards) > 1 else shards[0], "no readable videos to predict")
-    return recipe.write_kaggle_csv(out, ids, np.concatenate(scores), top_k), len(ids), failed
+    shards = _split(data, split, train_shards)
+    check_output(out, inputs=[checkpoint, *shards, *([vocabulary] if vocabulary else [])])
+    path, videos, failed = recipe.predict(checkpoint, shards, out, top_k, vocabulary)
+    problem_lines(failed, "shard(s)")
+    stdout.print(f"wrote {one_line(path)} ({videos} videos from {len(shards) - len(failed)} of {len(shards)} shards)")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
 @hardware_options
-def ablation(data: Path = _DATA, text: Path = typer.Option(..., "--text", help="Video text (JSON lines)."),
+def ablation(data: List[Path] = _DATA, text: Path = typer.Option(..., "--text", help="Video text (JSON lines)."),
              out: Path = typer.Option(..., "--out"),
              vocabulary: Optional[Path] = typer.Option(None, "--vocabulary", help="vocabulary(.partial).csv"),
              word2vec: Optional[Path] = typer.Option(None, "--word2vec", help="word2vec file; default: train on corpus"),
@@ -159,7 +168,7 @@ def ablation(data: Path = _DATA, text: Path = typer.Option(..., "--text", help="
 
 @app.command()
 def ensemble(checkpoints: List[Path] = typer.Argument(..., help="best.pt files of video-level models."),
-             data: Path = _DATA, out: Path = typer.Option(..., "--out"),
+             data: List[Path] = _DATA, out: Path = typer.Option(..., "--out"),
              trees: int = typer.Option(1000, "--trees", min=1, max=100_000), train_shards: int = _TRAIN_SHARDS):
     """Table 4's ensembling (mean, max, random forest) of trained models on the evaluation shards."""
     from affectlens.videotag.textrecipe import run_ensemble

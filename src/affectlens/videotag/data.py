@@ -1,395 +1,54 @@
-"""YouTube-8M TFRecords without TensorFlow: framing, CRC32C, protobuf wire format, readers and writers.
+"""YouTube-8M features: readers of the video-level and frame-level shards (2017 and 2018
+releases), a streaming dataset over any number of shards, writers, and layout helpers.
 
-A TFRecord file is a sequence of records, each framed as
-``uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)`` (little endian).
-``data`` is a serialised ``tf.train.Example`` (video level: ``id``, ``labels``, ``mean_rgb`` 1024,
-``mean_audio`` 128) or ``tf.train.SequenceExample`` (frame level: context ``id``/``labels``, feature
-lists ``rgb``/``audio`` holding one quantised uint8 byte string per frame).
-
-CRC32C is computed by our own numpy code, vectorised over a batch of records: each message is
-right-aligned in a zero-padded matrix (leading zeros leave a zero CRC register unchanged), cut into
-``P`` pieces of ``m`` bytes processed in parallel, and the pieces are chained with a precomputed
-"append m zero bytes" linear map. The initial register 0xFFFFFFFF is folded into the first four
-message bytes (exact for reflected CRCs). Reading all 30 real shards (40 MB) takes about a second.
+Records are read by :mod:`affectlens.videotag.tfrecord` (no TensorFlow). Video level: a
+``tf.train.Example`` with ``id`` (2018) or ``video_id`` (2017), ``labels``, ``mean_rgb`` 1024 and
+``mean_audio`` 128; frame level: a ``tf.train.SequenceExample`` with context ``id``/``labels`` and
+feature lists ``rgb``/``audio`` holding one quantised uint8 byte string per frame.
 """
 from __future__ import annotations
 
-import math
-import struct
 from dataclasses import dataclass
+import glob
+import math
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
 
 from affectlens.errors import DataError
-from affectlens.utils import atomic_path
+from affectlens.videotag.tfrecord import (  # noqa: F401  (re-exported: the room's one data module)
+    MAX_RECORD_BYTES, TFRecordWriter, count_records, crc32c, crc32c_batch, dequantize, encode_example,
+    encode_sequence_example, iter_records, masked_crc, parse_example, parse_sequence_example, quantize)
 
 __all__ = [
     "crc32c", "crc32c_batch", "masked_crc", "iter_records", "TFRecordWriter",
     "parse_example", "parse_sequence_example", "encode_example", "encode_sequence_example",
     "quantize", "dequantize", "VideoLevelData", "read_video_level", "iter_video_level",
     "iter_frame_level", "FrameLevelVideo", "write_video_level", "write_frame_level",
-    "shard_paths", "yt8m_split", "read_vocabulary", "multi_hot",
+    "shard_paths", "yt8m_split", "read_vocabulary", "multi_hot", "expand_shards", "ShardStream",
+    "label_prior", "vocabulary_size", "RELEASES", "count_records",
 ]
 
 NUM_CLASSES = 3862  # YouTube-8M 2018 vocabulary size
+RELEASES = {"2018": 3862, "2017": 4716}  # classes of each release's vocabulary
 RGB_DIM, AUDIO_DIM = 1024, 128
-# A frame-level record of 300 frames is ~0.4 MB and a video-level one ~5 KB: a record that claims
-# more than this is crafted or corrupt, and is refused before anything is read (not a MemoryError)
-MAX_RECORD_BYTES = 64 << 20
-
-# ---------------------------------------------------------------------------- CRC32C (Castagnoli)
-
-def _make_table() -> np.ndarray:
-    poly = 0x82F63B78  # reflected Castagnoli polynomial
-    t = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        t = np.where(t & 1, (t >> 1) ^ np.uint32(poly), t >> 1).astype(np.uint32)
-    return t
-
-
-_T = _make_table()
-_TL = _T.tolist()
-_MASK_DELTA = 0xA282EAD8
-
-
-def _shift_tables(m: int) -> np.ndarray:
-    """(4, 256) tables of the linear map 'feed m zero bytes' applied to each byte of the register."""
-    vals = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32))[:, None]).ravel()
-    for _ in range(m):
-        vals = _T[vals & 0xFF] ^ (vals >> 8)
-    return vals.reshape(4, 256)
-
-
-def _apply_shift(tables: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return (tables[0][x & 0xFF] ^ tables[1][(x >> 8) & 0xFF]
-            ^ tables[2][(x >> 16) & 0xFF] ^ tables[3][x >> 24])
-
-
-def _crc32c_small(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = _TL[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def crc32c(data: bytes) -> int:
-    """CRC32C of one byte string (e.g. ``crc32c(b"123456789") == 0xE3069283``)."""
-    if len(data) <= 64:
-        return _crc32c_small(data)
-    return int(crc32c_batch([data])[0])
-
-
-def crc32c_batch(messages: Sequence[bytes]) -> np.ndarray:
-    """CRC32C of many byte strings at once → uint32 array (numpy, vectorised over records)."""
-    out = np.zeros(len(messages), dtype=np.uint32)
-    big = [i for i, m in enumerate(messages) if len(m) >= 4]
-    for i, m in enumerate(messages):
-        if len(m) < 4:
-            out[i] = _crc32c_small(m)
-    if not big:
-        return out
-    lens = np.array([len(messages[i]) for i in big])
-    m = max(1, int(math.ceil(math.sqrt(lens.max()))))
-    p = int(math.ceil(lens.max() / m))
-    buf = np.zeros((len(big), p * m), dtype=np.uint8)
-    starts = p * m - lens
-    for row, (i, s) in enumerate(zip(big, starts)):
-        buf[row, s:] = np.frombuffer(messages[i], dtype=np.uint8)
-    rows = np.repeat(np.arange(len(big)), 4)
-    cols = (starts[:, None] + np.arange(4)[None, :]).ravel()
-    buf[rows, cols] ^= 0xFF  # fold the initial register 0xFFFFFFFF into the first 4 bytes
-    cols_major = np.ascontiguousarray(buf.reshape(len(big) * p, m).T)  # (m, n·P)
-    reg = np.zeros(len(big) * p, dtype=np.uint32)
-    for j in range(m):
-        reg = _T[(reg ^ cols_major[j]) & 0xFF] ^ (reg >> 8)
-    reg = reg.reshape(len(big), p)
-    tables = _shift_tables(m)
-    acc = np.zeros(len(big), dtype=np.uint32)
-    for k in range(p):
-        acc = _apply_shift(tables, acc) ^ reg[:, k]
-    out[big] = acc ^ np.uint32(0xFFFFFFFF)
-    return out
-
-
-def masked_crc(crc: int | np.ndarray):
-    """TFRecord's masking: rotate right by 15 and add a constant (mod 2³²)."""
-    if isinstance(crc, np.ndarray):
-        c = crc.astype(np.uint64)
-        return ((((c >> 15) | (c << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-# ---------------------------------------------------------------------------- TFRecord framing
-
-def iter_records(path: str | Path, check_crc: bool = True, batch_bytes: int = 8 << 20
-                 ) -> Iterator[tuple[int, bytes]]:
-    """Stream ``(byte_offset, data)`` for each record of a TFRecord file.
-
-    The length CRC is checked at once (a corrupt length must not drive a huge read), and a length
-    past the end of the file or over ``MAX_RECORD_BYTES`` is refused before reading (a crafted
-    length with a valid CRC); data CRCs are checked in batches of about ``batch_bytes``. Any
-    truncation or CRC mismatch raises ``DataError`` naming the file and the record's byte offset.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "is a folder, not a TFRecord file" if path.is_dir() else "TFRecord file not found")
-    file_size = path.stat().st_size
-    pending: list[tuple[int, bytes, int]] = []
-    size = 0
-    with open(path, "rb") as f:
-        offset = 0
-        while True:
-            header = f.read(12)
-            if not header:
-                break
-            if len(header) < 12:
-                raise DataError(path, f"truncated record header at byte offset {offset}")
-            (length,), (hcrc,) = struct.unpack("<Q", header[:8]), struct.unpack("<I", header[8:])
-            if check_crc and masked_crc(_crc32c_small(header[:8])) != hcrc:
-                raise DataError(path, f"corrupt record at byte offset {offset}: length CRC mismatch")
-            if length > MAX_RECORD_BYTES:
-                raise DataError(path, f"corrupt record at byte offset {offset}: length {length} is over the "
-                                      f"{MAX_RECORD_BYTES >> 20} MiB limit of a record")
-            if offset + length + 16 > file_size:
-                raise DataError(path, f"truncated record at byte offset {offset} "
-                                      f"(needs {length + 16} bytes, file ends first)")
-            data = f.read(length)
-            footer = f.read(4)
-            if len(data) < length or len(footer) < 4:
-                raise DataError(path, f"truncated record at byte offset {offset} "
-                                      f"(needs {length + 16} bytes, file ends first)")
-            pending.append((offset, data, struct.unpack("<I", footer)[0]))
-            size += length
-            offset += length + 16
-            if size >= batch_bytes:
-                yield from _verified(path, pending, check_crc)
-                pending, size = [], 0
-    yield from _verified(path, pending, check_crc)
-
-
-def _verified(path: Path, pending: list, check_crc: bool) -> Iterator[tuple[int, bytes]]:
-    if check_crc and pending:
-        got = masked_crc(crc32c_batch([d for _, d, _ in pending]))
-        want = np.array([c for _, _, c in pending], dtype=np.uint64)
-        bad = np.nonzero(got != want)[0]
-        if bad.size:
-            raise DataError(path, f"corrupt record at byte offset {pending[bad[0]][0]}: data CRC mismatch")
-    for off, data, _ in pending:
-        yield off, data
-
-
-class TFRecordWriter:
-    """Write TFRecord files atomically: ``with TFRecordWriter(p) as w: w.write(bytes)``."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._ctx = None
-        self._f = None
-
-    def __enter__(self) -> "TFRecordWriter":
-        self._ctx = atomic_path(self.path)
-        self._f = open(self._ctx.__enter__(), "wb")
-        return self
-
-    def write(self, data: bytes) -> None:
-        header = struct.pack("<Q", len(data))
-        self._f.write(header + struct.pack("<I", masked_crc(crc32c(header))))
-        self._f.write(data)
-        self._f.write(struct.pack("<I", masked_crc(crc32c(data))))
-
-    def __exit__(self, *exc) -> None:
-        self._f.close()
-        self._ctx.__exit__(*exc)
-
-
-# ---------------------------------------------------------------------------- protobuf wire format
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A protobuf varint: at most 10 bytes and 64 bits (a longer one is crafted: ``ValueError``)."""
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            if result >> 64:
-                raise ValueError("varint over 64 bits")
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ValueError("varint longer than 10 bytes")
-
-
-def _fields(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield (field_number, wire_type, start, stop_or_value) for each field in buf[pos:end]."""
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 2:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise ValueError("length-delimited field overruns its message")
-            yield field, wire, pos, pos + n
-            pos += n
-        elif wire == 0:
-            v, pos = _varint(buf, pos)
-            yield field, wire, v, v
-        elif wire == 5:
-            yield field, wire, pos, pos + 4
-            pos += 4
-        elif wire == 1:
-            yield field, wire, pos, pos + 8
-            pos += 8
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-    if pos != end:
-        raise ValueError("protobuf field overruns its message")
-
-
-def _parse_feature(buf: bytes, start: int, end: int):
-    """A tf.train.Feature → list[bytes] | float32 array | int64 array."""
-    for kind, _, s, e in _fields(buf, start, end):
-        if kind == 1:  # BytesList
-            return [buf[a:b] for f, w, a, b in _fields(buf, s, e) if f == 1]
-        if kind == 2:  # FloatList (packed or not)
-            parts = [np.frombuffer(buf, "<f4", (b - a) // 4, a) for f, w, a, b in _fields(buf, s, e) if f == 1]
-            return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-        if kind == 3:  # Int64List (packed or not)
-            vals = []
-            for f, w, a, b in _fields(buf, s, e):
-                if w == 0:
-                    vals.append(a)
-                else:
-                    p = a
-                    while p < b:
-                        v, p = _varint(buf, p)
-                        vals.append(v)
-            arr = np.array(vals, dtype=np.uint64).view(np.int64)
-            return arr
-    return []
-
-
-def _parse_features(buf: bytes, start: int, end: int) -> dict:
-    out = {}
-    for f, _, s, e in _fields(buf, start, end):
-        if f != 1:
-            continue
-        key, value = None, []
-        for ef, _, a, b in _fields(buf, s, e):
-            if ef == 1:
-                key = buf[a:b].decode("utf-8")
-            elif ef == 2:
-                value = _parse_feature(buf, a, b)
-        out[key] = value
-    return out
-
-
-def parse_example(data: bytes) -> dict:
-    """Decode a serialised ``tf.train.Example`` → ``{name: list[bytes] | float32 array | int64 array}``."""
-    for f, _, s, e in _fields(data, 0, len(data)):
-        if f == 1:
-            return _parse_features(data, s, e)
-    return {}
-
-
-def parse_sequence_example(data: bytes) -> tuple[dict, dict]:
-    """Decode a ``tf.train.SequenceExample`` → ``(context, {name: [feature per frame]})``."""
-    context, lists = {}, {}
-    for f, _, s, e in _fields(data, 0, len(data)):
-        if f == 1:
-            context = _parse_features(data, s, e)
-        elif f == 2:
-            for lf, _, a, b in _fields(data, s, e):
-                if lf != 1:
-                    continue
-                key, frames = None, []
-                for ef, _, c, d in _fields(data, a, b):
-                    if ef == 1:
-                        key = data[c:d].decode("utf-8")
-                    elif ef == 2:
-                        frames = [_parse_feature(data, x, y) for ff, _, x, y in _fields(data, c, d) if ff == 1]
-                lists[key] = frames
-    return context, lists
-
-
-def _enc_varint(v: int) -> bytes:
-    v &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _enc_len(field: int, payload: bytes) -> bytes:
-    return _enc_varint(field << 3 | 2) + _enc_varint(len(payload)) + payload
-
-
-def _enc_feature(value) -> bytes:
-    if isinstance(value, (bytes, str)):
-        value = [value]
-    if isinstance(value, list) and (not value or isinstance(value[0], (bytes, str))):
-        items = b"".join(_enc_len(1, v.encode() if isinstance(v, str) else v) for v in value)
-        return _enc_len(1, items)
-    arr = np.asarray(value)
-    if arr.dtype.kind == "f":
-        return _enc_len(2, _enc_len(1, arr.astype("<f4").tobytes()))
-    packed = b"".join(_enc_varint(int(v)) for v in arr.ravel())
-    return _enc_len(3, _enc_len(1, packed))
-
-
-def _enc_features(features: dict) -> bytes:
-    return b"".join(_enc_len(1, _enc_len(1, k.encode()) + _enc_len(2, _enc_feature(v)))
-                    for k, v in features.items())
-
-
-def encode_example(features: dict) -> bytes:
-    """Serialise ``{name: bytes|str|list[bytes]|float array|int array}`` as a ``tf.train.Example``."""
-    return _enc_len(1, _enc_features(features))
-
-
-def encode_sequence_example(context: dict, feature_lists: dict) -> bytes:
-    """Serialise a ``tf.train.SequenceExample`` (``feature_lists``: name → list of per-frame values)."""
-    lists = b"".join(
-        _enc_len(1, _enc_len(1, k.encode()) + _enc_len(2, b"".join(_enc_len(1, _enc_feature(v)) for v in frames)))
-        for k, frames in feature_lists.items())
-    return _enc_len(1, _enc_features(context)) + _enc_len(2, lists)
-
-
-# ---------------------------------------------------------------------------- quantisation (starter code)
-
-def dequantize(feat: np.ndarray, max_q: float = 2.0, min_q: float = -2.0) -> np.ndarray:
-    """uint8 → float32 exactly as the starter code's ``utils.Dequantize``."""
-    q_range = max_q - min_q
-    return (feat.astype(np.float32) * np.float32(q_range / 255.0) + np.float32(q_range / 512.0 + min_q))
-
-
-def quantize(feat: np.ndarray, max_q: float = 2.0, min_q: float = -2.0) -> np.ndarray:
-    """float → uint8, the inverse of :func:`dequantize` (clipped to [min_q, max_q])."""
-    q_range = max_q - min_q
-    x = (np.clip(feat, min_q, max_q) - min_q) * (255.0 / q_range)
-    return np.clip(np.floor(x), 0, 255).astype(np.uint8)
-
 
 # ---------------------------------------------------------------------------- YouTube-8M readers
 
 def _video_id(feats: dict, path: Path, offset: int) -> str:
-    vid = feats.get("id")
+    vid = feats.get("id", feats.get("video_id"))  # 2018 names it "id", 2017 "video_id"
     if not isinstance(vid, list) or not vid:
-        raise DataError(path, f"record at byte offset {offset} has no 'id' bytes feature")
+        raise DataError(path, f"record at byte offset {offset} has no 'id' (2018) or 'video_id' (2017) bytes feature")
     return bytes(vid[0]).decode("utf-8", "replace")
 
 
 _EMPTY = "empty shard: no records (a real YouTube-8M shard is never empty)"
 
 
-def _labels(feats: dict, path: Path, offset: int) -> np.ndarray:
+def _labels(feats: dict, path: Path, offset: int, num_classes: int | None = None) -> np.ndarray:
     lab = feats.get("labels", np.zeros(0, np.int64))
     if isinstance(lab, list):
         return np.zeros(0, np.int64)
@@ -397,6 +56,9 @@ def _labels(feats: dict, path: Path, offset: int) -> np.ndarray:
     if lab.size and (lab.min() < 0 or lab.max() >= 1 << 31):
         raise DataError(path, f"record at byte offset {offset}: label {int(lab[(lab < 0) | (lab >= 1 << 31)][0])} "
                               "is not a class index")
+    if num_classes is not None and lab.size and lab.max() >= num_classes:
+        raise DataError(path, f"record at byte offset {offset}: label {int(lab.max())} is outside the "
+                              f"{num_classes}-class vocabulary (another release? see --release)")
     return lab
 
 
@@ -430,9 +92,10 @@ def multi_hot(labels: Sequence[np.ndarray], num_classes: int = NUM_CLASSES) -> n
     return y
 
 
-def iter_video_level(paths: Iterable[str | Path], check_crc: bool = True
+def iter_video_level(paths: Iterable[str | Path], check_crc: bool = True, num_classes: int | None = None
                      ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """Stream ``(id, labels, mean_rgb (1024,), mean_audio (128,))`` from video-level shards."""
+    """Stream ``(id, labels, mean_rgb (1024,), mean_audio (128,))`` from video-level shards; with
+    ``num_classes`` a label outside the vocabulary is an error naming the shard and record."""
     for path in paths:
         path = Path(path)
         records = 0
@@ -447,15 +110,17 @@ def iter_video_level(paths: Iterable[str | Path], check_crc: bool = True
                 raise DataError(path, f"record at byte offset {offset}: mean_rgb must be {RGB_DIM} floats")
             if not isinstance(audio, np.ndarray) or audio.shape != (AUDIO_DIM,):
                 raise DataError(path, f"record at byte offset {offset}: mean_audio must be {AUDIO_DIM} floats")
-            yield _video_id(feats, path, offset), _labels(feats, path, offset), rgb, audio
+            yield _video_id(feats, path, offset), _labels(feats, path, offset, num_classes), rgb, audio
         if not records:
             raise DataError(path, _EMPTY)
 
 
-def read_video_level(paths: Sequence[str | Path], check_crc: bool = True) -> VideoLevelData:
-    """Read video-level shards into memory (all 30 real shards: ~1 s)."""
+def read_video_level(paths: Sequence[str | Path], check_crc: bool = True,
+                     num_classes: int | None = None) -> VideoLevelData:
+    """Read video-level shards into memory (all 30 real shards: ~1 s); training and evaluation
+    stream them instead (:class:`ShardStream`)."""
     ids, labels, rgb, audio = [], [], [], []
-    for vid, lab, r, a in iter_video_level(paths, check_crc):
+    for vid, lab, r, a in iter_video_level(paths, check_crc, num_classes):
         ids.append(vid)
         labels.append(lab)
         rgb.append(r)
@@ -475,19 +140,22 @@ class FrameLevelVideo:
     audio: np.ndarray
 
 
-def _frames(lists: dict, name: str, dim: int, path: Path, offset: int, max_frames: int) -> np.ndarray:
+def _frames(lists: dict, name: str, dim: int, path: Path, offset: int, max_frames: int,
+            quantized: bool = False) -> np.ndarray:
     frames = lists.get(name, [])[:max_frames]
     if not frames:
-        return np.zeros((0, dim), np.float32)
+        return np.zeros((0, dim), np.uint8 if quantized else np.float32)
     raw = b"".join(bytes(f[0]) for f in frames if isinstance(f, list) and f)
     if len(raw) != len(frames) * dim:
         raise DataError(path, f"record at byte offset {offset}: '{name}' frames must be {dim} bytes each")
-    return dequantize(np.frombuffer(raw, np.uint8).reshape(len(frames), dim))
+    q = np.frombuffer(raw, np.uint8).reshape(len(frames), dim)
+    return q if quantized else dequantize(q)
 
 
-def iter_frame_level(paths: Iterable[str | Path], max_frames: int = 300, check_crc: bool = True
-                     ) -> Iterator[FrameLevelVideo]:
-    """Stream frame-level ``SequenceExample`` videos (quantised bytes → float32, starter-code rule)."""
+def iter_frame_level(paths: Iterable[str | Path], max_frames: int = 300, check_crc: bool = True,
+                     num_classes: int | None = None, quantized: bool = False) -> Iterator[FrameLevelVideo]:
+    """Stream frame-level ``SequenceExample`` videos (quantised bytes → float32, starter-code rule;
+    ``quantized`` keeps the uint8 bytes, a quarter of the memory, for a shuffle buffer)."""
     for path in paths:
         path = Path(path)
         records = 0
@@ -497,11 +165,12 @@ def iter_frame_level(paths: Iterable[str | Path], max_frames: int = 300, check_c
                 context, lists = parse_sequence_example(data)
             except (ValueError, IndexError, OverflowError) as e:
                 raise DataError(path, f"record at byte offset {offset} is not a SequenceExample ({e})") from None
-            rgb = _frames(lists, "rgb", RGB_DIM, path, offset, max_frames)
-            audio = _frames(lists, "audio", AUDIO_DIM, path, offset, max_frames)
+            rgb = _frames(lists, "rgb", RGB_DIM, path, offset, max_frames, quantized)
+            audio = _frames(lists, "audio", AUDIO_DIM, path, offset, max_frames, quantized)
             if len(rgb) != len(audio):
                 raise DataError(path, f"record at byte offset {offset}: {len(rgb)} rgb vs {len(audio)} audio frames")
-            yield FrameLevelVideo(_video_id(context, path, offset), _labels(context, path, offset), rgb, audio)
+            yield FrameLevelVideo(_video_id(context, path, offset), _labels(context, path, offset, num_classes),
+                                  rgb, audio)
         if not records:
             raise DataError(path, _EMPTY)
 
@@ -570,3 +239,189 @@ def read_vocabulary(path: str | Path | None, num_classes: int = NUM_CLASSES) -> 
             if 0 <= idx < num_classes:
                 names[idx] = row["Name"] or None
     return names
+
+
+def vocabulary_size(path: str | Path) -> int:
+    """Classes of a vocabulary file: its largest ``Index`` + 1 (3,862 for 2018's, 4,716 for 2017's)."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "vocabulary file not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.DictReader(f)
+        if not rows.fieldnames or "Index" not in rows.fieldnames:
+            raise DataError(path, "vocabulary needs an 'Index' column")
+        try:
+            return 1 + max(int(r["Index"]) for r in rows)
+        except (TypeError, ValueError) as e:
+            raise DataError(path, f"bad Index ({e})") from None
+
+
+def expand_shards(specs: Sequence[str | Path]) -> list[Path]:
+    """Shard files from files, folders (their ``*.tfrecord``) and globs (``train*.tfrecord``), in
+    the order given (each folder or glob sorted), duplicates dropped. A spec matching nothing is an
+    error naming it."""
+    out: list[Path] = []
+    for spec in specs:
+        text = str(spec)
+        if any(c in text for c in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+            if not found:
+                raise DataError(text, "no shard files match this pattern")
+        else:
+            found = shard_paths(spec)
+        out += [p for p in found if p not in out]
+    return out
+
+
+# ---------------------------------------------------------------------------- streaming
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ShardStream(IterableDataset):
+    """A split of any size as a stream of ready batches ``{"x", "y", "lengths"?, "ids"}``.
+
+    Shards are shuffled per epoch (from ``seed`` and the epoch the engine sets), dealt round-robin
+    to every DDP rank and every DataLoader worker (each reads only its own shards), and videos pass
+    through a shuffle buffer of ``buffer`` videos, so memory holds one buffer and one batch per
+    worker, never the split. Use it with ``DataLoader(stream, batch_size=None)``.
+
+    ``x`` is (B, D) for video-level shards and (B, T, D) with ``lengths`` (B,) for frame-level ones
+    (frames kept as uint8 in the buffer, dequantised per batch); ``y`` is (B, num_classes) float.
+    Under DDP every rank must take the same number of steps: each worker then stops after the
+    batches the smallest worker can fill (``equal_batches``), and there must be at least as many
+    shards as workers in all.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], *, modalities: Sequence[str] = ("rgb", "audio"),
+                 frame_level: bool = False, max_frames: int = 300, num_classes: int = NUM_CLASSES,
+                 batch_size: int = 1024, shuffle: bool = False, buffer: int = 0, seed: int = 0):
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise DataError("shards", "no shard files given")
+        self.modalities, self.frame_level, self.max_frames = tuple(modalities), frame_level, max_frames
+        self.num_classes, self.batch_size, self.shuffle, self.seed = num_classes, batch_size, shuffle, seed
+        self.buffer = buffer or (256 if frame_level else 8192)
+        self.epoch = 0
+        self.counts = [count_records(p) for p in self.paths]  # headers only: cheap at any scale
+
+    @property
+    def videos(self) -> int:
+        """Videos in the split (one epoch reads each once on a single process). Not ``__len__``:
+        a DataLoader would take it for its number of batches."""
+        return sum(self.counts)
+
+    @property
+    def dim(self) -> int:
+        return sum(RGB_DIM if m == "rgb" else AUDIO_DIM for m in self.modalities)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _slots(self) -> tuple[list[Path], int | None]:
+        """This worker's shards and, under DDP, how many batches every worker yields."""
+        info = get_worker_info()
+        wid, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rank, world = _rank_world()
+        slot, slots = rank * workers + wid, world * workers
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths)) if self.shuffle
+                 else np.arange(len(self.paths)))
+        if world == 1:
+            return [self.paths[i] for i in order[slot::slots]], None
+        if len(self.paths) < slots:
+            raise DataError(self.paths[0].parent, f"{len(self.paths)} shards for {slots} readers "
+                                                  f"({world} processes x {workers} workers): give more shards")
+        per_slot = [sum(self.counts[i] for i in order[k::slots]) for k in range(slots)]
+        return [self.paths[i] for i in order[slot::slots]], min(per_slot) // self.batch_size
+
+    def _videos(self, shards: list[Path]) -> Iterator[tuple]:
+        """``(id, labels, features)``: features (D,) float32, or (T, D) uint8 at frame level."""
+        if not self.frame_level:
+            for vid, lab, rgb, audio in iter_video_level(shards, num_classes=self.num_classes):
+                parts = {"rgb": rgb, "audio": audio}
+                yield vid, lab, np.concatenate([parts[m] for m in self.modalities])
+        else:
+            for v in iter_frame_level(shards, self.max_frames, num_classes=self.num_classes, quantized=True):
+                yield v.id, v.labels, np.concatenate([getattr(v, m) for m in self.modalities], axis=1)
+
+    def _batch(self, videos: list[tuple]) -> dict:
+        ids, labels, feats = zip(*videos)
+        y = torch.from_numpy(multi_hot(labels, self.num_classes).astype(np.float32))
+        if not self.frame_level:
+            return {"x": torch.from_numpy(np.stack(feats)), "y": y, "ids": list(ids)}
+        lengths = np.array([len(f) for f in feats], np.int64)
+        x = np.zeros((len(feats), max(int(lengths.max()), 1), self.dim), np.uint8)
+        for i, f in enumerate(feats):
+            x[i, :len(f)] = f
+        x = dequantize(x)
+        x[np.arange(x.shape[1])[None, :] >= lengths[:, None]] = 0.0  # padding stays zero
+        return {"x": torch.from_numpy(x), "lengths": torch.from_numpy(lengths), "y": y, "ids": list(ids)}
+
+    def __iter__(self) -> Iterator[dict]:
+        shards, limit = self._slots()
+        if limit == 0:
+            return
+        info = get_worker_info()
+        rng = np.random.default_rng([self.seed, self.epoch, _rank_world()[0], info.id if info else 0, 1])
+        pool: list[tuple] = []
+        batch: list[tuple] = []
+        yielded = 0
+
+        def take(video):
+            nonlocal yielded
+            batch.append(video)
+            if len(batch) == self.batch_size:
+                yielded += 1
+                out = self._batch(batch)
+                batch.clear()
+                return out
+            return None
+
+        def drained():
+            order = rng.permutation(len(pool)) if self.shuffle else range(len(pool))
+            for i in order:
+                yield pool[i]
+
+        for video in self._videos(shards):
+            if self.shuffle:
+                if len(pool) < self.buffer:
+                    pool.append(video)
+                    continue
+                j = int(rng.integers(len(pool)))
+                video, pool[j] = pool[j], video
+            ready = take(video)
+            if ready is not None:
+                yield ready
+                if limit is not None and yielded >= limit:
+                    return
+        for video in drained():
+            ready = take(video)
+            if ready is not None:
+                yield ready
+                if limit is not None and yielded >= limit:
+                    return
+        if batch and limit is None:
+            yield self._batch(batch)
+
+
+def label_prior(paths: Sequence[str | Path], num_classes: int = NUM_CLASSES, frame_level: bool = False,
+                max_videos: int = 20_000) -> np.ndarray:
+    """Share of videos carrying each label (float32 (num_classes,)), from the first ``max_videos``
+    videos of ``paths`` (a quarter at frame level, whose records are 60x larger): the starting point
+    of every class's bias."""
+    counts, n = np.zeros(num_classes, np.int64), 0
+    limit = max_videos // 4 if frame_level else max_videos
+    videos = (iter_frame_level(paths, 1, num_classes=num_classes, quantized=True) if frame_level
+              else iter_video_level(paths, num_classes=num_classes))
+    for v in videos:
+        lab = v.labels if frame_level else v[1]
+        counts[np.unique(lab)] += 1
+        n += 1
+        if n >= limit:
+            break
+    return (counts / max(n, 1)).astype(np.float32)

@@ -1,41 +1,69 @@
 """Recipes: train / evaluate / predict video taggers on YouTube-8M shards (video or frame level).
 
-Setup → fit → evaluate. Models are trained only on the classes that occur in the training set
-(a class never seen cannot be learnt; it scores 0), which keeps the 3,862-way heads small enough
-for a CPU; predictions are mapped back to all 3,862 columns before any metric.
+Setup → fit → evaluate. Training, evaluation and prediction read the shards as a stream
+(:class:`affectlens.videotag.data.ShardStream`: any number of files, folders or globs; shard-level
+shuffling, a shuffle buffer, one reader per worker and DDP rank), so memory never holds a split.
+The default recipe is the YouTube-8M starter code's (batch 1024, Adam lr 0.01 decayed 0.95 every
+4 M examples, L2 1e-8 on the weights, a 2-mixture MoE), with biases started at the label prior and
+``best.pt`` chosen by GAP on the validation shards. Models cover every class of the release
+(3,862 in 2018, 4,716 in 2017).
+
+The in-memory helpers (:class:`Split`, :func:`fit_scores`) serve the Table 5/6 ablation, whose
+text features are computed in memory, and the demo.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from affectlens.errors import DataError
+from affectlens.errors import AffectlensError, DataError
+from affectlens.metrics.multilabel import TopK
 from affectlens.videotag import data as D
 from affectlens.videotag import models as M
 
 __all__ = ["TrainConfig", "load_config", "Split", "load_split", "fit", "predict_scores", "train",
-           "evaluate", "predict", "write_kaggle_csv", "demo_run"]
+           "evaluate", "predict", "write_kaggle_csv", "demo_run", "stream_of", "score_stream"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One experiment: model (a dict with ``kind`` + that config's fields) and how to fit it."""
+    """One experiment: model (a dict with ``kind`` + that config's fields) and how to fit it.
+
+    Defaults are the starter code's recipe (``train.py``: batch 1024, Adam 0.01, decay 0.95 per
+    4 M examples, ``l2_penalty`` 1e-8 on the weights); ``patience`` stops after that many epochs
+    without a better validation GAP (0: run every epoch, keep the best)."""
 
     model: dict = field(default_factory=lambda: {"kind": "moe", "num_experts": 2})
     modalities: tuple = ("rgb", "audio")
     epochs: int = 8
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
+    batch_size: int = 1024
+    lr: float = 0.01
+    lr_decay: float = 0.95
+    lr_decay_examples: int = 4_000_000
+    weight_decay: float = 1e-8   # the starter code's l2_penalty, on weights only
+    label_smoothing: float = 0.0  # targets pulled towards the label prior
+    patience: int = 0
+    release: str = "2018"        # 2018: 3,862 classes, key "id"; 2017: 4,716, key "video_id"
+    num_workers: int = 1         # stream readers (DataLoader workers) per process
+    shuffle_buffer: int = 0      # videos; 0 = 8,192 video level, 256 frame level
     seed: int = 0
     threads: int = 2
     max_frames: int = 300  # frame level only
     top_k: int = 20
+
+    @property
+    def num_classes(self) -> int:
+        return D.RELEASES[self.release]
+
+    @property
+    def frame_level(self) -> bool:
+        return self.model.get("kind") in ("dbof", "lstm")
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
@@ -62,7 +90,10 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     probe = {**model, "input_dim": 1, "num_classes": 1}
     probe.pop("kind")
     from_dict(M.KINDS[kind][0], probe, source=path or "")  # every model key is a field of that kind
-    return from_dict(TrainConfig, {**train_kw, "model": model}, source=path or "")
+    cfg = from_dict(TrainConfig, {**train_kw, "model": model}, source=path or "")
+    if cfg.release not in D.RELEASES:
+        raise DataError(path or "config", f"release: expected one of {', '.join(D.RELEASES)}, got {cfg.release!r}")
+    return cfg
 
 
 @dataclass
@@ -129,24 +160,34 @@ class SplitSet:
 def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Path | None = None,
         log: Callable[[str], None] = print, eval_split: Split | None = None, hardware=None, resume: bool = True,
         callbacks: Sequence = ()):
-    """Train ``model`` on ``split`` through the engine into ``out_dir`` (a temporary folder when
-    None); ``eval_split`` selects ``best.pt`` by GAP. Returns the engine's FitResult."""
+    """Train ``model`` on an in-memory ``split`` through the engine into ``out_dir`` (a temporary
+    folder when None); ``eval_split`` selects ``best.pt`` by GAP. Returns the engine's FitResult."""
+    train_set = SplitSet(split, classes)
+    val_set = SplitSet(eval_split, classes) if eval_split is not None and len(eval_split.ids) else None
+    return _fit(model, train_set, val_set, classes, cfg, split.y[:, classes].mean(0), out_dir, hardware, resume,
+                callbacks)
+
+
+def _fit(model, train_set, val_set, classes: np.ndarray, cfg: TrainConfig, prior: np.ndarray,
+         out_dir: Path | None, hardware, resume: bool, callbacks: Sequence):
+    """The one call into the engine for both the in-memory and the streaming paths."""
     import tempfile
 
     from affectlens.training.engine import fit as engine_fit
     from affectlens.training.engine import loader
-
     from affectlens.videotag.train_module import VideotagModule
 
-    module = VideotagModule(model, classes, cfg, split.y[:, classes])
-    train_loader = loader(SplitSet(split, classes), cfg.batch_size, shuffle=True, seed=cfg.seed, collate_fn=_as_batch)
-    val_loader = (loader(SplitSet(eval_split, classes), 1024, collate_fn=_as_batch) if eval_split is not None
-                  and len(eval_split.ids) else None)
+    module = VideotagModule(model, classes, cfg, prior)
+    streaming = isinstance(train_set, D.ShardStream)
+    kw = {} if streaming else {"collate_fn": _as_batch}
+    workers = cfg.num_workers if streaming else 0
+    train_loader = loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=workers, **kw)
+    val_loader = loader(val_set, 1024, num_workers=workers, **kw) if val_set is not None else None
     with tempfile.TemporaryDirectory(prefix="videotag_fit_") as tmp:
         out = Path(out_dir) if out_dir is not None else Path(tmp)
         return engine_fit(module, train_loader, val_loader, out=out, epochs=cfg.epochs, hardware=hardware,
                           resume=resume and out_dir is not None, progress=False if out_dir is None else None,
-                          callbacks=callbacks)
+                          callbacks=callbacks, patience=cfg.patience or None)
 
 
 def _as_batch(batch: dict) -> dict:
@@ -156,7 +197,8 @@ def _as_batch(batch: dict) -> dict:
 
 def predict_scores(model, split: Split, classes: np.ndarray, num_classes: int = D.NUM_CLASSES,
                    batch_size: int = 512) -> np.ndarray:
-    """Probabilities (N, num_classes) float32; classes the model does not know score 0."""
+    """Probabilities (N, num_classes) float32 of an in-memory split; classes the model does not
+    know score 0."""
     import torch
 
     model.eval()
@@ -178,47 +220,74 @@ def _metrics(scores: np.ndarray, y: np.ndarray, top_k: int = 20) -> dict:
     return all_metrics(scores, y, top_k)
 
 
-def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
-          eval_paths: Sequence[Path] | None = None, log: Callable[[str], None] = print, hardware=None,
-          resume: bool = True, callbacks: Sequence = ()) -> dict:
-    """Train on ``train_paths`` into the run folder ``out_dir`` (``best.pt`` selected by eval GAP
-    when ``eval_paths`` are given, ``last.pt``, ``metrics.json``; see the training engine) and
-    evaluate ``best.pt`` on ``eval_paths``. Returns the metrics (empty without evaluation)."""
+# ---------------------------------------------------------------------------- streaming commands
+
+def stream_of(cfg: TrainConfig, paths: Sequence[Path], *, shuffle: bool = False, batch_size: int | None = None,
+              num_classes: int | None = None) -> D.ShardStream:
+    """The shards as the stream a model of ``cfg`` reads."""
+    return D.ShardStream(paths, modalities=cfg.modalities, frame_level=cfg.frame_level, max_frames=cfg.max_frames,
+                         num_classes=num_classes or cfg.num_classes, batch_size=batch_size or cfg.batch_size,
+                         shuffle=shuffle, buffer=cfg.shuffle_buffer, seed=cfg.seed)
+
+
+def score_stream(model, classes: np.ndarray, stream: D.ShardStream, num_workers: int = 0
+                 ) -> Iterator[tuple[list, np.ndarray, np.ndarray]]:
+    """``(ids, probabilities (B, classes of the release), labels bool (B, ...))`` batch by batch."""
     import torch
 
+    from affectlens.training.engine import loader
+
+    model.eval()
+    with torch.no_grad():
+        for batch in loader(stream, stream.batch_size, num_workers=num_workers):
+            out = np.zeros((len(batch["ids"]), stream.num_classes), np.float32)
+            out[:, classes] = torch.sigmoid(model(batch["x"], batch.get("lengths"))).numpy()
+            yield batch["ids"], out, batch["y"].numpy() > 0.5
+
+
+def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
+          val_paths: Sequence[Path] | None = None, log: Callable[[str], None] = print, hardware=None,
+          resume: bool = True, callbacks: Sequence = (), test_paths: Sequence[Path] | None = None) -> dict:
+    """Train on ``train_paths`` (streamed) into the run folder ``out_dir`` (``best.pt`` selected by
+    GAP on ``val_paths``, ``last.pt``, ``metrics.json``, ``metrics.csv``; see the training engine),
+    then evaluate ``best.pt`` on ``val_paths`` (the split it was selected on, reported as such) and,
+    when given, once on ``test_paths``. Returns ``{"val": metrics, "test": metrics, ...}``."""
+    import time
+
+    import torch
+
+    from affectlens.training.seed import seed_everything
     from affectlens.utils import write_json
 
     out_dir = Path(out_dir)
     torch.set_num_threads(cfg.threads)
-    frame_level = cfg.model.get("kind") in ("dbof", "lstm")
-    split = load_split(train_paths, cfg.modalities, frame_level, cfg.max_frames)
-    if not split.ids:
-        raise DataError(train_paths[0] if train_paths else out_dir, "no training videos")
-    ev = load_split(eval_paths, cfg.modalities, frame_level, cfg.max_frames) if eval_paths else None
-    classes = np.flatnonzero(split.y.any(0))
-    from affectlens.training.seed import seed_everything
-
+    tr = stream_of(cfg, train_paths, shuffle=True)
+    va = stream_of(cfg, val_paths, batch_size=1024) if val_paths else None
+    classes = np.arange(cfg.num_classes)
+    prior = D.label_prior(train_paths, cfg.num_classes, cfg.frame_level)
     seed_everything(cfg.seed)
-    model = M.build_model(_model_config(cfg, split.x.shape[-1], len(classes)))
-    log(f"{len(split.ids)} training videos, {len(classes)} classes seen, input {split.x.shape[-1]}-d, "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
-    res = fit(model, split, classes, cfg, out_dir, log, ev, hardware, resume, callbacks)
-    if not res.is_global_zero or ev is None:
+    model = M.build_model(_model_config(cfg, tr.dim, cfg.num_classes))
+    log(f"{tr.videos} training videos in {len(tr.paths)} shards, {cfg.num_classes} classes ({cfg.release}), "
+        f"input {tr.dim}-d, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
+    start = time.perf_counter()
+    res = _fit(model, tr, va, classes, cfg, prior, out_dir, hardware, resume, callbacks)
+    if not res.is_global_zero:
         return {}
-    best, _, _ = load_model(res.best_path)
-    metrics = _metrics(predict_scores(best, ev, classes), ev.y, cfg.top_k)
-    metrics.update(videos=len(ev.ids), train_videos=len(split.ids), best_epoch=res.best.get("epoch"))
-    import json
-
+    result = {"train_videos": tr.videos, "best_epoch": res.best.get("epoch"), "epochs": res.epochs,
+              "train_seconds": time.perf_counter() - start}
+    best = load_model(res.best_path)
+    for name, paths in (("val", val_paths), ("test", test_paths)):
+        if paths:
+            result[name] = _evaluate(best, list(paths))
     summary = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
-    write_json(out_dir / "metrics.json", {**summary, "eval": metrics})  # the engine's summary + best.pt's scores
+    write_json(out_dir / "metrics.json", {**summary, **result})  # the engine's summary + best.pt's scores
     try:
         from affectlens.report.plots import curves_png
 
         curves_png({k: v for k, v in res.history.items() if k != "epoch_seconds"}, out_dir / "curves.png")
     except Exception as e:  # a plot must never fail a finished training run
         log(f"(no curve plot: {e})")
-    return metrics
+    return result
 
 
 def load_model(checkpoint: str | Path):
@@ -240,35 +309,90 @@ def load_model(checkpoint: str | Path):
     return model.eval(), classes, cfg
 
 
-def evaluate(checkpoint: str | Path, paths: Sequence[Path]) -> dict:
-    """GAP / Hit@1 / PERR / mAP of a trained model on shards."""
-    model, classes, cfg = load_model(checkpoint)
-    split = load_split(paths, cfg.modalities, M.is_frame_level(model.config), cfg.max_frames)
-    metrics = _metrics(predict_scores(model, split, classes), split.y, cfg.top_k)
-    metrics["videos"] = len(split.ids)
+def _evaluate(loaded, paths: Sequence[Path], per_class: str | Path | None = None) -> dict:
+    model, classes, cfg = loaded
+    top = TopK(cfg.num_classes, cfg.top_k)
+    for _, scores, y in score_stream(model, classes, stream_of(cfg, paths, batch_size=1024)):
+        top.add(scores, y)
+    metrics = {**top.result(), "videos": top.videos}
+    if per_class is not None:
+        _write_per_class(per_class, top)
     return metrics
+
+
+def _write_per_class(path: str | Path, top: TopK) -> None:
+    """``class,positives,ap`` for every class with positives, by AP (the starter code's per-class AP)."""
+    from affectlens.utils import atomic_path
+
+    ap = top.ap_per_class()
+    rows = sorted((i for i in range(len(ap)) if np.isfinite(ap[i])), key=lambda i: -ap[i])
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["class", "positives", "ap"])
+            w.writerows([i, int(top.positives[i]), f"{ap[i]:.6f}"] for i in rows)
+
+
+def evaluate(checkpoint: str | Path, paths: Sequence[Path], per_class: str | Path | None = None) -> dict:
+    """GAP / Hit@1 / PERR / mAP of a trained model on shards (streamed, O(videos x 20) memory);
+    ``per_class``: also write each class's AP to that CSV."""
+    return _evaluate(load_model(checkpoint), paths, per_class)
 
 
 def write_kaggle_csv(path: str | Path, ids: Sequence[str], scores: np.ndarray, top_k: int = 20) -> Path:
     """The Kaggle submission: ``VideoId,LabelConfidencePairs`` with the top ``k`` as "label score ..."."""
-    from affectlens.metrics.multilabel import top_k_by_video
     from affectlens.utils import atomic_path
 
-    idx, val = top_k_by_video(scores, top_k)  # best first
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["VideoId", "LabelConfidencePairs"])
-            for vid, ii, vv in zip(ids, idx, val):
-                w.writerow([vid, " ".join(f"{i:d} {v:.6f}" for i, v in zip(ii, vv))])
+            _kaggle_rows(w, ids, scores, top_k)
     return Path(path)
 
 
-def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, top_k: int = 20) -> Path:
-    """Score shards and write ``predictions.csv`` in the Kaggle format."""
+def _kaggle_rows(w, ids: Sequence[str], scores: np.ndarray, top_k: int, names: list | None = None) -> None:
+    from affectlens.metrics.multilabel import top_k_by_video
+
+    idx, val = top_k_by_video(scores, top_k)  # best first
+    for vid, ii, vv in zip(ids, idx, val):
+        row = [vid, " ".join(f"{i:d} {v:.6f}" for i, v in zip(ii, vv))]
+        if names is not None:
+            row.append("; ".join(names[i] or str(i) for i in ii))
+        w.writerow(row)
+
+
+def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, top_k: int = 20,
+            vocabulary: str | Path | None = None) -> tuple[Path, int, list[str]]:
+    """Score shards (streamed, shard by shard) into the starter code's submission CSV
+    (``VideoId,LabelConfidencePairs``: the top ``top_k`` as "label score" pairs); with
+    ``vocabulary`` a third column ``Labels`` names them. A shard that cannot be read costs only its
+    own videos: returns ``(csv, videos written, failure lines)``; no readable video → ``DataError``."""
+    from affectlens.errors import failure_line
+    from affectlens.utils import atomic_path
+
     model, classes, cfg = load_model(checkpoint)
-    split = load_split(paths, cfg.modalities, M.is_frame_level(model.config), cfg.max_frames)
-    return write_kaggle_csv(out_csv, split.ids, predict_scores(model, split, classes), top_k)
+    names = D.read_vocabulary(vocabulary, cfg.num_classes) if vocabulary is not None else None
+    videos, failed = 0, []
+    with atomic_path(out_csv) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["VideoId", "LabelConfidencePairs"] + (["Labels"] if names is not None else []))
+            for shard in paths:
+                rows: list = []
+                try:  # a shard is written only once it was read whole
+                    for ids, scores, _ in score_stream(model, classes, stream_of(cfg, [shard], batch_size=1024)):
+                        rows.append((ids, scores))
+                except AffectlensError as e:
+                    failed.append(failure_line(shard, e))
+                    continue
+                for ids, scores in rows:
+                    _kaggle_rows(w, ids, scores, top_k, names)
+                    videos += len(ids)
+        if not videos:
+            first = Path(paths[0])
+            raise DataError(first.parent if len(paths) > 1 else first, "no readable videos to predict")
+    return Path(out_csv), videos, failed
 
 
 # ---------------------------------------------------------------------------- small shared helpers

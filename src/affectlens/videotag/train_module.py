@@ -1,7 +1,7 @@
 """The videotag room's part of training on the one engine: :class:`VideotagModule`.
 
 Kept out of ``recipe.py`` (as in group) so that evaluating and predicting never import Lightning;
-only ``recipe.fit`` imports this module.
+only ``recipe.fit`` / ``recipe.train`` import this module.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from affectlens.metrics.multilabel import gap
+from affectlens.metrics.multilabel import TopK
 from affectlens.training.engine import TrainModule
 from affectlens.videotag import models as M
 
@@ -20,33 +20,61 @@ if TYPE_CHECKING:
 
 
 class VideotagModule(TrainModule):
-    """BCE summed over the seen classes and averaged over videos (the starter code's loss), Adam,
-    biases started at the label prior, and GAP on the eval shards to select ``best.pt``."""
+    """The YouTube-8M starter code's recipe: BCE summed over classes and averaged over videos,
+    Adam with the learning rate decayed by ``lr_decay`` every ``lr_decay_examples`` examples, an L2
+    penalty on the weights (``weight_decay``; biases are free), biases started at the label prior;
+    plus ``label_smoothing`` (targets pulled towards the prior). ``best.pt`` is selected by GAP on
+    the validation shards, computed from each video's top 20 (memory O(videos x 20))."""
 
     monitor, mode = "val_gap", "max"
-    resume_may_change = ("epochs", "threads")
+    resume_may_change = ("epochs", "threads", "num_workers", "patience")
 
-    def __init__(self, model: torch.nn.Module, classes: np.ndarray, cfg: TrainConfig, y_train: np.ndarray):
+    def __init__(self, model: torch.nn.Module, classes: np.ndarray, cfg: TrainConfig, prior: np.ndarray):
         super().__init__(getattr(model, "config", None), cfg, seed=cfg.seed, extra={"classes": classes.tolist()})
         self.model, self.cfg = model, cfg
-        M.init_prior(self.model, torch.from_numpy(y_train.mean(0).astype(np.float32)))
-        self._scores: list = []
+        self.register_buffer("prior", torch.from_numpy(np.asarray(prior, np.float32)), persistent=False)
+        M.init_prior(self.model, self.prior)
+        self._topk: TopK | None = None
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self.model(batch["x"], batch.get("lengths"))
-        loss = F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="sum") / len(logits)
+        y = batch["y"].to(logits.dtype)
+        if self.cfg.label_smoothing:
+            y = y * (1 - self.cfg.label_smoothing) + self.cfg.label_smoothing * self.prior.to(logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, y, reduction="sum") / len(logits)
         self.record("train_loss", loss, len(logits))
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self._topk = None
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._scores.append((torch.sigmoid(self.model(batch["x"], batch.get("lengths"))), batch["y"]))
+        scores = torch.sigmoid(self.model(batch["x"], batch.get("lengths")).float())
+        if self._topk is None:
+            self._topk = TopK(scores.shape[1], self.cfg.top_k)
+        self._topk.add(scores.cpu().numpy(), batch["y"].cpu().numpy() > 0.5)
 
     def on_validation_epoch_end(self) -> None:
-        if self._scores:  # GAP needs every video at once: gathered from all ranks
-            scores, y = (self.all_gather(torch.cat(t)).flatten(0, -2) for t in zip(*self._scores))
-            self.record("val_gap", gap(scores.double().cpu().numpy(), y.cpu().numpy() > 0.5, self.cfg.top_k))
-        self._scores = []
+        if self.trainer.sanity_checking:
+            return super().on_validation_epoch_end()
+        parts = [self._topk] if self._topk is not None else []
+        if self.trainer.world_size > 1:  # every rank read its own shards: GAP needs them all
+            gathered = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, self._topk)
+            parts = [t for t in gathered if t is not None]
+        if parts:
+            merged = parts[0]
+            for t in parts[1:]:
+                merged.merge(t)
+            self.record("val_gap", merged.gap())  # the same on every rank
+        self._topk = None
         super().on_validation_epoch_end()
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        decay = [p for n, p in self.model.named_parameters() if p.ndim > 1]
+        free = [p for n, p in self.model.named_parameters() if p.ndim <= 1]
+        opt = torch.optim.Adam([{"params": decay, "weight_decay": self.cfg.weight_decay},
+                                {"params": free, "weight_decay": 0.0}], lr=self.cfg.lr)
+        per_step = self.cfg.batch_size * self.trainer.world_size / max(self.cfg.lr_decay_examples, 1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.cfg.lr_decay ** (step * per_step))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
