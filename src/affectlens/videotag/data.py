@@ -293,21 +293,23 @@ class ShardStream(IterableDataset):
 
     ``x`` is (B, D) for video-level shards and (B, T, D) with ``lengths`` (B,) for frame-level ones
     (frames kept as uint8 in the buffer, dequantised per batch); ``y`` is (B, num_classes) float.
-    Under DDP every rank must take the same number of steps: each worker then stops after the
-    batches the smallest worker can fill (``equal_batches``), and there must be at least as many
-    shards as workers in all.
+    Under DDP (``distributed``) every rank must take the same number of training steps: each
+    worker of a shuffled (training) stream then stops after the batches the smallest worker can
+    fill, and there must be at least as many shards as workers in all. An evaluation stream is not
+    cut; ``distributed=False`` reads every shard whatever the process group.
     """
 
     def __init__(self, paths: Sequence[str | Path], *, modalities: Sequence[str] = ("rgb", "audio"),
                  frame_level: bool = False, max_frames: int = 300, num_classes: int = NUM_CLASSES,
-                 batch_size: int = 1024, shuffle: bool = False, buffer: int = 0, seed: int = 0):
+                 batch_size: int = 1024, shuffle: bool = False, buffer: int = 0, seed: int = 0,
+                 distributed: bool = True):
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise DataError("shards", "no shard files given")
         self.modalities, self.frame_level, self.max_frames = tuple(modalities), frame_level, max_frames
         self.num_classes, self.batch_size, self.shuffle, self.seed = num_classes, batch_size, shuffle, seed
         self.buffer = buffer or (256 if frame_level else 8192)
-        self.epoch = 0
+        self.epoch, self.distributed = 0, distributed
         self.counts = [count_records(p) for p in self.paths]  # headers only: cheap at any scale
 
     @property
@@ -327,11 +329,11 @@ class ShardStream(IterableDataset):
         """This worker's shards and, under DDP, how many batches every worker yields."""
         info = get_worker_info()
         wid, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        rank, world = _rank_world()
+        rank, world = _rank_world() if self.distributed else (0, 1)
         slot, slots = rank * workers + wid, world * workers
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths)) if self.shuffle
                  else np.arange(len(self.paths)))
-        if world == 1:
+        if world == 1 or not self.shuffle:  # evaluation: a rank may read nothing, no steps to match
             return [self.paths[i] for i in order[slot::slots]], None
         if len(self.paths) < slots:
             raise DataError(self.paths[0].parent, f"{len(self.paths)} shards for {slots} readers "
@@ -367,7 +369,8 @@ class ShardStream(IterableDataset):
         if limit == 0:
             return
         info = get_worker_info()
-        rng = np.random.default_rng([self.seed, self.epoch, _rank_world()[0], info.id if info else 0, 1])
+        rank = _rank_world()[0] if self.distributed else 0
+        rng = np.random.default_rng([self.seed, self.epoch, rank, info.id if info else 0, 1])
         pool: list[tuple] = []
         batch: list[tuple] = []
         yielded = 0

@@ -223,11 +223,12 @@ def _metrics(scores: np.ndarray, y: np.ndarray, top_k: int = 20) -> dict:
 # ---------------------------------------------------------------------------- streaming commands
 
 def stream_of(cfg: TrainConfig, paths: Sequence[Path], *, shuffle: bool = False, batch_size: int | None = None,
-              num_classes: int | None = None) -> D.ShardStream:
-    """The shards as the stream a model of ``cfg`` reads."""
+              distributed: bool = True) -> D.ShardStream:
+    """The shards as the stream a model of ``cfg`` reads (``distributed``: shared out among DDP
+    ranks, for training and its validation; evaluation and prediction read every shard)."""
     return D.ShardStream(paths, modalities=cfg.modalities, frame_level=cfg.frame_level, max_frames=cfg.max_frames,
-                         num_classes=num_classes or cfg.num_classes, batch_size=batch_size or cfg.batch_size,
-                         shuffle=shuffle, buffer=cfg.shuffle_buffer, seed=cfg.seed)
+                         num_classes=cfg.num_classes, batch_size=batch_size or cfg.batch_size,
+                         shuffle=shuffle, buffer=cfg.shuffle_buffer, seed=cfg.seed, distributed=distributed)
 
 
 def score_stream(model, classes: np.ndarray, stream: D.ShardStream, num_workers: int = 0
@@ -262,7 +263,7 @@ def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
     out_dir = Path(out_dir)
     torch.set_num_threads(cfg.threads)
     tr = stream_of(cfg, train_paths, shuffle=True)
-    va = stream_of(cfg, val_paths, batch_size=1024) if val_paths else None
+    va = stream_of(cfg, val_paths, batch_size=1024, distributed=False) if val_paths else None
     classes = np.arange(cfg.num_classes)
     prior = D.label_prior(train_paths, cfg.num_classes, cfg.frame_level)
     seed_everything(cfg.seed)
@@ -312,7 +313,7 @@ def load_model(checkpoint: str | Path):
 def _evaluate(loaded, paths: Sequence[Path], per_class: str | Path | None = None) -> dict:
     model, classes, cfg = loaded
     top = TopK(cfg.num_classes, cfg.top_k)
-    for _, scores, y in score_stream(model, classes, stream_of(cfg, paths, batch_size=1024)):
+    for _, scores, y in score_stream(model, classes, stream_of(cfg, paths, batch_size=1024, distributed=False)):
         top.add(scores, y)
     metrics = {**top.result(), "videos": top.videos}
     if per_class is not None:
@@ -381,7 +382,8 @@ def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, 
             for shard in paths:
                 rows: list = []
                 try:  # a shard is written only once it was read whole
-                    for ids, scores, _ in score_stream(model, classes, stream_of(cfg, [shard], batch_size=1024)):
+                    stream = stream_of(cfg, [shard], batch_size=1024, distributed=False)
+                    for ids, scores, _ in score_stream(model, classes, stream):
                         rows.append((ids, scores))
                 except AffectlensError as e:
                     failed.append(failure_line(shard, e))

@@ -24,7 +24,9 @@ class VideotagModule(TrainModule):
     Adam with the learning rate decayed by ``lr_decay`` every ``lr_decay_examples`` examples, an L2
     penalty on the weights (``weight_decay``; biases are free), biases started at the label prior;
     plus ``label_smoothing`` (targets pulled towards the prior). ``best.pt`` is selected by GAP on
-    the validation shards, computed from each video's top 20 (memory O(videos x 20))."""
+    the validation shards, computed from each video's top 20 (memory O(videos x 20)); under DDP
+    every rank scores the whole validation split (it is small next to training) and gets the same
+    figure."""
 
     monitor, mode = "val_gap", "max"
     resume_may_change = ("epochs", "threads", "num_workers", "patience")
@@ -55,18 +57,10 @@ class VideotagModule(TrainModule):
         self._topk.add(scores.cpu().numpy(), batch["y"].cpu().numpy() > 0.5)
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return super().on_validation_epoch_end()
-        parts = [self._topk] if self._topk is not None else []
-        if self.trainer.world_size > 1:  # every rank read its own shards: GAP needs them all
-            gathered = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, self._topk)
-            parts = [t for t in gathered if t is not None]
-        if parts:
-            merged = parts[0]
-            for t in parts[1:]:
-                merged.merge(t)
-            self.record("val_gap", merged.gap())  # the same on every rank
+        """Every rank reads every validation shard (the stream is not shared out), so each holds
+        the whole split's GAP with no collective call: a rank left without a shard would hang one."""
+        if self._topk is not None and not self.trainer.sanity_checking:
+            self.record("val_gap", self._topk.gap())
         self._topk = None
         super().on_validation_epoch_end()
 
