@@ -103,3 +103,13 @@ def test_train_resume_and_evaluate(tmp_path):
     assert rep["accuracy"] > 0.9 and np.asarray(rep["confusion_matrix"]).sum() == 32
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["split"] == "PrivateTest"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_one_gpu_step_writes_one_checkpoint(tmp_path):
+    from affectlens.training.hardware import Hardware
+
+    cfg = TrainConfig(out=str(tmp_path / "gpu"), size="tiny", variant="cnn_bilstm", epochs=1, batch_size=16,
+                      erase_p=0.0, limit_train=32)
+    res = train(cfg, fer=_toy_fer(), progress=False, hardware=Hardware(accelerator="gpu"))
+    assert res.epochs == 1 and load_checkpoint(tmp_path / "gpu" / "last.pt")["epoch"] == 1

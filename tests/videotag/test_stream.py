@@ -132,3 +132,14 @@ def test_ddp_two_cpu_ranks_train_on_their_own_shards_and_write_one_checkpoint(sh
     assert summary["world_size"] == 2 and len(summary["history"]["val_gap"]) == 2
     assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == ["best.pt", "last.pt"]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_one_gpu_epoch_streams_and_writes_one_checkpoint(shards, tmp_path):
+    from affectlens.training.hardware import Hardware
+    from affectlens.videotag import recipe
+
+    cfg = recipe.TrainConfig(epochs=1, batch_size=32, num_workers=0, threads=1)
+    res = recipe.train(cfg, shards[:4], tmp_path / "gpu", shards[4:], log=lambda s: None,
+                       hardware=Hardware(accelerator="gpu"))
+    assert res["epochs"] == 1 and load_checkpoint(tmp_path / "gpu" / "last.pt")["epoch"] == 1

@@ -10,7 +10,8 @@ on (``monitor``, ``mode``). The engine does the rest, once for every room:
   is not a terminal);
 * a run folder: ``last.pt`` after every epoch (resumable: optimizer, schedules, loop state),
   ``best.pt`` when the monitored validation metric improves (never selected on a reported split),
-  ``metrics.csv`` (Lightning's CSVLogger, one row per epoch) and ``metrics.json``;
+  ``metrics.csv`` (Lightning's CSVLogger, one row per epoch), ``metrics.json`` and, when
+  TensorBoard is installed, ``tensorboard/`` (the same rows);
 * exact resume: re-running the same command continues after the last finished epoch and ends
   with the same weights as an uninterrupted run (data order and randomness are seeded per epoch,
   :class:`EpochSampler`); a folder made with other settings is refused in one line.
@@ -28,6 +29,7 @@ written by rank 0 only, atomically, and read with ``torch.load(weights_only=True
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import math
@@ -121,8 +123,8 @@ class TrainModule(L.LightningModule):
         self._val = {}
         for k, v in row.items():
             self.history.setdefault(k, []).append(v)
-        if self.trainer.logger is not None:
-            self.trainer.logger.log_metrics({"epoch": self.current_epoch + 1, **row}, step=self.current_epoch)
+        for logger in self.trainer.loggers:
+            logger.log_metrics({"epoch": self.current_epoch + 1, **row}, step=self.current_epoch)
         return row
 
     def improved(self, row: dict[str, float]) -> bool:
@@ -191,11 +193,11 @@ class _RunFolder(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: TrainModule) -> None:
         """A resumed run's CSV log starts with the epochs it already has (the logger rewrites the file)."""
-        if trainer.logger is not None:
-            rows = max((len(v) for v in module.history.values()), default=0)
+        rows = max((len(v) for v in module.history.values()), default=0)
+        for logger in trainer.loggers:
             for i in range(rows):
                 row = {k: v[i] for k, v in module.history.items() if i < len(v)}
-                trainer.logger.log_metrics({"epoch": i + 1, **row}, step=i)
+                logger.log_metrics({"epoch": i + 1, **row}, step=i)
 
     def on_exception(self, trainer: L.Trainer, module: TrainModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
@@ -293,6 +295,8 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
     for name in ("lightning.pytorch", "lightning.fabric"):  # their start-up lines; ours says it in one
         logging.getLogger(name).setLevel(logging.WARNING)
     loggers = [L.pytorch.loggers.CSVLogger(str(out), name="", version="")]
+    if any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):  # when installed: out/tensorboard/
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(str(out), name="tensorboard", version=""))
     trainer = L.Trainer(max_epochs=epochs, logger=loggers, enable_checkpointing=False,
                         callbacks=[_RunFolder(out, epochs, log=log, patience=patience), *callbacks],
                         plugins=[_PayloadIO()],
