@@ -167,15 +167,20 @@ def ablation(data: List[Path] = _DATA, text: Path = typer.Option(..., "--text", 
 
 
 @app.command()
-def ensemble(checkpoints: List[Path] = typer.Argument(..., help="best.pt files of video-level models."),
+def ensemble(checkpoints: List[Path] = typer.Argument(..., help="best.pt files of video- and frame-level models."),
              data: List[Path] = _DATA, out: Path = typer.Option(..., "--out"),
+             frame_data: Optional[List[Path]] = typer.Option(None, "--frame-data",
+                                                             help="Frame-level shards of the same videos (for DBoF/LSTM)."),
+             split: str = choice_option("eval", "--split", choices=SPLITS, help=_SPLIT_HELP),
              trees: int = typer.Option(1000, "--trees", min=1, max=100_000), train_shards: int = _TRAIN_SHARDS):
-    """Table 4's ensembling (mean, max, random forest) of trained models on the evaluation shards."""
-    from affectlens.videotag.textrecipe import run_ensemble
+    """Table 4's ensembling (mean, max, random forest) of trained models on the evaluation videos."""
+    from affectlens.videotag.data import expand_shards
+    from affectlens.videotag.recipe import run_ensemble
 
-    ev = _split(data, "eval", train_shards)
-    check_output(out, kind="dir", inputs=[*checkpoints, *ev])
-    _print_metrics("Table 4 (ensembles)", run_ensemble(checkpoints, ev, out, trees))
+    ev = _split(data, split, train_shards)
+    frames = expand_shards(frame_data) if frame_data else None
+    check_output(out, kind="dir", inputs=[*checkpoints, *ev, *(frames or [])])
+    _print_metrics("Table 4 (ensembles)", run_ensemble(checkpoints, ev, out, trees, frame_paths=frames))
 
 
 @app.command()

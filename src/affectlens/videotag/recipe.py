@@ -28,7 +28,7 @@ from affectlens.videotag import data as D
 from affectlens.videotag import models as M
 
 __all__ = ["TrainConfig", "load_config", "Split", "load_split", "fit", "predict_scores", "train",
-           "evaluate", "predict", "write_kaggle_csv", "demo_run", "stream_of", "score_stream"]
+           "evaluate", "predict", "write_kaggle_csv", "demo_run", "stream_of", "score_stream", "run_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -395,6 +395,49 @@ def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, 
             first = Path(paths[0])
             raise DataError(first.parent if len(paths) > 1 else first, "no readable videos to predict")
     return Path(out_csv), videos, failed
+
+
+def run_ensemble(checkpoints: Sequence[Path], eval_paths: Sequence[Path], out: str | Path, trees: int = 1000,
+                 log: Callable[[str], None] = print, frame_paths: Sequence[Path] | None = None) -> dict:
+    """Table 4's ensembling of trained models' scores on the evaluation videos: each model, then
+    mean / max pooling and a random forest (2-fold cross-fitted over the evaluation videos).
+
+    Video-level models read ``eval_paths`` and frame-level ones (DBoF, LSTM) ``frame_paths``; their
+    scores are joined on the video id, over the videos every model scored."""
+    from affectlens.metrics.multilabel import all_metrics
+    from affectlens.utils import write_json
+    from affectlens.videotag import ensemble as E
+
+    per_model, names, num_classes = [], [], None
+    for ckpt in checkpoints:
+        model, classes, cfg = load_model(ckpt)
+        if num_classes not in (None, cfg.num_classes):
+            raise DataError(ckpt, f"predicts {cfg.num_classes} classes, the first model {num_classes}")
+        num_classes = cfg.num_classes
+        paths = frame_paths if cfg.frame_level else eval_paths
+        if not paths:
+            raise DataError(ckpt, "is a frame-level model: give the frame-level shards of the same videos")
+        rows = {}
+        for ids, scores, y in score_stream(model, classes, stream_of(cfg, paths, batch_size=1024, distributed=False)):
+            rows.update({v: (s, t) for v, s, t in zip(ids, scores, y)})
+        per_model.append(rows)
+        names.append(Path(ckpt).parent.name or Path(ckpt).stem)
+    common = [v for v in per_model[0] if all(v in rows for rows in per_model[1:])]
+    if not common:
+        raise DataError(checkpoints[0], "the models share no evaluation video (are the shards of the same videos?)")
+    if any(len(rows) != len(common) for rows in per_model):
+        log(f"{len(common)} videos scored by every model (of {max(len(r) for r in per_model)})")
+    y = np.stack([per_model[0][v][1] for v in common])
+    scores = [np.stack([rows[v][0] for v in common]) for rows in per_model]
+    res = {}
+    for name, s in zip(names, scores):
+        res[name] = all_metrics(s, y)
+        log(f"{name}: GAP {res[name]['gap']:.4f}")
+    res["mean pooling"] = all_metrics(E.mean_ensemble(scores), y)
+    res["max pooling"] = all_metrics(E.max_ensemble(scores), y)
+    res["random forest"] = all_metrics(E.random_forest_crossfit(scores, y, folds=2, n_estimators=trees, n_jobs=2), y)
+    write_json(Path(out) / "ensemble.json", {**res, "videos": len(common)})
+    return res
 
 
 # ---------------------------------------------------------------------------- small shared helpers

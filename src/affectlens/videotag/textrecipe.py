@@ -1,4 +1,4 @@
-"""Recipes for the paper's text experiments (Tables 5 and 6) and model ensembling (Table 4).
+"""Recipes for the paper's text experiments (Tables 5 and 6; Table 4's ensembling is ``recipe.run_ensemble``).
 
 Table 5: a mixture of experts on visual, audio, visual+audio, +keyword histogram, +TextCNN title
 feature. Table 6: the text models alone (TextCNN on titles, keyword classifier on the keyword
@@ -160,26 +160,3 @@ def _case_folded(wv: T.WordVectors, words: set) -> T.WordVectors:
     if not extra:
         return wv
     return T.WordVectors(wv.words + extra, np.concatenate([wv.matrix, wv.matrix[[wv.index[w.lower()] for w in extra]]]))
-
-
-def run_ensemble(checkpoints: Sequence[Path], eval_paths: Sequence[Path], out: str | Path, trees: int = 1000,
-                 log: Callable[[str], None] = print) -> dict:
-    """Table 4's ensembling of trained models' scores on the evaluation shards: each model, then
-    mean / max pooling and a random forest (2-fold cross-fitted over the evaluation videos)."""
-    from affectlens.videotag import ensemble as E
-    from affectlens.videotag.recipe import load_model, load_split, predict_scores
-
-    res, scores, y = {}, [], None
-    for ckpt in checkpoints:
-        model, classes, cfg = load_model(ckpt)
-        split = load_split(eval_paths, cfg.modalities, False, cfg.max_frames)
-        scores.append(predict_scores(model, split, classes))
-        y = split.y
-        name = f"{Path(ckpt).parent.name}"
-        res[name] = all_metrics(scores[-1], y)
-        log(f"{name}: GAP {res[name]['gap']:.4f}")
-    res["mean pooling"] = all_metrics(E.mean_ensemble(scores), y)
-    res["max pooling"] = all_metrics(E.max_ensemble(scores), y)
-    res["random forest"] = all_metrics(E.random_forest_crossfit(scores, y, folds=2, n_estimators=trees, n_jobs=2), y)
-    write_json(Path(out) / "ensemble.json", res)
-    return res
