@@ -189,3 +189,15 @@ def test_every_command_that_trains_takes_the_same_hardware_options(path):
         command = command.commands[name]
     options = {o for p in command.params for o in p.opts}
     assert {"--accelerator", "--devices", "--num-nodes", "--strategy", "--precision"} <= options, path
+
+
+def test_patience_stops_early_and_the_same_command_does_not_train_on(tmp_path):
+    """lr 0: validation never improves after epoch 1, so patience 2 stops after epoch 3 of 10."""
+    def run():
+        return fit(TinyModule(train=TinyTrain(epochs=10, lr=0.0)), loader(Blobs(32), 8, shuffle=True),
+                   loader(Blobs(16, seed=1), 8), out=tmp_path, epochs=10, progress=False, log=False, patience=2)
+
+    first = run()
+    assert first.epochs == 3 and first.best["epoch"] == 1
+    again = run()
+    assert again.epochs == 3 and load_checkpoint(tmp_path / "last.pt")["epoch"] == 3

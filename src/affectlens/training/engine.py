@@ -291,6 +291,9 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
     if resume and last.is_file():
         _refuse_other_settings(last, module)
         ckpt_path = str(last)
+        done = load_checkpoint(last)
+        if patience and done["best"].get("value") is not None and done["epoch"] - done["best"]["epoch"] >= patience:
+            epochs = done["epoch"]  # it stopped early: the same command again does not train on
     bar = sys.stderr.isatty() if progress is None else progress
     for name in ("lightning.pytorch", "lightning.fabric"):  # their start-up lines; ours says it in one
         logging.getLogger(name).setLevel(logging.WARNING)
