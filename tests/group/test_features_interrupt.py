@@ -27,9 +27,14 @@ def vgaf(tmp_path_factory):
     return root
 
 
+def _final(cache: Path) -> list[Path]:
+    """Entries under a final name (pathlib's glob also matches the hidden temporary files)."""
+    return sorted(p for p in (cache / SPEC.key).glob("*.npz") if not p.name.startswith("."))
+
+
 def _entries(cache: Path) -> list[Path]:
     """Cache entries under a final name, each checked whole and current."""
-    found = sorted((cache / SPEC.key).glob("*.npz"))
+    found = _final(cache)
     for p in found:
         assert entry_is_current(p, SPEC), p
         with np.load(p) as z:
@@ -42,11 +47,11 @@ def _hidden(cache: Path) -> list[Path]:
 
 
 def _stop_after_one(cmd: list[str], cache: Path, sig: int) -> int:
-    before = len(list((cache / SPEC.key).glob("*.npz")))
+    before = len(_final(cache))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if len(list((cache / SPEC.key).glob("*.npz"))) > before:
+        if len(_final(cache)) > before:
             proc.send_signal(sig)
             break
         time.sleep(0.01)

@@ -101,3 +101,42 @@ def test_ablation_end_to_end_on_synthetic_text(shards, tmp_path):
     # leaked label names make text informative: the unigram model must beat chance clearly
     assert res["table6"]["Unigram (titles)"]["hit_at_one"] > 0.5
     assert (tmp_path / "abl" / "ablation.json").is_file()
+
+
+def test_val_and_test_lists_per_class_ap_and_named_predictions(shards, tmp_path, capsys):
+    """--data/--val/--test as files and globs; eval --per-class against the metric; predict --vocabulary."""
+    from affectlens.metrics.multilabel import average_precision_per_class
+    from affectlens.videotag import recipe
+
+    files = D.shard_paths(shards)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("model: logistic\nepochs: 2\nbatch_size: 32\nnum_workers: 0\nthreads: 1\n")
+    run = tmp_path / "run"
+    assert _run(["videotag", "train", "--data", str(files[0]), "--val", str(files[1]), "--test",
+                 str(shards / "*2.tfrecord"), "--config", str(cfg), "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "validation (40 videos, chose best.pt)" in out and "test (40 videos)" in out
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["val"]["videos"] == summary["test"]["videos"] == 40 and summary["train_videos"] == 40
+
+    ap_csv = tmp_path / "ap.csv"
+    assert _run(["videotag", "eval", str(run / "best.pt"), "--data", str(files[2]), "--per-class", str(ap_csv)]) == 0
+    rows = list(csv.DictReader(ap_csv.open()))
+    model, classes, tc = recipe.load_model(run / "best.pt")
+    split = recipe.load_split([files[2]], tc.modalities)
+    want = average_precision_per_class(recipe.predict_scores(model, split, classes), split.y)
+    assert len(rows) == int(np.isfinite(want).sum()) and [float(r["ap"]) for r in rows] == sorted(
+        (float(r["ap"]) for r in rows), reverse=True)
+    for r in rows:
+        assert float(r["ap"]) == pytest.approx(want[int(r["class"])], abs=1e-6)
+        assert int(r["positives"]) == int(split.y[:, int(r["class"])].sum())
+
+    vocab = tmp_path / "vocabulary.csv"
+    vocab.write_text("Index,Name\n" + "".join(f"{i},name{i}\n" for i in range(3862)))
+    pred = tmp_path / "p.csv"
+    assert _run(["videotag", "predict", str(run / "best.pt"), "--data", str(files[2]), "--out", str(pred),
+                 "--vocabulary", str(vocab), "--top-k", "3"]) == 0
+    table = list(csv.reader(pred.open()))
+    assert table[0] == ["VideoId", "LabelConfidencePairs", "Labels"] and len(table) == 41
+    ids = [int(x) for x in table[1][1].split()[0::2]]
+    assert table[1][2] == "; ".join(f"name{i}" for i in ids) and len(ids) == 3

@@ -18,16 +18,20 @@ app = typer.Typer(help="Multi-label video tagging on YouTube-8M features (+ titl
 _DATA = typer.Option(..., "--data", help="Shards: .tfrecord files, folders or globs (repeat --data for more).")
 _TRAIN_SHARDS = typer.Option(24, "--train-shards", min=0,
                              help="Without --val: the first N sorted shards train, the rest validate.")
-_SPLIT_HELP = "train, eval or all of the --data shards (split at --train-shards)"
+_SPLIT_HELP = ("train, eval or all of the --data shards, split at --train-shards (default: eval of one folder, "
+               "all of files and globs)")
 SPLITS = ("train", "eval", "all")
 
 
-def _split(data: List[Path], split: str, train_shards: int) -> List[Path]:
-    """The shards of ``split``: all of ``data`` expanded and sorted, cut after ``train_shards``."""
+def _split(data: List[Path], split: Optional[str], train_shards: int) -> List[Path]:
+    """The shards of ``split``: all of ``data`` expanded, cut after ``train_shards``. Without a
+    split: ``eval`` of one folder (the room's older protocol), every shard of files and globs."""
     from affectlens.errors import DataError
     from affectlens.videotag.data import expand_shards
 
     paths = expand_shards(data)
+    if split is None:
+        split = "eval" if len(data) == 1 and Path(data[0]).is_dir() else "all"
     tr, ev = paths[:train_shards], paths[train_shards:]
     chosen = {"train": tr, "eval": ev, "all": paths}[split]
     if not chosen:
@@ -89,7 +93,7 @@ def train(data: List[Path] = _DATA,
 @app.command("eval")
 def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) from 'videotag train'."),
              data: List[Path] = _DATA,
-             split: str = choice_option("eval", "--split", choices=SPLITS, help=_SPLIT_HELP),
+             split: Optional[str] = choice_option(None, "--split", choices=SPLITS, help=_SPLIT_HELP),
              train_shards: int = _TRAIN_SHARDS, report: Path | None = REPORT_OPTION,
              per_class: Optional[Path] = typer.Option(None, "--per-class", help="Write each class's AP to this CSV.")):
     """Print GAP / Hit@1 / PERR / mAP of a trained model (any unreadable shard is an error: no metrics
@@ -110,7 +114,7 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) f
 
         history = load_checkpoint(checkpoint).get("history") or None
         write_eval_report(report, m, history=history, title="videotag — evaluation",
-                          notes=f"checkpoint `{checkpoint}` on the {split} split of {len(shards)} shards "
+                          notes=f"checkpoint `{checkpoint}` on {len(shards)} shards "
                                 f"({m['videos']} videos); metrics as the YouTube-8M starter code defines them "
                                 "(GAP over the top 20)")
         stdout.print(f"report -> {one_line(report)}")
@@ -119,7 +123,7 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) f
 @app.command()
 def predict(checkpoint: Path = typer.Argument(...), data: List[Path] = _DATA,
             out: Path = typer.Option(Path("predictions.csv"), "--out"),
-            split: str = choice_option("eval", "--split", choices=SPLITS, help=_SPLIT_HELP),
+            split: Optional[str] = choice_option(None, "--split", choices=SPLITS, help=_SPLIT_HELP),
             train_shards: int = _TRAIN_SHARDS,
             top_k: int = typer.Option(20, "--top-k", min=1, max=4716),
             vocabulary: Optional[Path] = typer.Option(None, "--vocabulary",
@@ -171,7 +175,7 @@ def ensemble(checkpoints: List[Path] = typer.Argument(..., help="best.pt files o
              data: List[Path] = _DATA, out: Path = typer.Option(..., "--out"),
              frame_data: Optional[List[Path]] = typer.Option(None, "--frame-data",
                                                              help="Frame-level shards of the same videos (for DBoF/LSTM)."),
-             split: str = choice_option("eval", "--split", choices=SPLITS, help=_SPLIT_HELP),
+             split: Optional[str] = choice_option(None, "--split", choices=SPLITS, help=_SPLIT_HELP),
              trees: int = typer.Option(1000, "--trees", min=1, max=100_000), train_shards: int = _TRAIN_SHARDS):
     """Table 4's ensembling (mean, max, random forest) of trained models on the evaluation videos."""
     from affectlens.videotag.data import expand_shards

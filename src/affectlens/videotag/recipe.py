@@ -253,8 +253,6 @@ def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
     GAP on ``val_paths``, ``last.pt``, ``metrics.json``, ``metrics.csv``; see the training engine),
     then evaluate ``best.pt`` on ``val_paths`` (the split it was selected on, reported as such) and,
     when given, once on ``test_paths``. Returns ``{"val": metrics, "test": metrics, ...}``."""
-    import time
-
     import torch
 
     from affectlens.training.seed import seed_everything
@@ -270,12 +268,12 @@ def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
     model = M.build_model(_model_config(cfg, tr.dim, cfg.num_classes))
     log(f"{tr.videos} training videos in {len(tr.paths)} shards, {cfg.num_classes} classes ({cfg.release}), "
         f"input {tr.dim}-d, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
-    start = time.perf_counter()
     res = _fit(model, tr, va, classes, cfg, prior, out_dir, hardware, resume, callbacks)
     if not res.is_global_zero:
         return {}
+    # the epochs' own wall time (validation included), summed over every session of a resumed run
     result = {"train_videos": tr.videos, "best_epoch": res.best.get("epoch"), "epochs": res.epochs,
-              "train_seconds": time.perf_counter() - start}
+              "train_seconds": float(sum(res.history.get("epoch_seconds", [])))}
     best = load_model(res.best_path)
     for name, paths in (("val", val_paths), ("test", test_paths)):
         if paths:
