@@ -546,15 +546,19 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
 
     t0 = time.perf_counter()
     info = probe(src)
-    writer = _video_writer(src, dst, info, cfg)
     custom = detector is not None  # a caller's detector may keep state: call it in frame order
-    frame_detector = _frame_detector(cfg, detector, info)
+    frame_detector = _frame_detector(cfg, detector, info)  # slow (loads the network): before any output exists
     method = get_method(cfg.method)
+    writer = _video_writer(src, dst, info, cfg)  # from here on, any exit aborts it (no temporary file left)
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
     q_out: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
     stages = [Stage(decode_stage(src, q_in, stop), "decode"), Stage(encode_stage(writer, q_out, stop), "encode")]
-    log = _FrameLog(sidecar_path(dst))
+    try:
+        log = _FrameLog(sidecar_path(dst))
+    except BaseException:
+        writer.abort()
+        raise
     pending: deque = deque()  # decoded frames waiting for the tracker's verdict, oldest first
     hw = _target_hw(None, info.rotation, info.width, info.height)
     in_rgb = bool(info.rotation or info.width % 2 or info.height % 2)
@@ -590,13 +594,17 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
             writer.close()
     except BaseException:
         stop.set()
+        for s in stages:  # the encoder stops writing before its output is discarded
+            if s.is_alive():
+                s.join(timeout=5)
         writer.abort()
         log.discard()
         raise
     finally:
         stop.set()
         for s in stages:
-            s.join(timeout=5)
+            if s.is_alive():
+                s.join(timeout=5)
     extra = {"kind": "video", "width": info.width, "height": info.height, "fps": info.fps, "rate": str(info.rate),
              "time_base": str(info.time_base), "frame_count": len(log.faces), "detect_every": cfg.detect_every,
              "det_size": cfg.det_size, "tracker": asdict(_tracker_config(cfg))}
