@@ -198,7 +198,8 @@ def test_tfrecord_with_a_huge_valid_length_is_refused_before_reading(tmp_path):
 
 
 def test_seventy_bit_varint_is_a_data_error(shards):
-    from affectlens.videotag.data import _varint, read_video_level
+    from affectlens.videotag.data import read_video_level
+    from affectlens.videotag.tfrecord import _varint
 
     with pytest.raises(ValueError, match="varint"):
         _varint(b"\xff" * 9 + b"\x7f", 0)

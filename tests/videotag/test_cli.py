@@ -115,7 +115,7 @@ def test_val_and_test_lists_per_class_ap_and_named_predictions(shards, tmp_path,
     assert _run(["videotag", "train", "--data", str(files[0]), "--val", str(files[1]), "--test",
                  str(shards / "*2.tfrecord"), "--config", str(cfg), "--out", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "validation (40 videos, chose best.pt)" in out and "test (40 videos)" in out
+    assert "logistic — validation" in out and "logistic — test" in out and "best.pt = epoch" in out
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["val"]["videos"] == summary["test"]["videos"] == 40 and summary["train_videos"] == 40
 
