@@ -1,7 +1,7 @@
 """Peak memory of `videotag train` streaming its shards: MoE (2 mixtures) on 10 real shards and on
-all 80, one epoch each, as a user runs it (a subprocess; its resident memory and its readers'
-sampled every 50 ms from /proc). Bound: the 80-shard peak within 1.3x of the 10-shard peak, i.e.
-memory does not grow with the split.
+all 80, one epoch each, as a user runs it (a subprocess; the proportional set size (PSS) of it
+and its reader processes, summed and sampled every 50 ms from /proc). Bound: the 80-shard peak
+within 1.3x of the 10-shard peak, i.e. memory does not grow with the split.
 
 Also, with ``--frame-level N``: DBoF on N synthetic frame-level videos x 300 frames (written once
 by ``affectlens synth yt8m-frames``) against a tenth of them, and what one dense float32 array of
@@ -12,7 +12,6 @@ those frames would take.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ EXE = Path(sys.executable).with_name("affectlens")
 
 
 def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants (DataLoader workers), from /proc."""
+    """Proportional resident bytes (PSS) of ``pid`` and its descendants (DataLoader workers)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -37,9 +36,10 @@ def _tree_rss(pid: int) -> int:
     while todo:
         p = todo.pop()
         todo += children.get(p, [])
-        try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
+        try:  # PSS: a forked reader shares the parent's pages, which RSS would count twice
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
+            total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration, IndexError, ValueError):
             continue
     return total
 

@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=24)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--num-workers", type=int, default=1, help="Stream readers (DataLoader workers) of the engine.")
     args = ap.parse_args()
     if not SHARDS.is_dir():
         sys.exit(f"skipped: {SHARDS} not found")
@@ -76,11 +77,12 @@ def main() -> None:
     y = torch.from_numpy(everything.targets().astype(np.float32))
     prior = D.label_prior(paths)
     n = len(x)
-    print(f"{n} videos from {len(paths)} shards; batch 1024; {args.threads} threads; second epoch of two, "
+    print(f"{n} videos from {len(paths)} shards; batch 1024; {args.threads} threads, {args.num_workers} reader(s); "
+          f"second epoch of two, "
           f"median of {args.runs} interleaved runs")
     worst = 0.0
     for name, model in (("logistic", {"kind": "logistic"}), ("MoE 2 mixtures", {"kind": "moe", "num_experts": 2})):
-        cfg = recipe.TrainConfig(model=model, epochs=2, threads=args.threads)
+        cfg = recipe.TrainConfig(model=model, epochs=2, threads=args.threads, num_workers=args.num_workers)
         b, e = [], []
         for _ in range(args.runs):
             b.append(bare(x, y, cfg, prior))
