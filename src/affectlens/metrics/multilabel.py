@@ -80,12 +80,14 @@ def gap(predictions, labels, top_k: int = 20) -> float:
     """Global Average Precision over each video's top ``top_k`` scores (starter ``calculate_gap``)."""
     p, y = _check(predictions, labels)
     _, scores, hits = _sparse_top_k(p, y, top_k)
-    num_pos = int(_positives(y))
+    return _gap_of(scores, hits, int(_positives(y)))
+
+
+def _gap_of(scores: np.ndarray, hits: np.ndarray, num_pos: int) -> float:
+    """GAP of pooled (score, hit) pairs over ``num_pos`` positives in all."""
     if num_pos == 0 or scores.size == 0:
         return 0.0
-    order = np.argsort(-scores, kind="stable")
-    ranked = hits[order]
-    ranks = np.flatnonzero(ranked) + 1.0  # 1-based ranks of the hits
+    ranks = np.flatnonzero(hits[np.argsort(-scores, kind="stable")]) + 1.0  # 1-based ranks of the hits
     return float(np.sum(np.arange(1, ranks.size + 1) / ranks) / num_pos)
 
 
@@ -95,20 +97,22 @@ def average_precision_per_class(predictions, labels, top_k: int = 20) -> np.ndar
     Returns float64 (classes,); classes without positives get NaN.
     """
     p, y = _check(predictions, labels)
-    num_classes = p.shape[1]
     cls, scores, hits = _sparse_top_k(p, y, top_k)
+    return _ap_of(cls, scores, hits, _positives(y, axis=0))
+
+
+def _ap_of(cls: np.ndarray, scores: np.ndarray, hits: np.ndarray, num_pos: np.ndarray) -> np.ndarray:
+    """Per-class AP of pooled (class, score, hit) pairs; ``num_pos`` positives per class (NaN: none)."""
+    num_classes = len(num_pos)
     by_score = np.argsort(-scores, kind="stable")
     order = by_score[np.argsort(cls[by_score], kind="stable")]  # by class, then score descending
     cls, hits = cls[order], hits[order]
     starts = np.searchsorted(cls, np.arange(num_classes))
     rank = np.arange(cls.size) - starts[cls] + 1.0
     cum = np.cumsum(hits)
-    before = np.concatenate([[0], cum])[starts]  # hits of earlier classes
-    within = cum - before[cls]
-    contrib = np.where(hits, within / rank, 0.0)
-    num_pos = _positives(y, axis=0)
-    ap = np.bincount(cls, weights=contrib, minlength=num_classes) / np.maximum(num_pos, 1)
-    return np.where(num_pos > 0, ap, np.nan)
+    within = cum - np.concatenate([[0], cum])[starts][cls]  # minus the hits of earlier classes
+    ap = np.bincount(cls, weights=np.where(hits, within / rank, 0.0), minlength=num_classes)
+    return np.where(num_pos > 0, ap / np.maximum(num_pos, 1), np.nan)
 
 
 def mean_average_precision(predictions, labels, top_k: int = 20) -> float:
@@ -208,24 +212,11 @@ class TopK:
 
     def gap(self) -> float:
         _, scores, hits = self._pairs()
-        num_pos = int(self.positives.sum())
-        if num_pos == 0 or scores.size == 0:
-            return 0.0
-        ranks = np.flatnonzero(hits[np.argsort(-scores, kind="stable")]) + 1.0
-        return float(np.sum(np.arange(1, ranks.size + 1) / ranks) / num_pos)
+        return _gap_of(scores, hits, int(self.positives.sum()))
 
     def ap_per_class(self) -> np.ndarray:
         """Per-class AP over the top-``k`` pairs (NaN for classes without positives)."""
-        cls, scores, hits = self._pairs()
-        by_score = np.argsort(-scores, kind="stable")
-        order = by_score[np.argsort(cls[by_score], kind="stable")]
-        cls, hits = cls[order], hits[order]
-        starts = np.searchsorted(cls, np.arange(self.num_classes))
-        rank = np.arange(cls.size) - starts[cls] + 1.0
-        cum = np.cumsum(hits)
-        within = cum - np.concatenate([[0], cum])[starts][cls]
-        ap = np.bincount(cls, weights=np.where(hits, within / rank, 0.0), minlength=self.num_classes)
-        return np.where(self.positives > 0, ap / np.maximum(self.positives, 1), np.nan)
+        return _ap_of(*self._pairs(), self.positives)
 
     def result(self) -> dict:
         """``{"gap", "hit_at_one", "perr", "map"}`` of everything added so far."""

@@ -50,6 +50,7 @@ from affectlens.errors import AffectlensError
 from affectlens.training.checkpoint import FORMAT, load_checkpoint, write_payload
 from affectlens.training.hardware import Hardware
 from affectlens.training.seed import seed_everything
+from affectlens.utils import stale_temps
 
 __all__ = ["EpochSampler", "FitResult", "TrainModule", "fit", "loader"]
 
@@ -256,10 +257,9 @@ class FitResult:
         return self.out / "last.pt"
 
 
-def _refuse_other_settings(last: Path, module: TrainModule) -> None:
-    """A run folder continues only the run that made it: same model, same recipe (but for
-    ``resume_may_change``)."""
-    ck = load_checkpoint(last)
+def _refuse_other_settings(last: Path, ck: dict, module: TrainModule) -> None:
+    """A run folder continues only the run that made it (``ck``: its ``last.pt``): same model, same
+    recipe (but for ``resume_may_change``)."""
     old_model, old_train = ck.get("model", {}), dict(ck.get("train", {}))
     new_model, new_train = _plain(module.model_config), _plain(module.train_config)
     for k in module.resume_may_change:
@@ -287,11 +287,13 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
     out = Path(out)
     hardware = hardware or Hardware()
     last = out / "last.pt"
-    ckpt_path = None
+    for stale in stale_temps([last, out / "best.pt"], time.time()):  # a killed run's half-written checkpoint
+        stale.unlink(missing_ok=True)
+    ckpt_path, done = None, {"epoch": 0}
     if resume and last.is_file():
-        _refuse_other_settings(last, module)
+        done = load_checkpoint(last)  # read once: settings check, start epoch, early stop
+        _refuse_other_settings(last, done, module)
         ckpt_path = str(last)
-        done = load_checkpoint(last)
         if patience and done["best"].get("value") is not None and done["epoch"] - done["best"]["epoch"] >= patience:
             epochs = done["epoch"]  # it stopped early: the same command again does not train on
     bar = sys.stderr.isatty() if progress is None else progress
@@ -309,10 +311,10 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
     if trainer.is_global_zero and log:
         print(f"training on {type(trainer.accelerator).__name__.replace('Accelerator', '').lower()} x "
               f"{trainer.num_devices} device(s) x {trainer.num_nodes} node(s), precision {trainer.precision}, "
-              f"into {out}" + (f" (resuming after epoch {load_checkpoint(last)['epoch']})" if ckpt_path else ""),
+              f"into {out}" + (f" (resuming after epoch {done['epoch']})" if ckpt_path else ""),
               file=sys.stderr, flush=True)
     seed_everything(module.seed)
-    _set_dataset_epoch([train_loader, val_loader], load_checkpoint(last)["epoch"] if ckpt_path else 0)
+    _set_dataset_epoch([train_loader, val_loader], done["epoch"])
     with warnings.catch_warnings():  # the CSV log of a resumed run is replayed from its history (on_train_start)
         warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=False)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["LogisticConfig", "MoEConfig", "DBoFConfig", "LSTMConfig", "MoEHead", "LogisticModel",
-           "MoEModel", "DBoFModel", "LSTMModel", "build_model", "init_prior", "is_frame_level", "config_from_dict",
+           "MoEModel", "DBoFModel", "LSTMModel", "build_model", "init_prior", "FRAME_KINDS", "config_from_dict",
            "BUILDERS", "KINDS", "moe_a", "moe_b", "dbof_a", "dbof_b", "lstm_a", "lstm_b", "dbof_tiny", "lstm_tiny"]
 
 
@@ -205,6 +205,7 @@ class LSTMModel(nn.Module):
 
 KINDS = {"logistic": (LogisticConfig, LogisticModel), "moe": (MoEConfig, MoEModel),
           "dbof": (DBoFConfig, DBoFModel), "lstm": (LSTMConfig, LSTMModel)}
+FRAME_KINDS = ("dbof", "lstm")  # models that read frame-level shards
 # A config file may name a size instead of restating its numbers (``model: moe_a``).
 BUILDERS = {f.__name__: f for f in (moe_a, moe_b, dbof_a, dbof_b, lstm_a, lstm_b, dbof_tiny, lstm_tiny)}
 
@@ -241,7 +242,3 @@ def init_prior(model: nn.Module, prior: torch.Tensor) -> None:
             head.expert.bias.copy_(torch.logit(q).repeat_interleave(e))
         else:
             head.bias.copy_(torch.logit(p))
-
-
-def is_frame_level(config) -> bool:
-    return isinstance(config, (DBoFConfig, LSTMConfig))

@@ -28,7 +28,7 @@ from affectlens.videotag import data as D
 from affectlens.videotag import models as M
 
 __all__ = ["TrainConfig", "load_config", "Split", "load_split", "fit", "predict_scores", "train",
-           "evaluate", "predict", "write_kaggle_csv", "demo_run", "stream_of", "score_stream", "run_ensemble"]
+           "evaluate", "predict", "demo_run", "stream_of", "score_stream", "run_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class TrainConfig:
 
     @property
     def frame_level(self) -> bool:
-        return self.model.get("kind") in ("dbof", "lstm")
+        return self.model.get("kind") in M.FRAME_KINDS
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
@@ -338,19 +338,9 @@ def evaluate(checkpoint: str | Path, paths: Sequence[Path], per_class: str | Pat
     return _evaluate(load_model(checkpoint), paths, per_class)
 
 
-def write_kaggle_csv(path: str | Path, ids: Sequence[str], scores: np.ndarray, top_k: int = 20) -> Path:
-    """The Kaggle submission: ``VideoId,LabelConfidencePairs`` with the top ``k`` as "label score ..."."""
-    from affectlens.utils import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["VideoId", "LabelConfidencePairs"])
-            _kaggle_rows(w, ids, scores, top_k)
-    return Path(path)
-
-
 def _kaggle_rows(w, ids: Sequence[str], scores: np.ndarray, top_k: int, names: list | None = None) -> None:
+    """The starter code's submission rows: ``VideoId``, the top ``top_k`` as "label score ..."
+    (best first), and the class names when ``names`` is given."""
     from affectlens.metrics.multilabel import top_k_by_video
 
     idx, val = top_k_by_video(scores, top_k)  # best first
