@@ -31,6 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 IDS = REPO.parent / "shared" / "data" / "media" / "identities"
+
+from affectlens.media.image import read_image  # noqa: E402 (after the path set-up)
 TOLERANCE = 0.6
 
 
@@ -55,17 +57,11 @@ class Recogniser:
         return np.asarray(self.encoder.compute_face_descriptor(rgb, self.shape(rgb, rect), 1))
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
-
 def gallery(rec: Recogniser) -> tuple[np.ndarray, list[str], set[str]]:
     encs, names, hashes = [], [], set()
     for photo in sorted((IDS / "knn_examples" / "train").glob("*/*")):
         hashes.add(hashlib.md5(photo.read_bytes()).hexdigest())
-        rgb = read_rgb(photo)
+        rgb = read_image(photo)
         faces = rec.detect(rgb)
         if len(faces) == 1:
             encs.append(rec.encode(rgb, faces[0]))
@@ -86,7 +82,7 @@ def probes(rec: Recogniser, g, names, hashes) -> list[tuple[Path, list]]:
     for p in files:
         if hashlib.md5(p.read_bytes()).hexdigest() in hashes:
             continue
-        rgb = read_rgb(p)
+        rgb = read_image(p)
         faces = [(r, identify(rec.encode(rgb, r), g, names)) for r in rec.detect(rgb)]
         faces = [(r, who) for r, who in faces if who is not None]
         if faces:
@@ -98,7 +94,7 @@ def attack(rec: Recogniser, anon: Path, faces: list, g, names) -> tuple[int, int
     """(faces re-identified at their known location, faces re-identified after re-detection)."""
     from affectlens.faces.track import box_iou
 
-    rgb = read_rgb(anon)
+    rgb = read_image(anon)
     known = sum(identify(rec.encode(rgb, r), g, names) == who for r, who in faces)
     found = rec.detect(rgb)
     redetected = 0

@@ -58,7 +58,8 @@ def time_forward(model, video, audio, repeats: int) -> float:
 def bench_size(size: str, batch: int, repeats: int) -> dict:
     import torch
 
-    from affectlens.group.model import BUILDERS, build_model, count_parameters
+    from affectlens.group.model import BUILDERS, build_model
+    from affectlens.training import count_parameters
 
     cfg = BUILDERS[size]("fusion", "mean", 5, 5)
     model = build_model(cfg).eval()

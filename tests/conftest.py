@@ -26,3 +26,6 @@ def shared_data():
 def pytest_configure(config):
     # Tests share 2 cores with each other and with torch's own threads: keep torch polite.
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # Progress lines on a non-terminal stderr are for people reading logs; tests that count a
+    # command's stderr lines must not see them (tests/report/test_progress.py turns them back on).
+    os.environ["AFFECTLENS_PROGRESS"] = "off"

@@ -216,7 +216,7 @@ def demo_steps() -> list[tuple[str, Callable[[Path], StepResult]]]:
 
 def run_demo(out: Path, console: Console | None = None, only: list[str] | None = None) -> dict:
     """Run every step (or those named in ``only``), write ``metrics.json`` and ``report.html``."""
-    from rich.progress import Progress
+    from affectlens.report.console import progress as progress_display
 
     console = console or Console()
     out = Path(out)
@@ -224,7 +224,7 @@ def run_demo(out: Path, console: Console | None = None, only: list[str] | None =
     results: dict[str, StepResult] = {}
     seconds: dict[str, float] = {}
     steps = [(n, fn) for n, fn in demo_steps() if only is None or n in only]
-    with Progress(console=console, transient=False) as progress:
+    with progress_display(console=console) as progress:
         task = progress.add_task("demo", total=len(steps))
         for name, fn in steps:
             progress.update(task, description=f"demo: {name}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from affectlens.training import count_parameters
 from affectlens.expression.model import (
     ExpressionConfig,
     build_model,
-    count_parameters,
     expression_compact,
     expression_tiny,
 )

@@ -15,7 +15,6 @@ from affectlens.expression.model import build_model, expression_tiny
 from affectlens.expression.predict import (
     DEFAULT_WEIGHTS,
     FaceResult,
-    align_face,
     link_tracks,
     predict_images,
 )
@@ -31,24 +30,6 @@ def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
     save_checkpoint(path, build_model(cfg), cfg)
     return path
-
-
-def test_align_face_levels_the_eyes_and_crops_48():
-    img = np.zeros((200, 200), np.uint8)
-    img[80:90, 60:140] = 255                                   # a bright bar through the "eyes"
-    box = (50, 50, 150, 150)
-    level = align_face(img, box)
-    assert level.shape == (48, 48) and level.dtype == np.uint8
-    # Tilt the image by 20°: with eye landmarks on the tilted bar the crop is rotated back level.
-    import cv2
-
-    m = cv2.getRotationMatrix2D((100, 100), 20, 1.0)
-    tilted = cv2.warpAffine(img, m, (200, 200))
-    eyes = cv2.transform(np.array([[[70, 85], [130, 85]]], np.float32), m)[0]
-    lms = np.concatenate([eyes, np.full((3, 2), np.nan, np.float32)])
-    back = align_face(tilted, box, lms)
-    rows = back.mean(axis=1)
-    assert rows.max() > 150 and (rows > 100).sum() <= 6        # the bar is horizontal again
 
 
 def test_link_tracks_follows_moving_faces():

@@ -10,9 +10,9 @@ from tests.conftest import shared_path
 
 
 def _read(path):
-    from affectlens.privacy.celeba import read_rgb
+    from affectlens.media.image import read_image
 
-    return read_rgb(path)
+    return read_image(path)
 
 
 def _synthetic_face(cx=50.0, cy=60.0, s=20.0, tilt=0.0) -> np.ndarray:
@@ -46,8 +46,12 @@ def test_ellipse_axis_follows_the_face_tilt():
 
 
 def test_heatmaps_peak_at_the_points():
+    import torch
+
+    from affectlens.privacy.reconstruct import heatmaps_torch
+
     pts = np.stack([np.arange(68) % 60 + 2, np.arange(68) // 2 + 3], axis=1).astype(np.float32)
-    maps = L.heatmaps(pts, (40, 64), sigma=1.5)
+    maps = heatmaps_torch(torch.from_numpy(pts)[None], (40, 64), sigma=1.5)[0].numpy()
     assert maps.shape == (68, 40, 64) and maps.dtype == np.float32
     peaks = np.stack(np.unravel_index(maps.reshape(68, -1).argmax(1), (40, 64)), axis=1)  # (68, (y, x))
     assert np.array_equal(peaks[:, ::-1], pts.astype(int))
@@ -74,10 +78,9 @@ def test_dlib_landmarks_on_real_celeba_crops():
         assert p.shape == (68, 2)
         assert (p[:, 0] > -5).all() and (p[:, 0] < w + 5).all() and (p[:, 1] > -5).all() and (p[:, 1] < h + 5).all()
         assert p[L.CHIN, 1] > p[27, 1] > p[19, 1]  # chin below the nose bridge below the brows
-        masked, mask = L.mask_face(rgb, p)
+        mask = L.ellipse_mask(rgb.shape[:2], p, 1.08)
         inside = np.clip(np.round(p).astype(int), 0, [w - 1, h - 1])
-        assert mask[inside[:, 1], inside[:, 0]].all()
-        assert (masked[mask == 1] == 0).all() and (masked[mask == 0] == rgb[mask == 0]).all()
+        assert mask[inside[:, 1], inside[:, 0]].all() and 0.2 < mask.mean() < 0.9
     assert found >= 2
 
 

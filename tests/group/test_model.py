@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from affectlens.errors import ShapeError
-from affectlens.group.model import (GroupConfig, GroupEmotionNet, build_model, config_from_dict, count_parameters,
+from affectlens.training import count_parameters
+from affectlens.group.model import (GroupConfig, GroupEmotionNet, build_model, config_from_dict,
                                     group_base, group_paper, group_tiny, sinusoidal_positions)
 
 torch.set_num_threads(1)

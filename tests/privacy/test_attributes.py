@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from affectlens.errors import DataError
+from affectlens.media.image import read_image
 from affectlens.privacy import attributes as A
 from affectlens.privacy import celeba as C
+from affectlens.privacy import model as PM
 from tests.conftest import shared_path
 
 NAMES = "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair " \
@@ -41,7 +43,7 @@ def test_reader_parses_the_official_format(tmp_path):
     assert ds.attr_names == NAMES.split() and ds.files[0] == "000001.jpg"
     assert np.array_equal(ds.attributes, attrs)
     assert list(ds.identities) == [1, 1, 2, 2, 3, 3]
-    assert C.read_rgb(ds.path(5)).shape == (20, 16, 3)
+    assert read_image(ds.path(5)).shape == (20, 16, 3)
 
 
 def test_partition_file_is_used_when_present(tmp_path):
@@ -91,9 +93,9 @@ def test_bce_is_summed_over_attributes():
     assert np.isclose(float(A.bce_sum(logits, y)), 40 * np.log(2), rtol=1e-5)
 
 
-@pytest.mark.parametrize("build,hw,params", [(A.attributes_tiny, (109, 89), None),
-                                             (A.attributes_small, (109, 89), None),
-                                             (A.attributes_paper, (64, 64), (23.5e6, 23.6e6))])
+@pytest.mark.parametrize("build,hw,params", [(PM.attributes_tiny, (109, 89), None),
+                                             (PM.attributes_small, (109, 89), None),
+                                             (PM.attributes_paper, (64, 64), (23.5e6, 23.6e6))])
 def test_shapes(build, hw, params):
     model = build().eval()
     x = torch.randn(2, 3, *hw)
@@ -118,9 +120,9 @@ def test_tiny_model_learns_a_tiny_task_through_the_engine(tmp_path):
     x[np.repeat(y[:, :, None], 24, axis=2).astype(bool)] = 255  # row j bright ⇔ attribute j
     cfg = A.AttributeTrainConfig(out=str(tmp_path), widths=(16, 32), image_hw=(40, 24), epochs=12, batch_size=16,
                                  lr=1e-2)
-    data = A.Arrays(image=x, target=y)
+    data = C.Arrays(image=x, target=y)
     module = A.AttributeModule(cfg)
-    res = fit(module, loader(data, 16, shuffle=True, collate_fn=A.as_batch), loader(data, 64, collate_fn=A.as_batch),
+    res = fit(module, loader(data, 16, shuffle=True, collate_fn=C.as_batch), loader(data, 64, collate_fn=C.as_batch),
               out=tmp_path, epochs=cfg.epochs, hardware=Hardware(accelerator="cpu"), progress=False)
     loss, acc = res.history["train_loss"], res.history["val_mean_acc"]
     assert loss[-1] < 0.85 * loss[0] and acc[-1] > 0.7 and acc[-1] > acc[0] + 0.15

@@ -9,6 +9,7 @@ import torch
 from affectlens.errors import AffectlensError
 from affectlens.privacy import attack as K
 from affectlens.privacy import obfuscate as O
+from affectlens.privacy import model as PM
 from tests.conftest import shared_path
 
 IDS = ("media", "identities")
@@ -55,10 +56,10 @@ def test_match_scores_by_hand():
 
 
 def test_paper_recognizer_shapes_and_tiny_learning_through_the_engine(tmp_path):
-    paper = K.recognizer_paper()
+    paper = PM.recognizer_paper()
     assert paper.head.out_features == 20 and paper.features[0].stride == (4, 4)  # AlexNet's 11×11/4 at 227
     assert len(paper.config.extra_dense) == 6  # the paper's 6 added dense layers
-    small = K.recognizer_small().eval()
+    small = PM.recognizer_small().eval()
     assert small(torch.zeros(2, 3, 128, 64)).shape == (2, 20)
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), 6)
@@ -66,7 +67,7 @@ def test_paper_recognizer_shapes_and_tiny_learning_through_the_engine(tmp_path):
     for i, k in enumerate(labels):  # identity k = a bright horizontal band (survives the random flips)
         images[i, k * 32:(k + 1) * 32] = 200 + rng.integers(0, 50)
     torch.set_num_threads(1)
-    config = K.recognizer_tiny(n_classes=4, dropout=0.0).config
+    config = PM.recognizer_tiny(n_classes=4, dropout=0.0).config
     model, res = K.train_recognizer(config, images, labels, tmp_path, epochs=40, lr=3e-3, batch_size=8, progress=False)
     losses = res.history["train_loss"]
     assert losses[-1] < 0.5 * losses[0] and K.recognizer_accuracy(model, images, labels) > 0.9
@@ -75,11 +76,11 @@ def test_paper_recognizer_shapes_and_tiny_learning_through_the_engine(tmp_path):
 
 @pytest.mark.shared_data
 def test_dlib_matches_a_person_to_himself_and_not_to_another():
-    from affectlens.privacy.celeba import read_rgb
+    from affectlens.media.image import read_image
 
-    o1 = K.encode_faces(read_rgb(shared_path(*IDS, "obama.jpg")), upsample=0)
-    o2 = K.encode_faces(read_rgb(shared_path(*IDS, "obama2.jpg")), upsample=0)
-    b = K.encode_faces(read_rgb(shared_path(*IDS, "biden.jpg")), upsample=0)
+    o1 = K.encode_faces(read_image(shared_path(*IDS, "obama.jpg")), upsample=0)
+    o2 = K.encode_faces(read_image(shared_path(*IDS, "obama2.jpg")), upsample=0)
+    b = K.encode_faces(read_image(shared_path(*IDS, "biden.jpg")), upsample=0)
     assert o1.shape == o2.shape == b.shape == (1, 128)
     assert K.face_distance(o1, o1)[0, 0] < 1e-6
     assert K.face_distance(o1, o2)[0, 0] < K.MATCH_THRESHOLD < K.face_distance(o1, b)[0, 0]
@@ -87,8 +88,7 @@ def test_dlib_matches_a_person_to_himself_and_not_to_another():
 
 def _tiny_obfuscator():
     from affectlens.faces.landmarks import N_LANDMARKS
-    from affectlens.privacy.attributes import attributes_tiny
-    from affectlens.privacy.reconstruct import recon_tiny
+    from affectlens.privacy.model import attributes_tiny, recon_tiny
     from tests.faces.test_landmarks import _synthetic_face
 
     torch.manual_seed(0)
@@ -101,9 +101,9 @@ def _tiny_obfuscator():
 @pytest.mark.shared_data
 def test_obfuscator_changes_only_the_face_ellipse_of_a_real_photo():
     from affectlens.faces.landmarks import ellipse_mask, landmarks
-    from affectlens.privacy.celeba import read_rgb
+    from affectlens.media.image import read_image
 
-    rgb = read_rgb(shared_path(*IDS, "obama-240p.jpg"))
+    rgb = read_image(shared_path(*IDS, "obama-240p.jpg"))
     obf = _tiny_obfuscator()
     out, faces = obf(rgb)
     assert out.shape == rgb.shape and out.dtype == np.uint8 and len(faces) == 1
@@ -120,9 +120,9 @@ def test_obfuscator_changes_only_the_face_ellipse_of_a_real_photo():
 @pytest.mark.shared_data
 def test_obfuscate_is_an_anonymize_method(tmp_path):
     from affectlens.privacy import anonymize as A
-    from affectlens.privacy.celeba import read_rgb
+    from affectlens.media.image import read_image
 
-    rgb = read_rgb(shared_path(*IDS, "obama-240p.jpg"))
+    rgb = read_image(shared_path(*IDS, "obama-240p.jpg"))
     method = O.as_anonymize_method(_tiny_obfuscator())
     A.register_method("obfuscate_test", method)
     from affectlens.faces.detect import CenterFace

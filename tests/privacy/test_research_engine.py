@@ -15,10 +15,10 @@ import torch
 
 from affectlens.errors import AffectlensError, DataError
 from affectlens.privacy import attack as K
-from affectlens.privacy import attributes as A
 from affectlens.privacy import reconstruct as R
 from affectlens.training import load_checkpoint, save_checkpoint
 from affectlens.training.hardware import Hardware
+from affectlens.privacy import model as PM
 from tests.privacy.test_attributes import _write_celeba
 from tests.training.tiny import weights_hash
 
@@ -39,7 +39,7 @@ def _photos(n_ids=3, per_id=4, seed=0):
 def _recogniser(out, epochs, lr=3e-3, photos=None, hardware=CPU):
     torch.set_num_threads(1)
     images, labels = photos or _photos()
-    config = K.recognizer_tiny(n_classes=3).config
+    config = PM.recognizer_tiny(n_classes=3).config
     return K.train_recognizer(config, images, labels, out, epochs=epochs, lr=lr, batch_size=4, hardware=hardware,
                               progress=False)
 
@@ -61,12 +61,12 @@ def test_a_run_folder_made_with_other_settings_is_refused(tmp_path):
 
 
 def test_one_reader_loads_every_privacy_net_and_refuses_the_wrong_one(tmp_path):
-    nets = {"a.pt": A.attributes_tiny(), "r.pt": R.recon_tiny(), "k.pt": K.recognizer_tiny()}
+    nets = {"a.pt": PM.attributes_tiny(), "r.pt": PM.recon_tiny(), "k.pt": PM.recognizer_tiny()}
     for name, net in nets.items():
         save_checkpoint(tmp_path / name, net, net.config)
-        back = A.load_model(tmp_path / name)
+        back = PM.load_model(tmp_path / name)
         assert type(back) is type(net) and back.config == net.config and not back.training
-    assert isinstance(R.load_recon_model(tmp_path / "r.pt"), R.ReconNet)
+    assert isinstance(R.load_recon_model(tmp_path / "r.pt"), PM.ReconNet)
     with pytest.raises(DataError, match=r"a\.pt: holds AttributeNet, expected ReconNet"):
         R.load_recon_model(tmp_path / "a.pt")
 

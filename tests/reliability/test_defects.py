@@ -29,8 +29,10 @@ def test_error_line_prints_names_literally(capsys, name):
 
 
 @pytest.mark.parametrize("name", MARKUP_NAMES)
-def test_batch_summary_and_progress_print_names_literally(capsys, name):
+def test_batch_summary_and_progress_print_names_literally(capsys, monkeypatch, name):
     from rich.console import Console
+
+    monkeypatch.setenv("AFFECTLENS_PROGRESS", "auto")
 
     from affectlens.report.console import progress
     from affectlens.scale import BatchResult

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from affectlens.errors import DataError, MediaError
-from affectlens.spontaneity.data import (EYE_DIST, EYE_Y, align_face, eye_transform, load_pairs, read_crop,
-                                         read_manifest, scan_ustc_nvie, write_manifest)
+from affectlens.spontaneity.data import load_pairs, read_crop, read_manifest, scan_ustc_nvie, write_manifest
 
 
 def _img(path, value=100, size=44):
@@ -64,27 +63,3 @@ def test_scan_ustc_nvie_layouts(tmp_path):
         scan_ustc_nvie(root)
     with pytest.raises(DataError, match="no onset/apex pairs"):
         scan_ustc_nvie(tmp_path / "nvie" / "README")
-
-
-def test_eye_transform_puts_eyes_on_canonical_line():
-    left, right = (120.0, 90.0), (200.0, 130.0)  # tilted eye line
-    m = eye_transform(right, left)  # order does not matter
-    pts = np.array([left, right, (1.0, 1.0)])[:2]
-    mapped = pts @ m[:, :2].T + m[:, 2]
-    np.testing.assert_allclose(mapped, [[44 * (0.5 - EYE_DIST / 2), 44 * EYE_Y], [44 * (0.5 + EYE_DIST / 2), 44 * EYE_Y]],
-                               atol=1e-6)
-
-
-def test_align_face_undoes_a_rotation():
-    img = np.zeros((200, 200), np.uint8)
-    cv2.circle(img, (70, 100), 6, 255, -1)
-    cv2.circle(img, (130, 100), 6, 255, -1)
-    rot = cv2.getRotationMatrix2D((100, 100), 25, 1.0)
-    tilted = cv2.warpAffine(img, rot, (200, 200))
-    eyes = np.array([[70, 100], [130, 100]], float) @ rot[:, :2].T + rot[:, 2]
-    crop = align_face(tilted, eyes[0], eyes[1])
-    assert crop.shape == (44, 44)
-    ys, xs = np.nonzero(crop > 100)
-    assert abs(ys.mean() - 44 * EYE_Y) < 1.0  # both blobs sit on the same horizontal line
-    left = xs < 22
-    assert abs(ys[left].mean() - ys[~left].mean()) < 1.0

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from affectlens.errors import MediaError
-from affectlens.spontaneity.data import detect_and_align, read_manifest, read_rgb
+from affectlens.media.image import read_image as read_rgb
+from affectlens.spontaneity.data import detect_and_align, read_manifest
 from affectlens.spontaneity.recipe import preprocess_manifest
 from affectlens.spontaneity.synth import Action, render_face, render_scene, sample_identity
 from tests.conftest import shared_path

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from affectlens.errors import DataError
+from affectlens.media.image import IMAGE_EXTS, read_grey
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGES = ("Training", "PublicTest", "PrivateTest")
 SIDE = 48
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass
@@ -179,14 +179,10 @@ def folder_entries(root: str | Path) -> list[tuple[Path, int, str]]:
 
 def read_fer_folder(root: str | Path) -> FerSet:
     """Read the image-folder layout (every image must be 48×48; colour is converted to grey)."""
-    import cv2
-
     entries = folder_entries(root)
     images = np.empty((len(entries), SIDE, SIDE), np.uint8)
     for i, (f, _, _) in enumerate(entries):
-        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise DataError(f, "not a readable image")
+        img = read_grey(f)
         if img.shape != (SIDE, SIDE):
             raise DataError(f, f"expected a {SIDE}x{SIDE} image, got {img.shape[1]}x{img.shape[0]}")
         images[i] = img

@@ -198,6 +198,3 @@ def input_contract(cfg: ExpressionConfig) -> tuple:
 def build_model(cfg: ExpressionConfig) -> ExpressionNet:
     return ExpressionNet(cfg)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

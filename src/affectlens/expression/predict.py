@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from affectlens.errors import AffectlensError, DataError, failure_line
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, SIDE
+from affectlens.faces.align import align_box, to_grey
+from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "cnn_bilstm_fer2013.pt"
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.ExpressionEnsemble:
@@ -102,41 +103,6 @@ def predict_proba(model: M.ExpressionNet, images: np.ndarray | torch.Tensor, tta
     return torch.cat(out).numpy() if out else np.zeros((0, model.cfg.num_classes), np.float32)
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, uint8 or float in [0, 1] → uint8 grey."""
-    import cv2
-
-    a = np.asarray(image)
-    if a.dtype != np.uint8:
-        a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
-    if a.ndim == 3 and a.shape[2] in (3, 4):
-        a = cv2.cvtColor(a[..., :3], cv2.COLOR_RGB2GRAY)
-    if a.ndim != 2:
-        raise ValueError(f"expected a grey or RGB image, got shape {np.asarray(image).shape}")
-    return a
-
-
-def align_face(grey: np.ndarray, box: Sequence[float], landmarks: np.ndarray | None = None,
-               margin: float = 1.15, side: int = SIDE) -> np.ndarray:
-    """Crop one face to ``(side, side)`` uint8: a square of ``margin × max(w, h)`` around the box centre,
-    rotated so the eyes are level when ``landmarks`` (5, 2) (left eye, right eye, …) are given."""
-    import cv2
-
-    x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    size = max(x2 - x1, y2 - y1, 1.0) * margin
-    angle = 0.0
-    if landmarks is not None and np.isfinite(landmarks[:2]).all():
-        (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
-        angle = math.degrees(math.atan2(ry - ly, rx - lx))
-    mat = cv2.getRotationMatrix2D((cx, cy), angle, side / size)
-    mat[:, 2] += (side / 2 - cx, side / 2 - cy)                 # move the face centre to the crop centre
-    return cv2.warpAffine(grey, mat, (side, side), flags=cv2.INTER_AREA if size > side else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-
-
 @dataclass
 class FaceResult:
     box: np.ndarray          # (4,) x1, y1, x2, y2 in image pixels
@@ -171,7 +137,7 @@ class ExpressionPredictor:
         if len(det) == 0:
             return []
         grey = to_grey(rgb)
-        crops = np.stack([align_face(grey, b, lm, self.margin) for b, lm in zip(det.boxes, det.landmarks)])
+        crops = np.stack([align_box(grey, b, lm, self.margin, SIDE) for b, lm in zip(det.boxes, det.landmarks)])
         probs = self.classify(crops)
         return [FaceResult(det.boxes[i], float(det.scores[i]), probs[i], crops[i]) for i in range(len(det))]
 
@@ -216,14 +182,11 @@ def _probs_dict(p: np.ndarray) -> dict:
 def list_inputs(paths: Sequence[str | Path]) -> list[Path]:
     """Expand folders (recursively) into their image and video files; keep files as given (a missing
     one is reported when read). The same file named twice is read once."""
-    from affectlens.media.image import IMAGE_EXTS as IMAGES
-    from affectlens.media.image import VIDEO_EXTS as VIDEOS
-
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             try:
-                out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGES | VIDEOS and not f.is_dir())
+                out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and not f.is_dir())
             except OSError as e:
                 raise DataError(p, f"cannot list the folder ({e.strerror or e})") from None
         else:
@@ -279,9 +242,7 @@ def annotated_paths(files: Sequence[Path], folder: Path) -> dict[Path, Path]:
 
 def _is_video(path: Path) -> bool:
     """Anything that is not named as an image is read as a video (whose reader says what it is)."""
-    from affectlens.media.image import IMAGE_EXTS as IMAGES
-
-    return path.suffix.lower() not in IMAGES
+    return path.suffix.lower() not in IMAGE_EXTS
 
 
 def _row(file: Path, frame: int, t: float | None, face: int, f: FaceResult) -> dict:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, FerSet, load_fer
 from affectlens.expression.predict import fit_to_model, predict_proba, tta_views  # noqa: F401 (recipe API)
+from affectlens.training import count_parameters
 from affectlens.training.engine import FitResult, TrainModule, fit, loader
 from affectlens.training.hardware import Hardware
 
@@ -201,7 +202,7 @@ def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool | None = N
     steps = math.ceil(len(tr) / world / cfg.batch_size)
     module = ExpressionModule(cfg, steps)
     print(f"train {len(tr)} / select {len(val)} | {cfg.variant}-{cfg.size} "
-          f"{M.count_parameters(module.model) / 1e6:.2f} M params | {cfg.epochs} epochs x {steps} steps", file=sys.stderr)
+          f"{count_parameters(module.model) / 1e6:.2f} M params | {cfg.epochs} epochs x {steps} steps", file=sys.stderr)
     return fit(module, loader(Faces(tr.images, tr.labels), cfg.batch_size, shuffle=True, seed=cfg.seed),
                loader(Faces(val.images, val.labels), 256), out=cfg.out, epochs=cfg.epochs, hardware=hardware,
                resume=resume, grad_clip=cfg.grad_clip, progress=progress, callbacks=callbacks)
@@ -261,6 +262,6 @@ def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, spli
     confusion_matrix_png(np.asarray(last["confusion_matrix"]), CLASSES, out / "confusion_matrix.png",
                          title=f"Confusion matrix (counts) — {name}")
     result = {"weights": str(weights or "shipped"), "split": split, "n": len(part), "variant": model.cfg.variant,
-              "params": M.count_parameters(model), "reports": reports}
+              "params": count_parameters(model), "reports": reports}
     write_json(out / "metrics.json", result)
     return result

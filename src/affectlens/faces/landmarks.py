@@ -136,20 +136,3 @@ def ellipse_mask(hw: tuple[int, int], points: np.ndarray, margin: float = 1.08) 
     cv2.ellipse(mask, (int(round(e.cx)), int(round(e.cy))), (max(1, int(np.ceil(e.a))), max(1, int(np.ceil(e.b)))),
                 e.angle, 0, 360, 1, thickness=-1)
     return mask
-
-
-def mask_face(rgb: np.ndarray, points: np.ndarray, margin: float = 1.08) -> tuple[np.ndarray, np.ndarray]:
-    """Black out the face ellipse → ``(masked RGB, mask)`` so only the image context is left."""
-    rgb = _as_rgb(rgb)
-    mask = ellipse_mask(rgb.shape[:2], points, margin)
-    return rgb * (1 - mask)[..., None], mask
-
-
-def heatmaps(points: np.ndarray, hw: tuple[int, int], sigma: float = 1.5) -> np.ndarray:
-    """One Gaussian map per landmark → ``(68, H, W)`` float32 in [0, 1] (points given in that grid)."""
-    h, w = hw
-    p = np.asarray(points, np.float32).reshape(N_LANDMARKS, 2)
-    ys = np.arange(h, dtype=np.float32)[None, :, None]  # (1, H, 1)
-    xs = np.arange(w, dtype=np.float32)[None, None, :]  # (1, 1, W)
-    d2 = (xs - p[:, 0, None, None]) ** 2 + (ys - p[:, 1, None, None]) ** 2  # (68, H, W)
-    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)

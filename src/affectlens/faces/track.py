@@ -17,7 +17,7 @@ Pure numpy; no video needed.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,10 +165,3 @@ def track_boxes(detections: Sequence[Detections | np.ndarray],
     out.extend(tracker.flush())
     return out
 
-
-def iter_tracked(detections: Iterator[Detections], config: TrackerConfig = TrackerConfig()) -> Iterator[TrackedFrame]:
-    """Streaming form of ``track_boxes``."""
-    tracker = FaceTracker(config)
-    for d in detections:
-        yield from tracker.push(d)
-    yield from tracker.flush()

@@ -363,14 +363,8 @@ def build_model(cfg: GroupConfig, vit_weights: str | Path | None = None) -> Grou
 
 
 def config_from_dict(d: dict) -> GroupConfig:
-    """Rebuild a config from a checkpoint's JSON dict (lists back to tuples)."""
-    d = dict(d)
-    if "audio_channels" in d:
-        d["audio_channels"] = tuple(tuple(c) for c in d["audio_channels"])
-    if "vit_stem_channels" in d:
-        d["vit_stem_channels"] = tuple(d["vit_stem_channels"])
-    return GroupConfig(**d)
+    """Rebuild a config from a checkpoint's JSON dict (``affectlens.config.from_dict``: lists back to
+    tuples, an unknown or mistyped field is an error)."""
+    from affectlens.config import from_dict
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return from_dict(GroupConfig, d)

@@ -158,7 +158,7 @@ def load_model(checkpoint: Path):
     try:
         model = build_model(config_from_dict(model_cfg))
         model.load_state_dict(ck["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (DataError, TypeError, ValueError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(checkpoint, f"not a group checkpoint ({first[:160]})") from None
     model.eval()

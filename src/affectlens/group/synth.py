@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from affectlens.errors import DataError
+from affectlens.errors import AffectlensError, DataError
+from affectlens.media.image import read_image
 
 CLASSES = ("Positive", "Neutral", "Negative")  # VGAF labels 1, 2, 3
 FER_TO_GROUP = {"happy": 0, "neutral": 1, "angry": 2, "disgust": 2, "fear": 2, "sad": 2,
@@ -122,10 +123,7 @@ def _draw_mouth(img, kind, rng):
 
 def face_from_image(path: Path, size: int) -> np.ndarray:
     """An RGBA sprite from a face image: resized, with an elliptical alpha mask over the face."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(path, "not a readable image")
-    img = cv2.cvtColor(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    img = cv2.resize(read_image(path), (size, size), interpolation=cv2.INTER_AREA)
     alpha = np.zeros((size, size), np.uint8)
     cv2.ellipse(alpha, (size // 2, size // 2), (int(size * 0.45), int(size * 0.5)), 0, 0, 360, 255, -1)
     return np.dstack([img, alpha])
@@ -152,15 +150,12 @@ def procedural_background(h: int, w: int, rng: np.random.Generator) -> np.ndarra
 
 def image_background(path: Path, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A random crop of a background image, resized to (h, w)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(path, "not a readable image")
+    img = read_image(path)
     ih, iw = img.shape[:2]
     scale = rng.uniform(0.7, 1.0)
     ch, cw = int(ih * scale), int(iw * scale)
     y0, x0 = int(rng.integers(0, ih - ch + 1)), int(rng.integers(0, iw - cw + 1))
-    crop = cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+    return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA)
 
 
 # ----------------------------------------------------------------------------- occluders
@@ -440,14 +435,14 @@ def generate_dataset(out: Path, count: int, spec: SynthSpec = SynthSpec(), balan
     Clip ``i`` depends only on ``(seed, i)``, so an interrupted run resumes by skipping the clips
     already on disk. Returns a summary with class counts and the largest hidden share of any face.
     """
-    from rich.progress import track
+    from affectlens.report.console import track
 
     out = Path(out)
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
     labels = plan_labels(count, balance, seed)
     rows, failed, max_occ, made = [], [], 0.0, 0
-    for i in track(range(count), description="synth group", disable=not progress):
+    for i in track(range(count), "synth group", enabled=progress):
         name = f"{prefix}_{i:05d}.mp4"
         path = clip_dir / name
         if not path.exists():
@@ -455,7 +450,7 @@ def generate_dataset(out: Path, count: int, spec: SynthSpec = SynthSpec(), balan
                 clip = render_clip(int(labels[i]), spec, np.random.default_rng([seed, i]), sources)
                 write_clip(path, clip, spec)
                 max_occ, made = max(max_occ, float(clip.occlusion.max())), made + 1
-            except DataError as e:
+            except AffectlensError as e:  # a bad face or background image: one failure, the rest go on
                 failed.append(str(e))
                 continue
         rows.append(f"{name} {int(labels[i]) + 1}")

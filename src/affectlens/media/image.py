@@ -17,7 +17,7 @@ import numpy as np
 
 from affectlens.errors import MediaError
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts"})
 MAX_PIXELS = 50_000_000
 
@@ -53,6 +53,24 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise MediaError(path, "not a readable image (unknown format or not an image)") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying truncated or corrupt
         raise MediaError(path, f"corrupt or truncated image ({e})") from None
+
+
+def read_grey(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """``(H, W)`` uint8 grey: ``read_image`` (same checks, same one-line errors), then RGB → grey."""
+    import cv2
+
+    rgb = read_image(path, max_pixels)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def is_image(path: str | Path) -> bool:
+    """Whether ``path``'s extension is one of ``IMAGE_EXTS`` (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTS
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether ``path``'s extension is one of ``VIDEO_EXTS`` (case-insensitive)."""
+    return Path(path).suffix.lower() in VIDEO_EXTS
 
 
 def _to_rgb8(im) -> np.ndarray:

@@ -237,16 +237,8 @@ def register_method(name: str, fn: Method, settings: dict | None = None) -> None
 
 
 def get_method(name: str) -> Method:
-    """The method called ``name``. A name that is not built in is looked for in the module
-    ``affectlens.privacy.<name>``, which registers it when imported (how ``obfuscate`` plugs in)."""
-    if name not in METHODS and name.isidentifier():
-        import importlib
-
-        try:
-            importlib.import_module(f"affectlens.privacy.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"affectlens.privacy.{name}":
-                raise
+    """The method registered as ``name``: a built-in one or one added by ``register_method`` (how
+    ``obfuscate`` plugs in, with its checkpoints: ``privacy.obfuscate.register_obfuscate``)."""
     if name not in METHODS:
         raise AffectlensError(f"unknown anonymization method {name!r}: choose from {', '.join(sorted(METHODS))}")
     return METHODS[name]

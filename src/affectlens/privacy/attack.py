@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from affectlens.privacy.model import PersonRecognizer, RecognizerConfig
 from affectlens.training.engine import FitResult, TrainModule
 
 MATCH_THRESHOLD = 0.6
@@ -73,65 +74,6 @@ def match_scores(probe: np.ndarray, probe_ids: np.ndarray, gallery: np.ndarray, 
             "n": int(len(d))}
 
 
-# ------------------------------------------------------------------------ the paper's recogniser
-@dataclass(frozen=True)
-class RecognizerConfig:
-    n_classes: int = 20
-    widths: tuple[int, ...] = (48, 128, 192, 192, 128)  # AlexNet's five convolutions, halved
-    dense: tuple[int, ...] = (1024, 1024)  # AlexNet's two hidden dense layers (4096 in the original)
-    extra_dense: tuple[int, ...] = (512, 256, 256, 128, 128, 64)  # the paper's 6 added dense layers
-    image_hw: tuple[int, int] = (128, 64)
-    dropout: float = 0.5
-
-
-def recognizer_tiny(**kw) -> "PersonRecognizer":
-    return PersonRecognizer(RecognizerConfig(widths=(8, 16, 16, 16, 16), dense=(64,), extra_dense=(32, 32), **kw))
-
-
-def recognizer_small(**kw) -> "PersonRecognizer":
-    return PersonRecognizer(RecognizerConfig(**kw))
-
-
-def recognizer_paper(**kw) -> "PersonRecognizer":
-    """AlexNet at 227 × 227 (widths 96-256-384-384-256, dense 4096 × 2) + 6 dense layers."""
-    return PersonRecognizer(RecognizerConfig(widths=(96, 256, 384, 384, 256), dense=(4096, 4096),
-                                             extra_dense=(2048, 1024, 512, 256, 128, 64), image_hw=(227, 227), **kw))
-
-
-class PersonRecognizer(nn.Module):
-    """``(B, 3, H, W)`` → ``(B, n_classes)`` logits. AlexNet layout: 11×11/4 conv, pool, 5×5 conv,
-    pool, three 3×3 convs, pool, then dense layers with dropout."""
-
-    def __init__(self, config: RecognizerConfig):
-        super().__init__()
-        self.config = config
-        w = config.widths
-        stride = 4 if config.image_hw[0] >= 200 else 2  # small inputs keep more resolution
-        self.features = nn.Sequential(
-            nn.Conv2d(3, w[0], 11, stride, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-            nn.Conv2d(w[0], w[1], 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-            nn.Conv2d(w[1], w[2], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(w[2], w[3], 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(w[3], w[4], 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-            nn.AdaptiveAvgPool2d((3, 3)), nn.Flatten())
-        layers, cin = [], w[4] * 9
-        for i, width in enumerate(config.dense + config.extra_dense):
-            layers += [nn.Dropout(config.dropout) if i < len(config.dense) else nn.Identity(),
-                       nn.Linear(cin, width), nn.ReLU(inplace=True)]
-            cin = width
-        self.dense = nn.Sequential(*layers)
-        self.head = nn.Linear(cin, config.n_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense(self.features(x))  # (B, D)
-
-    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.head(f)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
 def _to_input(images: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
     import cv2
 
@@ -177,7 +119,7 @@ def train_recognizer(config: RecognizerConfig, images: np.ndarray, labels: np.nd
                      resume: bool = True, progress: bool | None = None) -> tuple[PersonRecognizer, FitResult]:
     """Fit the recogniser on ``(n, H, W, 3)`` uint8 photos through the engine into ``out``; returns
     the last epoch's net (eval mode) and the engine's result (``history["train_loss"]``)."""
-    from affectlens.privacy.attributes import Arrays, as_batch
+    from affectlens.privacy.celeba import Arrays, as_batch
     from affectlens.training.engine import fit, loader
 
     x = _to_input(images, config.image_hw)

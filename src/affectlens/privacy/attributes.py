@@ -18,92 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from affectlens.errors import DataError
+from affectlens.privacy.celeba import Arrays, as_batch, load_images
+from affectlens.privacy.model import AttributeConfig, AttributeNet, load_model, to_input
 from affectlens.training.engine import TrainModule
-
-
-@dataclass(frozen=True)
-class AttributeConfig:
-    backbone: Literal["small", "resnet18", "resnet50"] = "small"
-    widths: tuple[int, ...] = (16, 32, 64, 128)  # small CNN only
-    n_attributes: int = 40
-    image_hw: tuple[int, int] = (109, 89)  # the CelebA mirror's size (H, W)
-    dropout: float = 0.2
-
-
-def attributes_small(**kw) -> "AttributeNet":
-    return AttributeNet(AttributeConfig(backbone="small", **kw))
-
-
-def attributes_tiny(**kw) -> "AttributeNet":
-    """For tests: a few thousand parameters."""
-    return AttributeNet(AttributeConfig(backbone="small", widths=(8, 16), **kw))
-
-
-def attributes_resnet18(**kw) -> "AttributeNet":
-    return AttributeNet(AttributeConfig(backbone="resnet18", **kw))
-
-
-def attributes_paper(**kw) -> "AttributeNet":
-    """The paper's raw ResNet-50 (no pretrained weights) at CelebA's official 218 × 178."""
-    kw.setdefault("image_hw", (218, 178))
-    return AttributeNet(AttributeConfig(backbone="resnet50", **kw))
-
-
-def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class AttributeNet(nn.Module):
-    """``(B, 3, H, W)`` normalised RGB → ``(B, 40)`` attribute logits."""
-
-    def __init__(self, config: AttributeConfig):
-        super().__init__()
-        self.config = config
-        if config.backbone == "small":
-            layers, cin = [conv_bn_relu(3, config.widths[0], stride=2)], config.widths[0]
-            for w in config.widths:
-                layers += [conv_bn_relu(cin, w), conv_bn_relu(w, w), nn.MaxPool2d(2, ceil_mode=True)]
-                cin = w
-            self.backbone = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            width = cin
-        else:
-            import torchvision
-
-            net = getattr(torchvision.models, config.backbone)(weights=None)
-            width = net.fc.in_features
-            net.fc = nn.Flatten()  # the output layer removed; avgpool → flatten stays
-            self.backbone = net
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(width, config.n_attributes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)  # (B, D)
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(feats))  # (B, 40)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self(x))
 
 
 def bce_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 2: binary cross-entropy summed over the attributes, averaged over the batch."""
     return nn.functional.binary_cross_entropy_with_logits(logits, target.float(), reduction="sum") / len(logits)
-
-
-def as_tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """An array (any strides) as a tensor; a tensor stays where it is (CPU or GPU)."""
-    return a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
-
-
-def to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``(B, H, W, 3)`` uint8 → ``(B, 3, H, W)`` float in about [-1, 1], on the images' device."""
-    return as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
 
 
 def mean_accuracy(probs: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
@@ -135,19 +57,6 @@ class AttributeTrainConfig:
     augment_flip: bool = True
 
 
-def load_images(ds, idx: np.ndarray, hw: tuple[int, int], progress: bool = True) -> np.ndarray:
-    """Decode and resize the chosen images → ``(n, H, W, 3)`` uint8 (kept in memory)."""
-    import cv2
-
-    from affectlens.privacy.celeba import _progress, read_rgb
-
-    out = np.zeros((len(idx), hw[0], hw[1], 3), np.uint8)
-    for k, i in enumerate(_progress(idx, "decoding images", progress)):
-        im = read_rgb(ds.path(int(i)))
-        out[k] = im if im.shape[:2] == tuple(hw) else cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
-    return out
-
-
 @torch.no_grad()
 def predict(model: AttributeNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """``(n, H, W, 3)`` uint8 → ``(n, 40)`` probabilities."""
@@ -161,26 +70,6 @@ def predict(model: AttributeNet, images: np.ndarray, batch_size: int = 256) -> n
 def _split_idx(ds, split: str, limit: int) -> np.ndarray:
     idx = ds.indices(split)
     return idx[:limit] if limit else idx
-
-
-class Arrays(torch.utils.data.Dataset):
-    """Equal-length arrays served a whole batch per call (``__getitems__``) as a dict of tensors:
-    the privacy stages keep their decoded images in memory and cut batches from them at once."""
-
-    def __init__(self, **arrays: np.ndarray):
-        self.arrays = {k: as_tensor(v) for k, v in arrays.items()}
-
-    def __len__(self) -> int:
-        return len(next(iter(self.arrays.values())))
-
-    def __getitems__(self, idx: list[int]) -> dict:
-        i = torch.as_tensor(idx, dtype=torch.long)
-        return {k: v[i] for k, v in self.arrays.items()}
-
-
-def as_batch(batch: dict) -> dict:
-    """The DataLoader's collate step for :class:`Arrays`, whose batches come ready."""
-    return batch
 
 
 class AttributeModule(TrainModule):
@@ -267,31 +156,6 @@ def _plots(out: Path, history: dict, names, per, base_per) -> None:
     fig.tight_layout()
     fig.savefig(out / "per_attribute.png", dpi=120)
     plt.close(fig)
-
-
-def load_model(path: str | Path, kind: type[nn.Module] | None = None) -> nn.Module:
-    """The privacy room's one checkpoint reader: the stage-1 classifier, the stage-2 U-Net or the
-    paper's recogniser (told apart by their model config), in eval mode. ``kind`` (one of the three
-    classes) turns any other net into a one-line error naming the file."""
-    from affectlens.config import from_dict
-    from affectlens.privacy.attack import PersonRecognizer, RecognizerConfig
-    from affectlens.privacy.reconstruct import ReconConfig, ReconNet
-    from affectlens.training import load_checkpoint
-
-    ck = load_checkpoint(path)
-    config = ck["model"]
-    families = {"backbone": (AttributeNet, AttributeConfig), "in_channels": (ReconNet, ReconConfig),
-                "extra_dense": (PersonRecognizer, RecognizerConfig)}
-    net_cls, cfg_cls = next((v for k, v in families.items() if k in config), (None, None))
-    if net_cls is None or (kind is not None and net_cls is not kind):
-        found = net_cls.__name__ if net_cls else "no privacy net"
-        raise DataError(path, f"holds {found}, expected {kind.__name__ if kind else 'a privacy net'}")
-    net = net_cls(from_dict(cfg_cls, config, source=path))
-    try:
-        net.load_state_dict(ck["state_dict"])
-    except RuntimeError as e:
-        raise DataError(path, f"weights do not fit its config ({str(e).splitlines()[0][:120]})") from None
-    return net.eval()
 
 
 def load_attribute_model(path: str | Path) -> AttributeNet:

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from affectlens.errors import DataError
+from affectlens.privacy.model import as_tensor
 
 N_ATTRIBUTES = 40
 SPLITS = ("train", "val", "test")
@@ -127,21 +129,6 @@ def load_celeba(root: str | Path, seed: int = 0) -> CelebA:
     return CelebA(root, image_dir, files, names, attrs, identities, split)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file → ``(H, W, 3)`` uint8 RGB (``MediaError`` if unreadable)."""
-    import cv2
-
-    from affectlens.errors import MediaError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "image not found")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise MediaError(path, "not a readable image")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "affectlens" / "privacy"
@@ -160,6 +147,8 @@ def celeba_landmarks(ds: CelebA, cache: str | Path | None = None, progress: bool
     Images where dlib finds no face are marked ``found=False`` (the paper filters them away).
     """
     from affectlens.faces.landmarks import N_LANDMARKS, landmarks
+    from affectlens.media.image import read_image
+    from affectlens.report.console import track
     from affectlens.utils import atomic_path
 
     path = landmark_cache_path(ds, cache)
@@ -169,8 +158,8 @@ def celeba_landmarks(ds: CelebA, cache: str | Path | None = None, progress: bool
             return z["points"], z["found"]
     points = np.zeros((len(ds.files), N_LANDMARKS, 2), np.float32)
     found = np.zeros(len(ds.files), bool)
-    for i in _progress(range(len(ds.files)), "dlib landmarks", progress):
-        pts = landmarks(read_rgb(ds.path(i)), upsample=1)
+    for i in track(range(len(ds.files)), "dlib landmarks", enabled=progress):
+        pts = landmarks(read_image(ds.path(i)), upsample=1)
         if len(pts):
             points[i], found[i] = pts[0], True
     with atomic_path(path) as tmp:
@@ -179,10 +168,35 @@ def celeba_landmarks(ds: CelebA, cache: str | Path | None = None, progress: bool
     return points, found
 
 
-def _progress(it, desc: str, enabled: bool):
-    if not enabled:
-        yield from it
-        return
-    from rich.progress import track
+def load_images(ds, idx: np.ndarray, hw: tuple[int, int], progress: bool = True) -> np.ndarray:
+    """Decode and resize the chosen images → ``(n, H, W, 3)`` uint8 (kept in memory)."""
+    import cv2
 
-    yield from track(it, description=desc)
+    from affectlens.media.image import read_image
+    from affectlens.report.console import track
+
+    out = np.zeros((len(idx), hw[0], hw[1], 3), np.uint8)
+    for k, i in enumerate(track(idx, "decoding images", enabled=progress)):
+        im = read_image(ds.path(int(i)))
+        out[k] = im if im.shape[:2] == tuple(hw) else cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+    return out
+
+
+class Arrays(torch.utils.data.Dataset):
+    """Equal-length arrays served a whole batch per call (``__getitems__``) as a dict of tensors:
+    the privacy stages keep their decoded images in memory and cut batches from them at once."""
+
+    def __init__(self, **arrays: np.ndarray):
+        self.arrays = {k: as_tensor(v) for k, v in arrays.items()}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def __getitems__(self, idx: list[int]) -> dict:
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return {k: v[i] for k, v in self.arrays.items()}
+
+
+def as_batch(batch: dict) -> dict:
+    """The DataLoader's collate step for :class:`Arrays`, whose batches come ready."""
+    return batch

@@ -21,37 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-WIN, WIN_SIGMA, K1, K2 = 11, 1.5, 0.01, 0.03
-
-
-# ------------------------------------------------------------------------------------- SSIM map
-def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-pixel SSIM ``(B, C, H-10, W-10)`` with pytorch-msssim's window (11 px Gaussian, σ 1.5,
-    valid convolution); its mean over pixels and channels equals ``pytorch_msssim.ssim``."""
-    coords = torch.arange(WIN, dtype=torch.float32, device=x.device) - WIN // 2
-    g = torch.exp(-(coords**2) / (2 * WIN_SIGMA**2))
-    g = g / g.sum()
-    c = x.shape[1]
-    gh, gw = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
-
-    def filt(t):
-        return torch.nn.functional.conv2d(torch.nn.functional.conv2d(t, gh, groups=c), gw, groups=c)
-
-    x, y = x.float(), y.float()
-    mx, my = filt(x), filt(y)
-    sxx, syy, sxy = filt(x * x) - mx**2, filt(y * y) - my**2, filt(x * y) - mx * my
-    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-
-
-def masked_ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    """Mean SSIM of two ``(H, W, 3)`` uint8 images over the pixels where ``mask`` is 1 (window centres)."""
-    to_t = lambda im: torch.as_tensor(im).permute(2, 0, 1)[None].float() / 255.0  # noqa: E731  (1, 3, H, W)
-    m = ssim_map(to_t(a), to_t(b))[0].mean(0).numpy()  # (H-10, W-10)
-    r = WIN // 2
-    sel = np.asarray(mask, bool)[r:-r, r:-r]
-    return float(m[sel].mean()) if sel.any() else float("nan")
-
+from affectlens.metrics.image import masked_ssim
 
 # ------------------------------------------------------------------------------------ methods
 def face_alpha(crop_hw, points, margin: float, feather_px: float = 2.0) -> np.ndarray:
@@ -204,7 +174,7 @@ def _fit_recognizer(cfg: EvalConfig, ds, found, hw, hardware, resume):
     photos of held-out identities; returns (net, test rows (photo, class), n_train) or None on
     ranks other than 0 (under DDP they only help to train it)."""
     from affectlens.privacy.attack import RecognizerConfig, train_recognizer
-    from affectlens.privacy.attributes import load_images
+    from affectlens.privacy.celeba import load_images
 
     tr, te = _recognizer_split(ds, found, cfg.recognizer_ids, cfg.seed)
     rec, res = train_recognizer(RecognizerConfig(n_classes=int(te[:, 1].max()) + 1),
@@ -219,7 +189,7 @@ def evaluate_obfuscation(cfg: EvalConfig, log=print, hardware=None, resume: bool
     first (``hardware``: where; ``resume``: continue its run folder); other ranks return None."""
     from affectlens.faces.landmarks import detect_boxes
     from affectlens.privacy.attack import match_scores, recognizer_accuracy
-    from affectlens.privacy.attributes import load_images
+    from affectlens.privacy.celeba import load_images
     from affectlens.privacy.celeba import celeba_landmarks, load_celeba
     from affectlens.privacy.obfuscate import flip_mask, load_obfuscator
     from affectlens.privacy.reconstruct import _native_hw

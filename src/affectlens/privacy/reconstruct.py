@@ -18,103 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from affectlens.faces.landmarks import N_LANDMARKS
-from affectlens.privacy.attributes import as_tensor
+from affectlens.metrics.image import ssim
+from affectlens.privacy.model import IN_HW, N_ATTR, ReconConfig, ReconNet, as_tensor, load_model
 from affectlens.training.engine import TrainModule
-
-IN_HW = (128, 64)
-N_ATTR = 40
-IN_CHANNELS = N_LANDMARKS + 3 + N_ATTR  # 111
-
-
-@dataclass(frozen=True)
-class ReconConfig:
-    widths: tuple[int, ...] = (16, 32, 64, 128)
-    in_channels: int = IN_CHANNELS
-    hw: tuple[int, int] = IN_HW
-    sigma: float = 1.5  # landmark heat-map width in pixels of the 128 × 64 grid
-    mask_margin: float = 1.08
-    # mean landmark positions of the training crops (68 × (x, y), in ``template_hw`` pixels): stage 3
-    # warps any face onto this template so it looks like the crops the net was trained on.
-    template_hw: tuple[int, int] = (109, 89)
-    template_points: tuple[float, ...] = ()
-
-
-def recon_tiny(**kw) -> "ReconNet":
-    return ReconNet(ReconConfig(widths=(4, 8), **kw))
-
-
-def recon_small(**kw) -> "ReconNet":
-    return ReconNet(ReconConfig(widths=(16, 32, 64, 128), **kw))
-
-
-def recon_paper(**kw) -> "ReconNet":
-    return ReconNet(ReconConfig(widths=(64, 128, 256, 512, 1024), **kw))
-
-
-class ConvBlock2d(nn.Sequential):
-    """conv 3×3 ('same' padding) → batch-norm → ReLU."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class ReconNet(nn.Module):
-    """``(B, 111, 128, 64)`` → ``(B, 3, 128, 64)`` RGB in [0, 1]."""
-
-    def __init__(self, config: ReconConfig):
-        super().__init__()
-        self.config = config
-        w = config.widths
-        self.encoders = nn.ModuleList()
-        cin = config.in_channels
-        for width in w[:-1]:
-            self.encoders.append(nn.Sequential(ConvBlock2d(cin, width), ConvBlock2d(width, width)))
-            cin = width
-        self.pool = nn.MaxPool2d(2)
-        self.bottleneck = nn.Sequential(ConvBlock2d(cin, w[-1]), ConvBlock2d(w[-1], w[-1]))
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.decoders = nn.ModuleList()
-        cin = w[-1]
-        for width in reversed(w[:-1]):
-            self.decoders.append(nn.Sequential(ConvBlock2d(cin + width, width), ConvBlock2d(width, width),
-                                               ConvBlock2d(width, width)))
-            cin = width
-        self.to_rgb = nn.Conv2d(cin, 3, 1)
-
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Encoder: the bottleneck ``(B, C, H/2^L, W/2^L)`` and the skips, finest first."""
-        skips = []
-        for enc in self.encoders:
-            x = enc(x)
-            skips.append(x)
-            x = self.pool(x)
-        return self.bottleneck(x), skips
-
-    def forward_head(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        """Decoder: up-sample, concatenate the skip, three blocks; then RGB."""
-        for dec, skip in zip(self.decoders, reversed(skips)):
-            x = dec(torch.cat([self.up(x), skip], dim=1))  # (B, C_skip + C, h, w)
-        return torch.sigmoid(self.to_rgb(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(*self.forward_features(x))
-
-
-def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 − SSIM on [0, 1] images (pytorch-msssim, 11-px Gaussian window)."""
-    from pytorch_msssim import ssim
-
-    return 1.0 - ssim(pred, target, data_range=1.0, size_average=True)
-
-
-def ssim_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    from pytorch_msssim import ssim
-
-    return ssim(pred, target, data_range=1.0, size_average=False)
-
 
 # ------------------------------------------------------------------------------- the 111 channels
 def heatmaps_torch(points: torch.Tensor, hw: tuple[int, int], sigma: float) -> torch.Tensor:
@@ -173,7 +80,7 @@ def prepare_crops(images: np.ndarray, points: np.ndarray, hw=IN_HW, margin: floa
 
 def prepare_stage2(ds, idx: np.ndarray, points: np.ndarray, found: np.ndarray, margin: float = 1.08) -> Stage2Data:
     """Keep the images of ``idx`` where dlib found a face (the paper filters the rest away)."""
-    from affectlens.privacy.attributes import load_images
+    from affectlens.privacy.celeba import load_images
 
     idx = np.asarray([i for i in idx if found[i]], np.int64)
     h0, w0 = _native_hw(ds)
@@ -183,9 +90,9 @@ def prepare_stage2(ds, idx: np.ndarray, points: np.ndarray, found: np.ndarray, m
 
 
 def _native_hw(ds) -> tuple[int, int]:
-    from affectlens.privacy.celeba import read_rgb
+    from affectlens.media.image import read_image
 
-    return read_rgb(ds.path(0)).shape[:2]
+    return read_image(ds.path(0)).shape[:2]
 
 
 # ----------------------------------------------------------------------------------------- recipe
@@ -236,7 +143,7 @@ def reconstruct_ssim(model: ReconNet, d: Stage2Data, batch_size: int = 64, flip:
         attrs = d.attrs[s:s + batch_size] if flip is None else d.attrs[s:s + batch_size] ^ flip
         x, y = build_input(d.images[s:s + batch_size], d.masks[s:s + batch_size], d.points[s:s + batch_size],
                            attrs, model.config.sigma)
-        out.append(ssim_per_image(model(x.to(device)), y.to(device)).cpu().numpy())
+        out.append(ssim(model(x.to(device)), y.to(device)).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -247,7 +154,7 @@ def context_only_ssim(d: Stage2Data) -> np.ndarray:
     mean = (im * (1 - m)).sum(axis=(1, 2), keepdims=True) / np.maximum((1 - m).sum(axis=(1, 2), keepdims=True), 1)
     filled = im * (1 - m) + mean * m
     to_t = lambda a: torch.as_tensor(a).permute(0, 3, 1, 2)  # noqa: E731  (n, 3, H, W)
-    return ssim_per_image(to_t(filled), to_t(im)).numpy()
+    return ssim(to_t(filled), to_t(im)).numpy()
 
 
 class ReconModule(TrainModule):
@@ -266,13 +173,13 @@ class ReconModule(TrainModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x, y = self._pair(batch)
-        loss = ssim_loss(self.model(x), y)
+        loss = 1.0 - ssim(self.model(x), y).mean()  # the paper's 1 − SSIM
         self.record("train_loss", loss, len(x))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         x, y = self._pair(batch)
-        self.record("val_ssim", ssim_per_image(self.model(x), y).mean(), len(x))
+        self.record("val_ssim", ssim(self.model(x), y).mean(), len(x))
 
     def configure_optimizers(self):
         c = self.train_config
@@ -281,7 +188,7 @@ class ReconModule(TrainModule):
 
 def stage2_arrays(d: Stage2Data):
     """The prepared crops as an engine dataset (uint8 images and masks: the input is built per batch)."""
-    from affectlens.privacy.attributes import Arrays
+    from affectlens.privacy.celeba import Arrays
 
     return Arrays(image=d.images, mask=d.masks, points=d.points, attrs=d.attrs)
 
@@ -292,7 +199,7 @@ def train_reconstruct(cfg: ReconTrainConfig, hardware=None, resume: bool = True,
 
     Trains through the engine into ``cfg.out``; rank 0 adds the test figures to ``metrics.json``
     and draws the curves; other ranks return None."""
-    from affectlens.privacy.attributes import as_batch, load_model
+    from affectlens.privacy.celeba import as_batch
     from affectlens.report.plots import curves_png
     from affectlens.training.engine import fit, loader
     from affectlens.utils import write_json
@@ -319,6 +226,5 @@ def train_reconstruct(cfg: ReconTrainConfig, hardware=None, resume: bool = True,
 
 def load_recon_model(path: str | Path) -> ReconNet:
     """A trained stage-2 U-Net (``best.pt``); any other net is refused in one line."""
-    from affectlens.privacy.attributes import load_model
 
     return load_model(path, ReconNet)

@@ -11,14 +11,18 @@ stderr is a pipe) and whatever the path contains (:func:`one_line` writes contro
 """
 from __future__ import annotations
 
+import math
+import os
 import re
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
 __all__ = ["make_console", "stdout", "stderr", "one_line", "error_line", "warning_line", "problem_lines",
-           "progress"]
+           "progress", "track", "LineProgress", "PROGRESS_ENV"]
 
 
 def make_console(stderr: bool = False, **kwargs: Any) -> Console:
@@ -66,11 +70,18 @@ def problem_lines(problems: list, what: str, label: str = "error", console: Cons
     return bool(problems)
 
 
+PROGRESS_ENV = "AFFECTLENS_PROGRESS"  # auto (default) | plain | off
+
+
 def progress(*columns: Any, transient: bool = False, enabled: bool = True, console: Console | None = None,
              failed_column: bool = False):
-    """A Rich progress bar on stderr whose task descriptions are shown literally (file names are safe).
+    """The one progress display of every long command, on stderr.
 
-    Shown only on a terminal: piped or captured stderr gets the command's result lines alone."""
+    On a terminal: a Rich bar whose task descriptions are shown literally (file names are safe).
+    Elsewhere (CI logs, ``nohup``, ``| tee``): :class:`LineProgress`, a plain line per item or per
+    ~5 % of the work. ``AFFECTLENS_PROGRESS=plain`` forces the lines, ``off`` silences both;
+    ``enabled=False`` (a caller's ``progress=False``) silences both too.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -80,9 +91,101 @@ def progress(*columns: Any, transient: bool = False, enabled: bool = True, conso
         TimeRemainingColumn,
     )
 
+    console = console or stderr
+    mode = os.environ.get(PROGRESS_ENV, "auto").strip().lower()
+    show = enabled and mode != "off"
+    if show and (mode == "plain" or not console.is_terminal):
+        return LineProgress(console, failed_column=failed_column)
     cols = list(columns) or [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), TimeRemainingColumn()]
     if failed_column:
         cols.append(TextColumn("{task.fields[failed]} failed", markup=False))
-    console = console or stderr
-    return Progress(*cols, console=console, transient=transient, disable=not (enabled and console.is_terminal))
+    return Progress(*cols, console=console, transient=transient, disable=not (show and console.is_terminal))
+
+
+def track(items: Iterable, description: str, total: int | None = None, enabled: bool = True) -> Iterator:
+    """Yield ``items`` while :func:`progress` shows how many are done."""
+    if total is None:
+        total = len(items) if hasattr(items, "__len__") else None
+    with progress(enabled=enabled) as bar:
+        task = bar.add_task(description, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+class LineProgress:
+    """A progress display for logs: the part of Rich's ``Progress`` API the commands use
+    (``add_task``, ``update``, ``advance``, ``remove_task``, ``disable``), printing one plain line
+
+        files: 12/40 (30 %) 1m05s elapsed, ~2m32s left[, 1 failed]
+
+    each time a task passes a further twentieth of its total (every item when there are at most
+    20), at most one line per ``min_interval`` seconds and only once the work has run for
+    ``min_interval`` (so a quick command stays quiet), plus the last line when a task completes.
+    Hand-written because Rich's ``Progress`` prints nothing when its console is not a terminal and
+    ``rich.progress.track`` has no such mode either.
+    """
+
+    disable = False
+
+    def __init__(self, console: Console | None = None, failed_column: bool = False, min_interval: float = 2.0,
+                 clock=time.monotonic):
+        self.console, self.failed_column, self.min_interval, self.clock = console or stderr, failed_column, min_interval, clock
+        self.tasks: dict[int, dict] = {}
+        self.last_line = -math.inf
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
+        k = len(self.tasks)
+        self.tasks[k] = {"description": description, "total": total, "completed": completed, "fields": fields,
+                         "start": self.clock(), "shown": 0}
+        return k
+
+    def remove_task(self, task: int) -> None:
+        self.tasks.pop(task, None)
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def update(self, task: int, *, advance: float = 0, completed: float | None = None, total: float | None = None,
+               description: str | None = None, **fields: Any) -> None:
+        t = self.tasks.get(task)
+        if t is None:
+            return
+        t["total"] = t["total"] if total is None else total
+        t["completed"] = (t["completed"] if completed is None else completed) + advance
+        t["description"] = t["description"] if description is None else description
+        t["fields"].update(fields)
+        self._maybe_print(t)
+
+    def _maybe_print(self, t: dict) -> None:
+        total, done, now = t["total"], t["completed"], self.clock()
+        if not total:
+            return
+        step = total / 20 if total > 20 else 1
+        finished = done >= total
+        passed = int(done // step) > t["shown"]
+        ran = now - t["start"] >= self.min_interval
+        if not passed or not ran or (not finished and now - self.last_line < self.min_interval):
+            return
+        t["shown"] = int(done // step)
+        self.last_line = now
+        elapsed = now - t["start"]
+        line = f"{one_line(t['description']).strip()}: {done:g}/{total:g} ({100 * done / total:.0f} %) {_clock(elapsed)} elapsed"
+        if 0 < done < total:
+            line += f", ~{_clock(elapsed * (total - done) / done)} left"
+        if self.failed_column and t["fields"].get("failed"):
+            line += f", {t['fields']['failed']} failed"
+        self.console.print(Text(line), soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -141,12 +141,6 @@ def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool,
     return todo, skipped, failed
 
 
-def _progress(description: str, enabled: bool):
-    from affectlens.report.console import progress
-
-    return progress(enabled=enabled, failed_column=True)
-
-
 def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Callable[[Any], Any], *,
               backend: str = "local", address: str | None = None, num_workers: int | None = None,
               resume: bool = True, description: str = "processing", progress: bool = True,
@@ -170,7 +164,9 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
     for p in stale_temps([out_path_of(items[k]) for k in todo], started):  # a killed run's leftovers
         p.unlink(missing_ok=True)
     done: list[tuple[int, Path]] = []
-    with _progress(description, progress) as bar:
+    from affectlens.report.console import progress as progress_display
+
+    with progress_display(enabled=progress, failed_column=True) as bar:
         task = bar.add_task(description, total=len(items), failed=len(failed))
         bar.advance(task, len(items) - len(todo))
 
@@ -187,7 +183,7 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
         elif todo:
             from affectlens.scale.ray import run_on_ray
 
-            run_on_ray([(k, items[k]) for k in todo], fn, record, address=address, num_workers=num_workers)
+            run_on_ray([(k, items[k]) for k in todo], fn, record, run_one, address=address, num_workers=num_workers)
 
     def in_input_order(part: list) -> list:  # Ray finishes in any order; reports follow the input
         return [(items[k], x) for k, x in sorted(part, key=lambda pair: pair[0])]

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from affectlens.errors import AffectlensError
-from affectlens.scale.batch import run_one
 
 
 def _ray():
@@ -59,11 +58,13 @@ def _task_error(e: Exception) -> str:
 
 
 def run_on_ray(todo: Sequence[tuple[int, Any]], fn: Callable[[Any], Any], record: Callable[[int, str, str], None],
+               runner: Callable[[Callable[[Any], Any], Any], tuple[str, str]],
                address: str | None = None, num_workers: int | None = None) -> None:
-    """Run ``fn`` on every ``(index, item)`` as Ray tasks; call ``record(index, status, payload)``
-    on the driver as each finishes (in completion order)."""
+    """Run ``runner(fn, item)`` (``batch.run_one``: an outcome, never an exception) on every
+    ``(index, item)`` as Ray tasks; call ``record(index, status, payload)`` on the driver as each
+    finishes (in completion order)."""
     with ray_session(address, num_workers) as ray:
-        remote = ray.remote(num_cpus=1, max_retries=2)(run_one)
+        remote = ray.remote(num_cpus=1, max_retries=2)(runner)
         fn_ref = ray.put(fn)  # pickled once, not once per task
         window = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending: dict[Any, int] = {}

@@ -14,7 +14,7 @@ _EXPORTS = {
     "spontaneity_paper": "model", "spontaneity_small": "model", "spontaneity_tiny": "model",
     "table_configs": "model", "LinearSVMEnsemble": "ensemble", "ENSEMBLES": "ensemble",
     "PairSample": "data", "read_manifest": "data", "write_manifest": "data", "scan_ustc_nvie": "data",
-    "align_face": "data", "detect_and_align": "data", "generate_pairs": "synth", "synthetic_arrays": "synth",
+    "detect_and_align": "data", "generate_pairs": "synth", "synthetic_arrays": "synth",
     "write_synthetic": "synth", "TrainConfig": "protocol", "run_cv": "protocol", "subject_folds": "protocol",
     "METHODS": "protocol", "PAPER_TABLE1": "protocol", "PAPER_TABLE2": "protocol", "demo_cv": "recipe",
     "train_all": "recipe", "predict_pair": "recipe", "preprocess_manifest": "recipe",

@@ -33,16 +33,14 @@ import cv2
 import numpy as np
 
 from affectlens.errors import DataError, MediaError
+from affectlens.faces.align import align_eyes
+from affectlens.media.image import IMAGE_EXTS, read_grey
+from affectlens.media.image import read_image as read_rgb
 
 MANIFEST_FIELDS = ("subject", "onset", "apex", "label")
 LABELS = {"posed": 0, "spontaneous": 1, "0": 0, "1": 1}
 LABEL_NAMES = ("posed", "spontaneous")
 SIZE = 44
-# Where alignment puts the eyes in the crop (fractions of the side): eye line at 40 % of the height,
-# eyes 36 % of the width apart, centred. The synthetic renderer uses the same geometry.
-EYE_Y = 0.40
-EYE_DIST = 0.36
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
 SKIP_DIRS = {"infrared", "ir", "thermal"}
 
 
@@ -172,17 +170,6 @@ def scan_ustc_nvie(root: str | Path) -> List[PairSample]:
     return samples
 
 
-def read_grey(path: str | Path) -> np.ndarray:
-    """Read an image as grey uint8 (H, W); ``MediaError`` if missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "image not found")
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None or img.size == 0:
-        raise MediaError(path, "not a readable image")
-    return img
-
-
 def read_crop(path: str | Path) -> np.ndarray:
     """A 44 × 44 aligned grey crop; raw frames are refused with a pointer to ``preprocess``."""
     img = read_grey(path)
@@ -207,39 +194,6 @@ def load_pairs(samples: Sequence[PairSample], progress: Optional[Callable[[], No
 
 # ---------------------------------------------------------------- preprocessing: detect → align → crop
 
-def eye_transform(left_eye, right_eye, size: int = SIZE) -> np.ndarray:
-    """2 × 3 similarity that puts the two eyes on a horizontal line at the canonical crop positions.
-
-    The eye points are sorted by x, so the detector's left/right convention does not matter.
-    """
-    (lx, ly), (rx, ry) = sorted([tuple(map(float, left_eye)), tuple(map(float, right_eye))])
-    dist = float(np.hypot(rx - lx, ry - ly))
-    if dist < 1e-3:
-        raise ValueError("the two eye points coincide")
-    angle = np.arctan2(ry - ly, rx - lx)
-    scale = EYE_DIST * size / dist
-    c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
-    m = np.array([[c, -s, 0.0], [s, c, 0.0]])
-    mid = np.array([(lx + rx) / 2, (ly + ry) / 2])
-    m[:, 2] = np.array([size / 2, EYE_Y * size]) - m[:, :2] @ mid
-    return m
-
-
-def align_face(image: np.ndarray, left_eye, right_eye, size: int = SIZE) -> np.ndarray:
-    """Warp an RGB or grey image to a ``size`` × ``size`` grey crop with the eye line horizontal."""
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    m = eye_transform(left_eye, right_eye, size)
-    # area-average first when shrinking a lot, so the crop is not aliased
-    scale = float(np.hypot(m[0, 0], m[0, 1]))
-    if scale < 0.5:
-        f = 1.0 / (2 * scale)
-        small = cv2.resize(grey, None, fx=1 / f, fy=1 / f, interpolation=cv2.INTER_AREA)
-        m = m.copy()
-        m[:, :2] *= f
-        grey = small
-    return cv2.warpAffine(grey, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 def detect_and_align(rgb: np.ndarray, detector=None, name: str = "image") -> np.ndarray:
     """Highest-scoring face in an RGB uint8 image → 44 × 44 aligned grey crop.
 
@@ -253,7 +207,7 @@ def detect_and_align(rgb: np.ndarray, detector=None, name: str = "image") -> np.
         raise MediaError(name, "no face detected")
     best = int(np.argmax(det.scores))
     eyes = np.asarray(det.landmarks[best])[:2]
-    return align_face(rgb, eyes[0], eyes[1])
+    return align_eyes(rgb, eyes[0], eyes[1], SIZE)
 
 
 _DETECTOR = None
@@ -267,16 +221,6 @@ def default_detector():
 
         _DETECTOR = CenterFace(threshold=0.5, scale=PHOTO_SCALES)
     return _DETECTOR
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(path, "image not found")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise MediaError(path, "not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def to_crop(path: str | Path, detector=None) -> np.ndarray:

@@ -186,6 +186,3 @@ class SpontaneityNet(nn.Module):
         self.train(was)
         return out
 
-
-def build_net(config: SpontaneityNetConfig) -> SpontaneityNet:
-    return SpontaneityNet(config)

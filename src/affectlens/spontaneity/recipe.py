@@ -19,9 +19,9 @@ def load_dataset(manifest: str | Path, progress: bool = False):
     samples = read_manifest(manifest)
     if not progress:
         return load_pairs(samples)
-    from rich.progress import track
+    from affectlens.report.console import track
 
-    it = iter(track(range(len(samples)), description="reading pairs"))
+    it = iter(track(range(len(samples)), "reading pairs"))
     return load_pairs(samples, progress=lambda: next(it, None))
 
 
@@ -176,12 +176,9 @@ def preprocess_manifest(manifest: str | Path, out: str | Path, detector=None,
     crops.mkdir(parents=True, exist_ok=True)
     done: List[PairSample] = []
     failed: List[str] = []
-    it = samples
-    if progress:
-        from rich.progress import track
+    from affectlens.report.console import track
 
-        it = track(samples, description="aligning faces")
-    for s in it:
+    for s in track(samples, "aligning faces", enabled=progress):
         stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.id)
         dst = {k: crops / f"{stem}_{k}.png" for k in ("onset", "apex")}
         try:

@@ -16,7 +16,7 @@ The two cue distributions overlap (``difficulty`` moves them together), and the 
 asymmetry and traits are present in onset and apex alike, so a single apex frame is a weaker cue
 than the onset → apex change.
 
-Pairs are written already as aligned 44 × 44 grey crops (eyes where ``data.align_face`` puts them),
+Pairs are written already as aligned 44 × 44 grey crops (eyes where ``faces.align.align_eyes`` puts them),
 so the detector + alignment step is bypassed for them. ``render_scene`` draws a large face on a
 background for exercising that path.
 """
@@ -30,7 +30,8 @@ from typing import Dict, Iterator, Tuple
 import cv2
 import numpy as np
 
-from affectlens.spontaneity.data import EYE_DIST, EYE_Y, MANIFEST_FIELDS
+from affectlens.faces.align import EYE_DIST, EYE_Y
+from affectlens.spontaneity.data import MANIFEST_FIELDS
 from affectlens.utils import atomic_path
 
 EXPRESSIONS = ("happiness", "surprise", "sadness")

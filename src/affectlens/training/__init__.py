@@ -1,5 +1,5 @@
 """Thin training glue shared by all rooms: seeding, checkpoints (state_dict + JSON config), devices."""
-from affectlens.training.checkpoint import load_checkpoint, save_checkpoint
+from affectlens.training.checkpoint import count_parameters, load_checkpoint, save_checkpoint
 from affectlens.training.seed import seed_everything
 
-__all__ = ["load_checkpoint", "save_checkpoint", "seed_everything"]
+__all__ = ["count_parameters", "load_checkpoint", "save_checkpoint", "seed_everything"]

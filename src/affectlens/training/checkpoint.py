@@ -86,3 +86,8 @@ def load_checkpoint(path: str | Path) -> dict:
     if "config" not in ck:
         raise DataError(path, "not an affectlens checkpoint (no model config)")
     return _from_format_1(ck)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """All parameters of ``model``, trainable or frozen."""
+    return sum(p.numel() for p in model.parameters())

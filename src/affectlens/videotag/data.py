@@ -217,8 +217,9 @@ def yt8m_split(root: str | Path, train_shards: int = 24) -> tuple[list[Path], li
     return paths[:train_shards], paths[train_shards:]
 
 
-def read_vocabulary(path: str | Path | None, num_classes: int = NUM_CLASSES) -> list[str | None]:
-    """Class names by index from the official ``vocabulary.csv`` (missing rows → ``None``)."""
+def read_vocabulary(path: str | Path | None, num_classes: int = NUM_CLASSES, field: str = "Name") -> list[str | None]:
+    """One column (``Name`` by default, or e.g. ``WikiDescription``) of the official ``vocabulary.csv``
+    by class index (missing rows and empty cells → ``None``)."""
     names: list[str | None] = [None] * num_classes
     if path is None:
         return names
@@ -229,15 +230,15 @@ def read_vocabulary(path: str | Path | None, num_classes: int = NUM_CLASSES) -> 
         raise DataError(path, "vocabulary file not found")
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if not reader.fieldnames or "Index" not in reader.fieldnames or "Name" not in reader.fieldnames:
-            raise DataError(path, "vocabulary needs 'Index' and 'Name' columns")
+        if not reader.fieldnames or "Index" not in reader.fieldnames or field not in reader.fieldnames:
+            raise DataError(path, f"vocabulary needs 'Index' and {field!r} columns")
         for line, row in enumerate(reader, start=2):
             try:
                 idx = int(row["Index"])
             except (TypeError, ValueError):
                 raise DataError(path, f"bad Index {row['Index']!r}", line=line) from None
             if 0 <= idx < num_classes:
-                names[idx] = row["Name"] or None
+                names[idx] = row[field] or None
     return names
 
 

@@ -15,7 +15,6 @@ Everything written here is marked synthetic (a ``synthetic`` flag per text row a
 """
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Sequence
@@ -39,25 +38,16 @@ _DESC_STOP = frozenset("the and for with that this from are was were which also 
 def label_lexicon(vocabulary: str | Path | None, num_classes: int = D.NUM_CLASSES, per_label: int = 12
                   ) -> tuple[list[list[str]], list[list[str]]]:
     """For each class: (name words, related description words). Missing rows → pseudo-words."""
-    names: list[list[str]] = [[] for _ in range(num_classes)]
+    names: list[list[str]] = [(n or "").split() for n in D.read_vocabulary(vocabulary, num_classes)]
     related: list[list[str]] = [[] for _ in range(num_classes)]
-    if vocabulary is not None:
-        with open(vocabulary, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                try:
-                    i = int(row["Index"])
-                except (KeyError, TypeError, ValueError):
-                    continue
-                if not 0 <= i < num_classes:
-                    continue
-                names[i] = (row.get("Name") or "").split()
-                own = {w.lower() for w in names[i]}
-                desc = [w.lower() for w in _WORD.findall(row.get("WikiDescription") or "")]
-                seen: list[str] = []
-                for w in desc:
-                    if w not in own and w not in _DESC_STOP and w not in seen:
-                        seen.append(w)
-                related[i] = seen[:per_label]
+    descriptions = D.read_vocabulary(vocabulary, num_classes, "WikiDescription") if vocabulary is not None else []
+    for i, text in enumerate(descriptions):
+        own = {w.lower() for w in names[i]}
+        seen: list[str] = []
+        for w in (w.lower() for w in _WORD.findall(text or "")):
+            if w not in own and w not in _DESC_STOP and w not in seen:
+                seen.append(w)
+        related[i] = seen[:per_label]
     for i in range(num_classes):
         if not names[i]:  # stable letters-only pseudo-words (preprocessing drops digits)
             names[i] = [f"lbl{_letters(i)}"]

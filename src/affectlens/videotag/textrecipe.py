@@ -46,7 +46,7 @@ def prepare_text(tr: D.VideoLevelData, ev: D.VideoLevelData, text_path: Path, vo
     words = None
     if filter_labels:
         names, _ = label_lexicon(vocabulary)  # same pseudo-names as the generator for missing rows
-        words = [set(T.preprocess_keywords(" ".join(n))) for n in names]
+        words = T.label_words([" ".join(n) for n in names])
     return TextData(tr.ids, tr.labels, texts, words), TextData(ev.ids, ev.labels, texts, words), synthetic
 
 
