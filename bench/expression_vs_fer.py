@@ -70,7 +70,7 @@ def main() -> None:
         print(f"{r['model']:58s} {r['accuracy']:9.4f} {r['macro_f1']:9.4f} "
               f"{r['accuracy'] / ref['accuracy']:8.3f} {1000 * r['seconds_per_face']:8.2f}")
     if args.json:
-        from affectlens.utils import write_json
+        from affectlens.files import write_json
 
         write_json(args.json, {"split": args.split, "n": len(y), "rows": rows})
 

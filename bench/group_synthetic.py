@@ -192,7 +192,7 @@ def main() -> None:
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-emodb", action="store_true")
     a = ap.parse_args()
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     result = {}
     if not a.skip_synthetic:

@@ -21,7 +21,7 @@ import numpy as np
 
 from affectlens.media import audio_windows, frame_times, load_audio, log_mel, probe, sample_frames, write_video
 from affectlens.scale import run_batch
-from affectlens.utils import atomic_path
+from affectlens.files import atomic_path
 
 
 def make_clips(folder: Path, n: int, seconds: float = 5.0, fps: int = 25) -> list[Path]:

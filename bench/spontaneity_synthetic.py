@@ -30,7 +30,7 @@ def pixel_peer(onset, apex, labels, subjects, folds):
     """Error % (mean over folds) of logistic regression on the pixel difference, and of chance."""
     from sklearn.linear_model import LogisticRegression
 
-    from affectlens.spontaneity.protocol import subject_folds
+    from affectlens.spontaneity.recipe import subject_folds
 
     diff = (apex.astype(np.float32) - onset).reshape(len(labels), -1) / 128.0
     peer, chance = [], []
@@ -44,7 +44,7 @@ def pixel_peer(onset, apex, labels, subjects, folds):
 
 def merge(dirs) -> dict:
     """Concatenate the seeds of several results.json files run on the same set and folds."""
-    from affectlens.spontaneity.protocol import METHODS, summarise
+    from affectlens.spontaneity.recipe import METHODS, summarise
 
     parts = [json.loads((Path(d) / "results.json").read_text()) for d in dirs]
     out = dict(parts[0])
@@ -60,7 +60,7 @@ def merge(dirs) -> dict:
 def report(result: dict, args, onset, apex, labels, subjects, minutes: float) -> None:
     from rich.console import Console
 
-    from affectlens.spontaneity.protocol import METHODS, PAPER_TABLE1, print_table
+    from affectlens.spontaneity.recipe import METHODS, PAPER_TABLE1, print_table
 
     console = Console(width=120)
     tc = result["train"]
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="print the table of merged --out folders")
     args = p.parse_args(argv)
 
-    from affectlens.spontaneity.protocol import TrainConfig
+    from affectlens.spontaneity.recipe import TrainConfig
     from affectlens.spontaneity.recipe import cross_validate, load_dataset
     from affectlens.spontaneity.synth import write_synthetic
 

@@ -87,3 +87,13 @@ def test_streaming_has_fixed_delay_and_matches_batch():
     assert len(got) == len(ref) == 15
     for g, r in zip(got, ref):
         np.testing.assert_allclose(g.boxes, r.boxes)
+
+
+def test_link_ids_is_the_trackers_linking_and_survives_a_missed_frame():
+    from affectlens.faces.track import TrackerConfig, link_ids
+
+    a, b = np.array([[0, 0, 50, 50]], float), np.array([[200, 0, 250, 50]], float)
+    frames = [np.concatenate([a, b]), np.concatenate([b + 5, a + 5]), b + 10, np.concatenate([a + 12, b + 15])]
+    ids = link_ids(frames, TrackerConfig(max_gap=2))
+    assert [list(i) for i in ids] == [[0, 1], [1, 0], [1], [0, 1]]   # face a missed in frame 2 keeps id 0
+    assert [list(i) for i in link_ids(frames, TrackerConfig(max_gap=0))][3] == [2, 1]  # a gap too long: a new track

@@ -71,4 +71,44 @@ def test_75_frames_align_with_the_contract(vgaf, tmp_path):
     assert f["video"].shape == (75, 3, 16, 16) and f["audio"].shape == (5, 1, 128, 251)
     a = load_audio(item.path)
     ref = log_mel(audio_windows(a, frame_times(2.0, 5)))
-    assert np.allclose(f["audio"], ref)  # audio frame i = the 1-s window centred on t_i = (i + .5)·D/5
+    # audio frame i = the 1-s window centred on t_i = (i + .5)·D/5, kept as float16 (0.03 dB steps at -80 dB)
+    assert f["audio"].dtype == np.float16 and np.allclose(f["audio"], ref, rtol=0, atol=0.07)
+
+
+def test_training_and_prediction_feed_the_model_identical_tensors(vgaf, tmp_path):
+    """One clip → tensors path: the cache entry a training clip becomes and what ``predict_video``
+    hands the model for the same clip are the same arrays, bit for bit."""
+    import torch
+
+    from affectlens.group.data import clip_features, to_model_inputs
+    from affectlens.group.model import group_tiny
+    from affectlens.group.recipe import predict_video
+
+    clip = vgaf / "clips" / "synt_00000.mp4"
+    cfg = group_tiny(n_video=6, n_audio=3)
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cfg = cfg
+
+        def forward(self, video, audio):
+            seen["video"], seen["audio"] = video, audio
+            return torch.zeros(len(video), 3)
+
+    predict_video(Recorder(), clip)
+    spec = FeatureSpec(n_video=cfg.n_video, n_audio=cfg.n_audio, size=cfg.img_size)
+    cached = extract_features(read_vgaf(vgaf).items[:1], tmp_path / "cache", spec, progress=False)
+    entry = next((tmp_path / "cache").rglob("*.npz"))
+    with np.load(entry) as z:
+        video, audio = to_model_inputs(z["video"], z["audio"])
+    assert cached["written"] == 1 and seen["video"].shape == (1, 6, 3, cfg.img_size, cfg.img_size)
+    assert torch.equal(seen["video"][0], video) and torch.equal(seen["audio"][0], audio)
+    direct = clip_features(clip, spec)
+    assert np.array_equal(direct["video"], z_video(entry)) and direct["audio"].dtype == np.float16
+
+
+def z_video(entry):
+    with np.load(entry) as z:
+        return z["video"]

@@ -24,7 +24,7 @@ def _fake_evaluate(cfg, log=print, hardware=None, resume=True):
     from pathlib import Path
 
     from affectlens.privacy import evaluate as E
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     SEEN.update(hardware=hardware, resume=resume)
     rng = np.random.default_rng(0)

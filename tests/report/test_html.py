@@ -105,7 +105,7 @@ def test_report_option_in_an_eval_command(tmp_path):
     from typer.testing import CliRunner
 
     from affectlens.metrics.classification import classification_report
-    from affectlens.report.html import REPORT_OPTION
+    from affectlens.cli_options import REPORT_OPTION
 
     app = typer.Typer()
 

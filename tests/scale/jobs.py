@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from affectlens.errors import DataError
-from affectlens.utils import atomic_path
+from affectlens.files import atomic_path
 
 
 def out_path(src: Path, out_dir: Path) -> Path:
@@ -36,3 +36,11 @@ def transform(src: Path, out_dir: Path, pid_dir: Path | None = None, delay: floa
 def no_output(src: Path) -> Path:
     """A buggy job that returns a path it never wrote."""
     return Path(src).with_suffix(".never")
+
+
+def count_lines(src: Path) -> dict:
+    """A collect-mode job: no file written, a small result returned (lines and a checksum)."""
+    text = Path(src).read_text(encoding="utf-8")
+    if text.startswith("BAD"):
+        raise DataError(src, "bad header, expected a sample")
+    return {"file": Path(src).name, "lines": len(text.splitlines()), "sha": hashlib.sha256(text.encode()).hexdigest()[:8]}

@@ -9,7 +9,7 @@ import pytest
 
 from affectlens.errors import AffectlensError
 from affectlens.scale import run_batch
-from tests.scale.jobs import no_output, out_path, transform
+from tests.scale.jobs import count_lines, no_output, out_path, transform
 
 N_GOOD = 8
 
@@ -98,3 +98,30 @@ def test_ray_worker_crash_is_one_failed_file(inputs, tmp_path, ray_cluster):
     assert [i for i, _ in res.done] == [files[0], files[1]]
     assert len(res.failed) == 1 and res.failed[0][0] == crash
     assert "Error" in res.failed[0][1] and "\n" not in res.failed[0][1]
+
+
+def _summary(res, capsys) -> list[str]:
+    """The printed summary with the run's own figures (seconds, backend) masked."""
+    import re
+
+    res.print_summary(title="jobs")
+    return [re.sub(r"— [\d.]+ s on \w+", "— s on backend", line) for line in capsys.readouterr().err.splitlines()]
+
+
+def test_collect_mode_returns_each_items_result_in_input_order(inputs, capsys):
+    files, bad = inputs
+    res = run_batch(files, count_lines, None, progress=False)
+    assert [i for i, _ in res.done] == [f for f in files if f.exists() and f != bad]
+    assert all(r["file"] == i.name and r["lines"] >= 2 for i, r in res.done) and not res.skipped
+    assert [i for i, _ in res.failed] == [bad, files[-1]] and res.exit_code == 1
+    assert _summary(res, capsys)[0] == "jobs: 8 done, 0 skipped (output exists), 2 failed — s on backend"
+
+
+@pytest.mark.slow
+def test_ray_and_local_give_the_same_results_and_summary_in_collect_mode(inputs, ray_cluster, capsys):
+    files, _ = inputs
+    local = run_batch(files, count_lines, None, progress=False)
+    remote = run_batch(files, count_lines, None, backend="ray", progress=False)
+    assert remote.done == local.done and remote.failed == local.failed
+    assert _summary(remote, capsys) == _summary(local, capsys)
+

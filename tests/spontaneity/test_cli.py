@@ -42,7 +42,7 @@ def test_train_then_predict_images_and_video(synthetic, tmp_path):
     assert len(list(models.glob("*.pt"))) == 9 and len(list((models / "runs").glob("*/last.pt"))) == 7
     import torch
 
-    from affectlens.spontaneity.recipe import load_model
+    from affectlens.spontaneity.predict import load_model
     from affectlens.training.checkpoint import FORMAT
 
     svm = torch.load(models / "CompCNN-Sub-SVM.pt", weights_only=True)  # one payload, no pickled objects
@@ -65,7 +65,7 @@ def test_train_then_predict_images_and_video(synthetic, tmp_path):
 
 def test_predict_on_two_video_frames(synthetic, tmp_path):
     from affectlens.media import write_video
-    from affectlens.spontaneity.recipe import predict_pair, video_pair
+    from affectlens.spontaneity.predict import predict_pair, video_pair
     from affectlens.training import save_checkpoint
     from affectlens.spontaneity.model import SpontaneityNet, spontaneity_tiny
 
@@ -96,7 +96,7 @@ def test_bad_manifest_is_one_line_error(tmp_path):
 
 def test_yaml_config_and_flags(tmp_path):
     from affectlens.errors import DataError
-    from affectlens.spontaneity.protocol import load_cv_config
+    from affectlens.spontaneity.recipe import load_cv_config
 
     c = load_cv_config(None, folds=4, size="tiny")
     assert c.folds == 4 and c.train.size == "tiny" and c.seeds == 3

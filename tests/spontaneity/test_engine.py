@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from affectlens.errors import AffectlensError
-from affectlens.spontaneity import protocol as P
+from affectlens.spontaneity import recipe as P
 from affectlens.spontaneity.model import spontaneity_tiny
 from affectlens.spontaneity.synth import synthetic_arrays
 from affectlens.training import load_checkpoint

@@ -6,7 +6,7 @@ import pytest
 from affectlens.errors import MediaError
 from affectlens.media.image import read_image as read_rgb
 from affectlens.spontaneity.data import detect_and_align, read_manifest
-from affectlens.spontaneity.recipe import preprocess_manifest
+from affectlens.spontaneity.data import preprocess_manifest
 from affectlens.spontaneity.synth import Action, render_face, render_scene, sample_identity
 from tests.conftest import shared_path
 
@@ -33,8 +33,10 @@ def test_real_photo_is_aligned(tmp_path):
     cv2.imwrite(str(tmp_path / "tilted.jpg"), cv2.cvtColor(tilted, cv2.COLOR_RGB2BGR))
     m = tmp_path / "raw.csv"
     m.write_text(f"subject,onset,apex,label\nS1,{photo},tilted.jpg,posed\nS2,{photo},missing.jpg,spontaneous\n")
-    out_manifest, failed = preprocess_manifest(m, tmp_path / "pre", progress=False)
-    assert len(failed) == 1 and "missing.jpg" in failed[0]
+    out_manifest, res = preprocess_manifest(m, tmp_path / "pre", progress=False)
+    assert len(res.failed) == 1 and "missing.jpg" in res.failed[0][1] and len(res.done) == 1
+    again = preprocess_manifest(m, tmp_path / "pre", progress=False)[1]  # resume: the good pair is skipped
+    assert len(again.skipped) == 1 and not again.done and len(again.failed) == 1
     rows = read_manifest(out_manifest)
     assert len(rows) == 1 and cv2.imread(str(rows[0].apex), 0).shape == (44, 44)
 

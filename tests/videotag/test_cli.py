@@ -88,7 +88,7 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, capsys):
 
 def test_ablation_end_to_end_on_synthetic_text(shards, tmp_path):
     from affectlens.videotag.synth import synth_videotext
-    from affectlens.videotag.textrecipe import run_ablation
+    from affectlens.videotag.ablation import run_ablation
 
     paths = D.shard_paths(shards)
     text = synth_videotext(paths, tmp_path / "t.jsonl", leak=0.5, coverage=1.0)

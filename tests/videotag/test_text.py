@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from affectlens.errors import DataError
+from affectlens.videotag import models as M
 from affectlens.videotag import text as T
 
 torch.set_num_threads(1)
@@ -67,10 +68,10 @@ def test_word_vectors_trained_offline_and_loaded(tmp_path):
 
 
 def test_textcnn_paper_shape_and_feature():
-    cfg = T.textcnn_paper(vocab_size=11, embed_dim=300, num_classes=7)
+    cfg = M.textcnn_paper(vocab_size=11, embed_dim=300, num_classes=7)
     assert cfg.widths == (1, 2, 3, 4, 5, 6, 7, 8) and cfg.channels == 512 and cfg.hidden == 4096
     assert cfg.weight_decay == 1e-7
-    model = T.TextCNN(cfg, np.random.default_rng(0).normal(size=(10, 300)).astype(np.float32)).eval()
+    model = M.TextCNN(cfg, np.random.default_rng(0).normal(size=(10, 300)).astype(np.float32)).eval()
     ids = torch.tensor([[1, 2, 3, 0, 0], [4, 0, 0, 0, 0]])
     assert model.forward_features(ids).shape == (2, 4096) and model(ids).shape == (2, 7)
     assert not model.embed.weight.requires_grad
@@ -84,7 +85,7 @@ def test_textcnn_learns_tiny_task():
     vocab = 30
     ids = rng.integers(1, vocab + 1, (200, 6))
     y = np.stack([(ids == 3).any(1), (ids == 7).any(1) & (ids == 8).any(1)], 1)
-    model = T.TextCNN(T.textcnn_small(vocab_size=vocab + 1, embed_dim=8, channels=8, hidden=16, num_classes=2),
+    model = M.TextCNN(M.textcnn_small(vocab_size=vocab + 1, embed_dim=8, channels=8, hidden=16, num_classes=2),
                       rng.normal(size=(vocab, 8)).astype(np.float32))
     fit(model, Split(list(range(200)), ids, y), np.arange(2), TrainConfig(epochs=10, batch_size=32, lr=2e-2),
         None, log=lambda s: None)
@@ -103,7 +104,7 @@ def test_videotext_round_trip_and_bad_row(tmp_path):
 
 
 def test_textdata_filter_labels_variant():
-    from affectlens.videotag.textrecipe import TextData
+    from affectlens.videotag.ablation import TextData
 
     texts = {"v1": {"title": "Live Concert in Paris", "keywords": ["concert", "paris", "Video Game"]}}
     words = T.label_words(["Concert", "Video game"])

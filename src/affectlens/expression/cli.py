@@ -5,12 +5,13 @@ from pathlib import Path
 
 import typer
 
-from affectlens.cli_options import hardware_options
+from affectlens.cli_options import (
+    ADDRESS_OPTION, BACKEND_OPTION, REPORT_OPTION, WORKERS_OPTION, choice_option, hardware_options, real_option,
+)
 from affectlens.expression.data import USAGES
 from affectlens.expression.predict import DETECTORS, TTA_MODES
 from affectlens.report.console import one_line, problem_lines, stdout
-from affectlens.report.html import REPORT_OPTION
-from affectlens.scale import check_output, choice_option, real_option
+from affectlens.scale import check_output
 from affectlens.training.hardware import Hardware
 
 app = typer.Typer(help="7-class facial expression (CNN-BiLSTM, paper 002): train on FER2013, evaluate, predict.",
@@ -109,14 +110,16 @@ def predict(paths: list[Path] = typer.Argument(..., help="Images, videos or fold
             tta: str = choice_option("flip", choices=TTA_MODES, help="Test-time augmentation."),
             threshold: float = real_option(0.5, min=0, max=1, min_open=True, max_open=True,
                                            help="Face detector threshold."),
-            annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images/videos to OUT_annotated/.")):
+            annotate: bool = typer.Option(False, "--annotate", help="Also write annotated images/videos to OUT_annotated/."),
+            backend: str = BACKEND_OPTION, address: str | None = ADDRESS_OPTION, workers: int | None = WORKERS_OPTION):
     """Detect faces, align to 48×48 grey, classify; one CSV/JSON row per face per frame.
 
     A bad file is one line naming it and the others go on (exit 1); outputs are checked first."""
     from affectlens.expression.predict import output_paths, predict_paths
 
     results, failures = predict_paths(paths, out, weights=weights, detector=detector, n_frames=frames, tta=tta,
-                                      annotate=annotate, threshold=threshold)
+                                      annotate=annotate, threshold=threshold, backend=backend, address=address,
+                                      num_workers=workers)
     n_faces = sum(len(r["rows"]) for r in results)
     csv_path, json_path, _ = output_paths(out)
     stdout.print(f"{len(results)} files, {n_faces} face rows -> {one_line(csv_path)}, {one_line(json_path)}")

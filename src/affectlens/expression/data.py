@@ -210,7 +210,7 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None) -> FerSet:
         z = np.load(cache)
         return FerSet(z["images"], z["labels"], z["usage"], z["ids"])
     fer = read_fer_folder(path)
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     with atomic_path(cache) as tmp:
         np.savez(tmp, images=fer.images, labels=fer.labels, usage=fer.usage, ids=fer.ids)

@@ -13,17 +13,17 @@ and on request an annotated copy (image, or video with the source's timing and a
 from __future__ import annotations
 
 import csv
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from affectlens.errors import AffectlensError, DataError, failure_line
+from affectlens.errors import AffectlensError, DataError
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, SIDE
 from affectlens.faces.align import align_box, to_grey
@@ -287,23 +287,14 @@ def predict_video_file(pred: ExpressionPredictor, path: Path, n_frames: int, ann
 
 
 def link_tracks(per_frame: list[list[FaceResult]], min_iou: float = 0.1) -> None:
-    """Give each face a track id by greedy best-overlap matching with the previous frame's faces."""
-    from affectlens.faces.track import box_iou
+    """Give each face a track id with the one tracker's linking (``faces.track.link_ids``): greedy
+    best overlap with each track's last box; a face missed in a few sampled frames keeps its id."""
+    from affectlens.faces.track import TrackerConfig, link_ids
 
-    next_id, prev = 0, []
-    for faces in per_frame:
-        if prev and faces:
-            iou = box_iou(np.stack([f.box for f in faces]), np.stack([p.box for p in prev]))
-            taken: set[int] = set()
-            for i in np.argsort(-iou.max(axis=1)):
-                j = int(np.argmax(np.where([k in taken for k in range(len(prev))], -1, iou[i])))
-                if iou[i, j] >= min_iou and j not in taken:
-                    faces[i].track = prev[j].track
-                    taken.add(j)
-        for f in faces:
-            if f.track < 0:
-                f.track, next_id = next_id, next_id + 1
-        prev = faces or prev
+    boxes = [np.stack([f.box for f in faces]) if faces else np.zeros((0, 4)) for faces in per_frame]
+    for faces, ids in zip(per_frame, link_ids(boxes, TrackerConfig(iou=min_iou, max_gap=len(per_frame)))):
+        for f, i in zip(faces, ids):
+            f.track = int(i)
 
 
 def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
@@ -354,13 +345,15 @@ def output_paths(out: Path) -> tuple[Path, Path, Path]:
 
 def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | Path | None = None,
                   detector: str = "centerface", n_frames: int = 16, tta: str = "flip",
-                  annotate: bool = False, threshold: float = 0.5) -> tuple[list[dict], list[str]]:
+                  annotate: bool = False, threshold: float = 0.5, *, backend: str = "local",
+                  address: str | None = None, num_workers: int | None = None,
+                  progress: bool = True) -> tuple[list[dict], list[str]]:
     """Predict on images, folders and videos; write ``out.csv`` and ``out.json``. Returns (results, failures).
 
-    Options and output locations are checked before any work; a file that fails is reported
-    (one line naming it) and the others go on."""
-    from affectlens.report.console import progress
-    from affectlens.scale import check_output
+    Options and output locations are checked before any work; the files go through the one batch
+    runner (:func:`affectlens.scale.run_batch`, locally or over Ray), so a file that fails is one
+    line naming it and the others go on."""
+    from affectlens.scale import check_output, run_batch
 
     out = Path(out)
     check_options(detector, n_frames, tta, threshold)
@@ -376,22 +369,23 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | P
     if annotate:
         check_output(annotate_dir, kind="dir", inputs=files)
     pred = ExpressionPredictor(weights, detector=detector, threshold=threshold, tta=tta)
-    results, failures = [], list(empty)
-    with progress(transient=True) as bar:
-        task = bar.add_task("expression", total=len(files))
-        for f in files:
-            try:
-                results.append(predict_video_file(pred, f, n_frames, targets.get(f)) if _is_video(f)
-                               else predict_image_file(pred, f, targets.get(f)))
-            except Exception as e:  # noqa: BLE001 - one bad file must not cost the others their results
-                failures.append(failure_line(f, e))
-            bar.advance(task)
+    res = run_batch(files, partial(predict_file, pred=pred, n_frames=n_frames, targets=targets), None,
+                    backend=backend, address=address, num_workers=num_workers, description="expression",
+                    progress=progress)
+    results, failures = [r for _, r in res.done], empty + [reason for _, reason in res.failed]
     write_outputs(out, results, failures)
     return results, failures
 
 
+def predict_file(f: Path, pred: ExpressionPredictor, n_frames: int, targets: dict) -> dict:
+    """One image or video's result (module level, so Ray workers can run it)."""
+    if _is_video(f):
+        return predict_video_file(pred, f, n_frames, targets.get(f))
+    return predict_image_file(pred, f, targets.get(f))
+
+
 def write_outputs(out: Path, results: list[dict], failures: list[str]) -> None:
-    from affectlens.utils import atomic_path, write_json
+    from affectlens.files import atomic_path, write_json
 
     rows = [r for res in results for r in res["rows"]]
     fields = list(rows[0]) if rows else ["file", "frame", "time", "face", "track", "label"]

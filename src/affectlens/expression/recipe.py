@@ -246,7 +246,7 @@ def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, spli
     from affectlens.expression.predict import load_model
     from affectlens.metrics.classification import classification_report
     from affectlens.report.plots import confusion_matrix_png, per_class_png
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     torch.set_num_threads(threads)
     out = Path(out)

@@ -24,7 +24,7 @@ import numpy as np
 
 from affectlens.faces.detect import Detections
 
-__all__ = ["FaceTracker", "TrackedFrame", "TrackerConfig", "box_iou", "track_boxes"]
+__all__ = ["FaceTracker", "TrackedFrame", "TrackerConfig", "box_iou", "link_ids", "track_boxes"]
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,12 @@ class FaceTracker:
         self._emitted = self._pushed
         return out
 
-    def _link(self, index: int, boxes: np.ndarray) -> None:
-        """Greedy matching by IoU between live tracks' last boxes and this frame's detections."""
+    def _link(self, index: int, boxes: np.ndarray) -> np.ndarray:
+        """Greedy matching by IoU between live tracks' last boxes and this frame's detections;
+        returns the track id of each detection."""
         live = [t for t in self._tracks if index - t.frames[-1] <= self.config.max_gap + 1]
         free = set(range(len(boxes)))
+        ids = np.full(len(boxes), -1, np.int64)
         if live and len(boxes):
             last = np.stack([t.boxes[-1] for t in live])
             iou = box_iou(last, boxes)  # (tracks, detections)
@@ -114,9 +116,12 @@ class FaceTracker:
                     live[ti].frames.append(index)
                     live[ti].boxes.append(boxes[di])
                     free.discard(di)
+                    ids[di] = live[ti].id
         for di in sorted(free):
             self._tracks.append(_Track(self._next_id, [index], [boxes[di]]))
+            ids[di] = self._next_id
             self._next_id += 1
+        return ids
 
     def _forget(self) -> None:
         """Drop tracks that can no longer affect a frame still to be returned."""
@@ -165,3 +170,11 @@ def track_boxes(detections: Sequence[Detections | np.ndarray],
     out.extend(tracker.flush())
     return out
 
+
+def link_ids(boxes_per_frame: Sequence[np.ndarray], config: TrackerConfig = TrackerConfig()) -> list[np.ndarray]:
+    """The track id of every detection, frame by frame: ``FaceTracker``'s linking alone, for callers
+    that use the detected boxes themselves (``expression predict`` classifies each detected face and
+    reads a track's crops as one sequence). A face missed in up to ``config.max_gap`` frames keeps
+    its id."""
+    tracker = FaceTracker(config)
+    return [tracker._link(i, np.asarray(b, np.float64).reshape(-1, 4)) for i, b in enumerate(boxes_per_frame)]

@@ -6,18 +6,12 @@ from typing import List, Optional
 
 import typer
 
-from affectlens.cli_options import hardware_options
-from affectlens.report.console import error_line, one_line, stderr, stdout
-from affectlens.report.html import REPORT_OPTION
-from affectlens.scale import (
-    ADDRESS_OPTION,
-    BACKEND_OPTION,
-    RESUME_OPTION,
-    WORKERS_OPTION,
-    check_output,
-    choice_option,
-    real_option,
+from affectlens.cli_options import (
+    ADDRESS_OPTION, BACKEND_OPTION, REPORT_OPTION, RESUME_OPTION, WORKERS_OPTION, choice_option,
+    hardware_options, real_option,
 )
+from affectlens.report.console import error_line, one_line, stderr, stdout
+from affectlens.scale import check_output
 from affectlens.training.hardware import Hardware
 
 app = typer.Typer(help="Group emotion (Positive / Neutral / Negative) from global frames + audio; privacy-compliant.",
@@ -160,11 +154,14 @@ def predict_cmd(checkpoint: Path = typer.Argument(...),
                 window: float = real_option(5.0, "--window", min=0, max=86_400, min_open=True,
                                             help="Window length (s) of the timeline."),
                 hop: float = real_option(2.5, "--hop", min=0, max=86_400, min_open=True,
-                                         help="Hop (s) between timeline windows.")):
+                                         help="Hop (s) between timeline windows."),
+                backend: str = BACKEND_OPTION, address: Optional[str] = ADDRESS_OPTION,
+                workers: Optional[int] = WORKERS_OPTION):
     """Class probabilities per clip, or a timeline over sliding windows for long videos (JSON + CSV + PNG)."""
     from affectlens.group.recipe import predict
 
-    r = predict(checkpoint, videos, out, window=window, hop=hop, log=_quiet)
+    r = predict(checkpoint, videos, out, window=window, hop=hop, log=_quiet, backend=backend, address=address,
+                num_workers=workers)
     for res in r["results"]:
         probs = "  ".join(f"{k} {v:.3f}" for k, v in res["probs"].items())
         console.print(f"{one_line(Path(res['video']).name)}: {res['label']} ({probs}; {res['mode']}, "
@@ -213,7 +210,9 @@ def synth_group(out: Path = typer.Argument(..., help="Output folder (clips/ + la
                 size: int = typer.Option(224, "--size", min=32, max=4096, help="Frame width and height."),
                 fps: int = typer.Option(15, "--fps", min=1, max=240),
                 seconds: float = real_option(5.0, "--seconds", min=0, max=3600, min_open=True),
-                seed: int = typer.Option(0, "--seed")):
+                seed: int = typer.Option(0, "--seed"),
+                backend: str = BACKEND_OPTION, address: Optional[str] = ADDRESS_OPTION,
+                workers: Optional[int] = WORKERS_OPTION):
     """Synthetic group-emotion videos (§4.3) as mp4 + AAC with a VGAF label file (resumable)."""
     from affectlens.group.synth import (
         PAPER_BALANCE,
@@ -226,7 +225,7 @@ def synth_group(out: Path = typer.Argument(..., help="Output folder (clips/ + la
     check_output(out, kind="dir", inputs=[p for p in (faces, backgrounds, audio) if p is not None])
     spec = SynthSpec(width=size, height=size, fps=fps, seconds=seconds, cues=cues)
     sources = load_sources(faces, backgrounds, audio)
-    r = generate_dataset(out, count, spec, shares, sources, seed)
+    r = generate_dataset(out, count, spec, shares, sources, seed, backend=backend, address=address, num_workers=workers)
     console.print(f"{r['clips']} clips in {out} ({r['class_counts']}); largest hidden share of a face "
                   f"{r['max_occlusion_written_now']:.3f}")
     _finish(r["failed"], "clips")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -28,7 +28,8 @@ from affectlens.errors import DataError
 
 CLASSES = ("Positive", "Neutral", "Negative")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
-FEATURE_FORMAT = 1  # bump when clip_features changes what it computes: older cache entries are remade
+FEATURE_FORMAT = 2  # bump when clip_features changes what it computes: older cache entries are remade
+# (2: audio frame times from the container's duration, as prediction uses, not from the audio's length)
 
 
 @dataclass
@@ -150,21 +151,47 @@ class FeatureSpec:
                            "missing_audio": self.missing_audio, "format": FEATURE_FORMAT}, sort_keys=True)
 
 
-def clip_features(path: Path, spec: FeatureSpec) -> dict:
-    """Frames ``(T, 3, S, S)`` uint8 and log-mels ``(F, 1, 128, 251)`` float32 of one clip."""
-    from affectlens.media import (
-        audio_windows,
-        frame_times,
-        load_audio,
-        log_mel,
-        sample_frames,
-    )
+def iter_window_features(path: Path, starts: Sequence[float], length: float, n_video: int, n_audio: int,
+                         size: int, missing_audio: str = "error", chunk: int = 8) -> Iterator[dict]:
+    """The one way a clip becomes model input, for training (``clip_features``, cached) and for
+    prediction (``recipe.predict_video``, clip or sliding windows).
 
-    video = sample_frames(path, spec.n_video, size=(spec.size, spec.size))
-    audio = load_audio(path, missing=spec.missing_audio)
-    duration = len(audio) / 16_000
-    mel = log_mel(audio_windows(audio, frame_times(duration, spec.n_audio)))
-    return {"video": video, "audio": mel, "duration": np.float64(duration)}
+    For each window ``[s, s + length)`` of ``starts``: ``video`` (T, 3, S, S) uint8 RGB frames at
+    ``s + t_i``, ``t_i = (i + 0.5)·length/T``, and ``audio`` (F, 1, 128, 251) float16 log-mels of the
+    1-s windows centred on ``s + t_i`` for ``F`` audio frames. Frames are decoded in one pass,
+    the audio once; windows come in chunks of ``chunk`` (arrays with a leading window axis) so
+    a long video's log-mels never sit in memory at once. Feed them to a model with ``to_model_inputs``.
+    """
+    from affectlens.media import audio_windows, frame_times, load_audio, log_mel, sample_frames
+
+    starts = np.asarray(starts, np.float64)
+    audio = load_audio(path, missing=missing_audio)
+    v_times = np.concatenate([s + frame_times(length, n_video) for s in starts])
+    frames = sample_frames(path, len(v_times), size=(size, size), times=v_times)
+    frames = frames.reshape(len(starts), n_video, *frames.shape[1:])  # (W, T, 3, S, S)
+    for k in range(0, len(starts), chunk):
+        centres = np.concatenate([s + frame_times(length, n_audio) for s in starts[k:k + chunk]])
+        mel = log_mel(audio_windows(audio, centres)).astype(np.float16)
+        yield {"video": frames[k:k + chunk], "audio": mel.reshape(-1, n_audio, *mel.shape[1:])}
+
+
+def to_model_inputs(video: np.ndarray, audio: np.ndarray):
+    """uint8 frames and float16 log-mels (as ``iter_window_features`` makes and the cache keeps) →
+    the float32 tensors the model reads: video in [0, 1], audio as it was."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(video)).float().div_(255.0), torch.from_numpy(audio.astype(np.float32))
+
+
+def clip_features(path: Path, spec: FeatureSpec) -> dict:
+    """One training clip: ``video`` (T, 3, S, S) uint8 and ``audio`` (F, 1, 128, 251) float16 over the
+    whole clip (one window of the container's duration), and that ``duration``."""
+    from affectlens.media import probe
+
+    duration = probe(path).duration
+    feats = next(iter_window_features(path, [0.0], duration, spec.n_video, spec.n_audio, spec.size,
+                                      spec.missing_audio))
+    return {"video": feats["video"][0], "audio": feats["audio"][0], "duration": np.float64(duration)}
 
 
 def cache_path(cache: Path, spec: FeatureSpec, name: str) -> Path:
@@ -189,13 +216,13 @@ def cache_clip(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:
 
     Module level and free of state, so :func:`affectlens.scale.run_batch` can ship it to Ray workers.
     """
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     out = cache_path(cache, spec, item.name)
     feats = clip_features(item.path, spec)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, video=feats["video"], audio=feats["audio"].astype(np.float16),
+            np.savez(fh, video=feats["video"], audio=feats["audio"],
                      duration=feats["duration"], label=np.int64(item.label), spec=np.str_(spec.as_text()))
     return out
 
@@ -246,12 +273,10 @@ class GroupClips:
         return len(self.entries)
 
     def _load(self, i: int) -> dict:
-        import torch
 
         path, label, name = self.entries[i]
         with np.load(path) as z:
-            video = torch.from_numpy(z["video"]).float().div_(255.0)  # (T, 3, S, S)
-            audio = torch.from_numpy(z["audio"].astype(np.float32))  # (F, 1, 128, 251)
+            video, audio = to_model_inputs(z["video"], z["audio"])  # (T, 3, S, S), (F, 1, 128, 251)
         return {"video": video, "audio": audio, "label": label, "id": name}
 
     def __getitem__(self, i: int) -> dict:

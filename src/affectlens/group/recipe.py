@@ -18,17 +18,19 @@ import csv
 import dataclasses
 import io
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Literal, Optional, Sequence
 
 import numpy as np
 import torch
 
-from affectlens.errors import DataError, failure_line
-from affectlens.group.data import CLASSES, FeatureSpec, GroupClips, VgafItem, extract_features, read_vgaf
+from affectlens.errors import DataError
+from affectlens.group.data import (CLASSES, FeatureSpec, GroupClips, VgafItem, extract_features, iter_window_features,
+                                   read_vgaf, to_model_inputs)
 from affectlens.group.model import BUILDERS, GroupConfig, build_model, config_from_dict
 from affectlens.training.hardware import Hardware
-from affectlens.utils import write_json
+from affectlens.files import write_json
 
 Log = Callable[[str], None]
 
@@ -273,7 +275,7 @@ def evaluate_dataset(checkpoint: Path, ds, out: Path, device: str = "cpu") -> di
     """Accuracy, per-class P/R/F1 and the confusion matrix (JSON + PNG) of a checkpoint on ``ds``."""
     from affectlens.metrics.classification import classification_report
     from affectlens.report.plots import confusion_matrix_png, per_class_png
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     model, cfg = load_model(checkpoint)
     p, y, ids = predict_probs(model.to(device), torch.utils.data.DataLoader(ds, batch_size=8))
@@ -313,7 +315,7 @@ def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5,
     video is longer than ``timeline_min`` seconds (default 1.5 windows, e.g. 7.5 s)."""
     import torch
 
-    from affectlens.media import audio_windows, frame_times, load_audio, log_mel, probe, sample_frames
+    from affectlens.media import probe
 
     check_window(window, hop)
     cfg = model.cfg
@@ -321,17 +323,11 @@ def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5,
     timeline_min = 1.5 * window if timeline_min is None else timeline_min
     starts = window_starts(duration, window, hop) if duration > timeline_min else np.zeros(1)
     length = min(window, duration) if duration > timeline_min else duration
-    audio = load_audio(path, missing="silence")
-    v_times = np.concatenate([s + frame_times(length, cfg.n_video) for s in starts])
-    frames = sample_frames(path, len(v_times), size=(cfg.img_size, cfg.img_size), times=v_times)
-    video = torch.from_numpy(frames).float().div_(255).view(len(starts), cfg.n_video, 3, cfg.img_size, cfg.img_size)
     probs = []
     with torch.no_grad():
-        for k in range(0, len(starts), 8):
-            centres = np.concatenate([s + frame_times(length, cfg.n_audio) for s in starts[k:k + 8]])
-            mel = torch.from_numpy(log_mel(audio_windows(audio, centres)))
-            mel = mel.view(-1, cfg.n_audio, 1, *mel.shape[-2:])  # (B, F, 1, 128, 251)
-            probs.append(torch.softmax(model(video=video[k:k + 8], audio=mel), -1).numpy())
+        for chunk in iter_window_features(path, starts, length, cfg.n_video, cfg.n_audio, cfg.img_size, "silence"):
+            video, audio = to_model_inputs(chunk["video"], chunk["audio"])  # (B, T, 3, S, S), (B, F, 1, 128, 251)
+            probs.append(torch.softmax(model(video=video, audio=audio), -1).numpy())
     p = np.concatenate(probs)
     windows = [{"start": float(s), "end": float(s + length), "probs": dict(zip(CLASSES, map(float, q))),
                 "label": CLASSES[int(q.argmax())]} for s, q in zip(starts, p)]
@@ -351,6 +347,18 @@ def check_window(window: float, hop: float) -> None:
             raise AffectlensError(f"{name} must be a finite number of seconds > 0, not {v!r}")
 
 
+def predict_one(video: Path, model, window: float, hop: float, pngs: Dict[Path, Path]) -> dict:
+    """One video's prediction, with its timeline PNG when it is long (module level, for Ray)."""
+    from affectlens.report.plots import timeline_png
+
+    r = predict_video(model, video, window, hop)
+    if r["mode"] == "timeline":
+        centres = [(w["start"] + w["end"]) / 2 for w in r["windows"]]
+        probs = [[w["probs"][c] for c in CLASSES] for w in r["windows"]]
+        r["timeline_png"] = str(timeline_png(centres, probs, CLASSES, pngs[video], title=video.name))
+    return r
+
+
 def timeline_paths(videos: Sequence[Path], out: Path) -> Dict[Path, Path]:
     """``OUT/<stem>_timeline.png`` per video; videos that share a stem get their folder's name too."""
     stems: Dict[str, int] = {}
@@ -365,34 +373,26 @@ def timeline_paths(videos: Sequence[Path], out: Path) -> Dict[Path, Path]:
 
 
 def predict(checkpoint: Path, videos: Sequence[Path], out: Path, window: float = 5.0, hop: float = 2.5,
-            log: Log = print) -> dict:
+            log: Log = print, *, backend: str = "local", address: Optional[str] = None,
+            num_workers: Optional[int] = None, progress: bool = True) -> dict:
     """Predict every video; writes ``predictions.json``, ``predictions.csv`` and a timeline PNG per
-    long video. Bad files are reported and skipped; ``window``/``hop`` and ``out`` are checked first."""
-    from affectlens.errors import AffectlensError
-    from affectlens.report.plots import timeline_png
-    from affectlens.scale import check_output
-    from affectlens.utils import atomic_path, write_json
+    long video. The videos go through the one batch runner (:func:`affectlens.scale.run_batch`,
+    locally or over Ray): a bad file is reported and skipped; ``window``/``hop`` and ``out`` are
+    checked first."""
+    from affectlens.files import atomic_path, write_json
+    from affectlens.scale import check_output, run_batch
 
     check_window(window, hop)
     out = Path(out)
     videos = list(dict.fromkeys(Path(v) for v in videos))  # a video named twice is predicted once
     check_output(out, kind="dir", inputs=[*videos, checkpoint])
     model, _ = load_model(checkpoint)
-    pngs = timeline_paths(videos, out)
-    results, failed = [], []
-    for v in videos:
-        try:
-            r = predict_video(model, v, window, hop)
-            if r["mode"] == "timeline":
-                centres = [(w["start"] + w["end"]) / 2 for w in r["windows"]]
-                probs = [[w["probs"][c] for c in CLASSES] for w in r["windows"]]
-                r["timeline_png"] = str(timeline_png(centres, probs, CLASSES, pngs[v], title=v.name))
-        except Exception as e:  # noqa: BLE001 - one bad video must not cost the others their results
-            failed.append(failure_line(v, e))
-        else:
-            results.append(r)
-            continue
-        log(f"failed: {failed[-1]}")
+    res = run_batch(videos, partial(predict_one, model=model, window=window, hop=hop, pngs=timeline_paths(videos, out)),
+                    None, backend=backend, address=address, num_workers=num_workers, description="group predict",
+                    progress=progress)
+    results, failed = [r for _, r in res.done], [reason for _, reason in res.failed]
+    for line in failed:
+        log(f"failed: {line}")
     payload = {"checkpoint": str(checkpoint), "classes": list(CLASSES), "results": results, "failed": failed}
     write_json(out / "predictions.json", payload)
     buf = io.StringIO()
@@ -432,7 +432,7 @@ def ablation(cfg: TrainConfig, data: Path, val: Path, synthetic: Path, out: Path
     trains every run; rank 0 alone evaluates and writes the table (other ranks return ``{}``)."""
     import json
 
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     out = Path(out)
     results: Dict[str, Dict[int, float]] = {}
@@ -473,36 +473,3 @@ def format_table2(results: Dict[str, Dict[int, float]], frames: Sequence[int] = 
 
 
 # ----------------------------------------------------------------------------- demo
-def demo_run(out: Path, n_train: int = 240, n_test: int = 60, epochs: int = 7, log: Log = print) -> dict:
-    """A few-minute CPU demo: synthesize a small split-cue set (faces tell Positive from the rest,
-    sound tells Negative from the rest), train audio-only / video-only / fusion tiny models, evaluate,
-    plot, and predict a timeline over a synthesized 15-s video. Returns the metrics.
-
-    64-px frames with 3–4 faces (the paper's 3–9 made each face 14–19 px and needed ~300 clips);
-    the tiny hybrid ViT (conv stem, max over tokens). About 2.5 min on one loaded CPU core."""
-    import dataclasses as dc
-
-    from affectlens.group.synth import SynthSpec, generate_dataset, write_long_video
-    from affectlens.report.plots import curves_png
-
-    out = Path(out)
-    spec = SynthSpec(width=64, height=64, fps=10, cues="split", min_faces=3, max_faces=4)
-    generate_dataset(out / "data" / "train", n_train, spec, seed=1, progress=False)
-    generate_dataset(out / "data" / "test", n_test, spec, seed=2, progress=False)
-    base = TrainConfig(size="tiny", frames=5, epochs=epochs, batch_size=8, optimizer="adamw", lr=1e-3,
-                       weight_decay=0.01, freeze_vit_epochs=0, threads=1)
-    metrics, curves = {}, {}
-    for modality in ("audio", "video", "fusion"):
-        r = train(dc.replace(base, modality=modality), out / "data" / "train", out / modality,
-                  val=out / "data" / "test", progress=False, log=log)
-        metrics[modality] = {"accuracy": r["eval"]["accuracy"], "macro_f1": r["eval"]["macro_f1"],
-                             "confusion_png": str(out / modality / "eval" / "confusion.png")}
-        curves[f"{modality} test acc"] = r["history"]["val_acc"]
-    curves_png(curves, out / "modalities.png", title="Synthetic split-cue set: test accuracy per epoch")
-    long = write_long_video(out / "data" / "long.mp4", [0, 1, 2], dc.replace(spec, cues="full"), seed=3)
-    pred = predict(out / "fusion" / "best.pt", [long], out / "timeline", window=5.0, hop=2.5, log=log)
-    metrics["timeline"] = {"video": str(long), "segments": ["Positive", "Neutral", "Negative"],
-                           "windows": pred["results"][0]["windows"],
-                           "png": pred["results"][0].get("timeline_png")}
-    metrics["modalities_png"] = str(out / "modalities.png")
-    return metrics

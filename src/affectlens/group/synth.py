@@ -14,13 +14,14 @@ tells Negative from the rest, so each modality carries only part of the class si
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from affectlens.errors import AffectlensError, DataError
+from affectlens.errors import DataError
 from affectlens.media.image import read_image
 
 CLASSES = ("Positive", "Neutral", "Negative")  # VGAF labels 1, 2, 3
@@ -429,39 +430,60 @@ def write_clip(path: Path, clip: ClipRender, spec: SynthSpec) -> Path:
 
 def generate_dataset(out: Path, count: int, spec: SynthSpec = SynthSpec(), balance: Sequence[float] = (1, 1, 1),
                      sources: Optional[Sources] = None, seed: int = 0, prefix: str = "synt",
-                     progress: bool = True) -> dict:
+                     progress: bool = True, *, backend: str = "local", address: Optional[str] = None,
+                     num_workers: Optional[int] = None) -> dict:
     """Write ``count`` clips to ``out/clips/`` and ``out/labels.txt`` (``Vid_name Label``, 1..3).
 
-    Clip ``i`` depends only on ``(seed, i)``, so an interrupted run resumes by skipping the clips
-    already on disk. Returns a summary with class counts and the largest hidden share of any face.
+    Clip ``i`` depends only on ``(seed, i)`` and goes through the one batch runner
+    (:func:`affectlens.scale.run_batch`, locally or over Ray), so an interrupted run resumes by
+    skipping the clips already on disk and a clip that fails costs only itself. Returns a summary
+    with class counts and the largest hidden share of any face.
     """
-    from affectlens.report.console import track
+    from affectlens.scale import run_batch
 
     out = Path(out)
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
     labels = plan_labels(count, balance, seed)
-    rows, failed, max_occ, made = [], [], 0.0, 0
-    for i in track(range(count), "synth group", enabled=progress):
-        name = f"{prefix}_{i:05d}.mp4"
-        path = clip_dir / name
-        if not path.exists():
-            try:
-                clip = render_clip(int(labels[i]), spec, np.random.default_rng([seed, i]), sources)
-                write_clip(path, clip, spec)
-                max_occ, made = max(max_occ, float(clip.occlusion.max())), made + 1
-            except AffectlensError as e:  # a bad face or background image: one failure, the rest go on
-                failed.append(str(e))
-                continue
-        rows.append(f"{name} {int(labels[i]) + 1}")
+    items = [ClipJob(i, int(labels[i])) for i in range(count)]
+    res = run_batch(items, partial(render_one, clip_dir=clip_dir, spec=spec, sources=sources, seed=seed, prefix=prefix),
+                    partial(clip_path, clip_dir=clip_dir, prefix=prefix), backend=backend, address=address,
+                    num_workers=num_workers, description="synth group", progress=progress)
+    written = {i for (i, _), _ in res.done + res.skipped}
+    rows = [f"{clip_path(item, clip_dir, prefix).name} {label + 1}" for item in items if item[0] in written
+            for label in [item[1]]]
     _write_labels(out / "labels.txt", rows)
     counts = {CLASSES[c]: int((labels == c).sum()) for c in range(3)}
-    return {"out": str(out), "clips": len(rows), "written_now": made, "class_counts": counts,
-            "max_occlusion_written_now": max_occ, "failed": failed}
+    return {"out": str(out), "clips": len(rows), "written_now": len(res.done), "class_counts": counts,
+            "max_occlusion_written_now": max((d["occlusion"] for _, d in res.details), default=0.0),
+            "failed": [reason for _, reason in res.failed]}
+
+
+class ClipJob(NamedTuple):
+    """Clip ``index`` of a synthetic set, of class ``label`` (0 Positive, 1 Neutral, 2 Negative)."""
+
+    index: int
+    label: int
+
+    def __str__(self) -> str:  # how a batch report names it
+        return f"clip {self.index}"
+
+
+def clip_path(item: ClipJob, clip_dir: Path, prefix: str) -> Path:
+    """Where clip ``item = (index, label)`` goes: ``clips/<prefix>_<index:05d>.mp4``."""
+    return Path(clip_dir) / f"{prefix}_{item[0]:05d}.mp4"
+
+
+def render_one(item: ClipJob, clip_dir: Path, spec: SynthSpec, sources: Optional[Sources], seed: int,
+               prefix: str) -> tuple[Path, dict]:
+    """Render and write one clip (module level, for Ray); its largest hidden share of a face is an extra."""
+    i, label = item
+    clip = render_clip(label, spec, np.random.default_rng([seed, i]), sources)
+    return write_clip(clip_path(item, clip_dir, prefix), clip, spec), {"occlusion": float(clip.occlusion.max())}
 
 
 def _write_labels(path: Path, rows: List[str]) -> None:
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text("Vid_name Label\n" + "".join(r + "\n" for r in rows), encoding="utf-8")

@@ -86,17 +86,17 @@ def _to_rgb8(im) -> np.ndarray:
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write ``(H, W, 3)`` uint8 RGB atomically, in the format of ``path``'s extension (one of
-    ``IMAGE_EXTS``); metadata such as EXIF/GPS is not carried over."""
+    """Write ``(H, W, 3)`` uint8 RGB or ``(H, W)`` grey atomically, in the format of ``path``'s
+    extension (one of ``IMAGE_EXTS``); metadata such as EXIF/GPS is not carried over."""
     import cv2
 
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTS:
         raise MediaError(path, f"cannot write an image as {path.suffix or 'a file without extension'!r}: "
                                f"choose one of {', '.join(sorted(IMAGE_EXTS))}")
-    ok, buf = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, buf = cv2.imencode(path.suffix.lower(), rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise MediaError(path, f"cannot encode the image as {path.suffix!r}")
     with atomic_path(path) as tmp:

@@ -24,7 +24,7 @@ import numpy as np
 
 from affectlens.errors import MediaError
 from affectlens.media.video import open_media, probe
-from affectlens.utils import temp_beside
+from affectlens.files import temp_beside
 
 
 @dataclass(frozen=True)

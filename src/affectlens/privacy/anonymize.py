@@ -22,7 +22,7 @@ Each output gets a JSON sidecar ``<output>.json`` (faces per frame, boxes, metho
 threshold, and the options that shaped the output), written last. A folder run skips a file whose
 output and sidecar exist and were made from the same input with the same options (resume); one
 made with other options is redone, and the result says so. A run first removes the temporary
-files a killed run left beside its outputs (``affectlens.utils.stale_temps``).
+files a killed run left beside its outputs (``affectlens.files.stale_temps``).
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ from affectlens.privacy.masking import (  # the masking of one frame, re-exporte
     region_mask,
 )
 from affectlens.report.console import progress as progress_bar
-from affectlens.utils import atomic_path, stale_temps, temp_beside, write_json
+from affectlens.files import atomic_path, stale_temps, temp_beside, write_json
 
 __all__ = [
     "IMAGE_EXTS",

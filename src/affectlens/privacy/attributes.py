@@ -110,7 +110,7 @@ def train_attributes(cfg: AttributeTrainConfig, hardware=None, resume: bool = Tr
     adds the test figures to ``metrics.json`` and draws the plots; other ranks return None."""
     from affectlens.privacy.celeba import load_celeba
     from affectlens.training.engine import fit, loader
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     torch.set_num_threads(cfg.threads)
     ds = load_celeba(cfg.data, seed=cfg.seed)

@@ -149,7 +149,7 @@ def celeba_landmarks(ds: CelebA, cache: str | Path | None = None, progress: bool
     from affectlens.faces.landmarks import N_LANDMARKS, landmarks
     from affectlens.media.image import read_image
     from affectlens.report.console import track
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     path = landmark_cache_path(ds, cache)
     if path.is_file():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from affectlens.scale import ADDRESS_OPTION, BACKEND_OPTION, WORKERS_OPTION
+from affectlens.cli_options import ADDRESS_OPTION, BACKEND_OPTION, WORKERS_OPTION
 
 app = typer.Typer(help="Face anonymization and identity obfuscation (paper 004).", no_args_is_help=True)
 

@@ -194,7 +194,7 @@ def evaluate_obfuscation(cfg: EvalConfig, log=print, hardware=None, resume: bool
     from affectlens.privacy.obfuscate import flip_mask, load_obfuscator
     from affectlens.privacy.reconstruct import _native_hw
     from affectlens.training import seed_everything
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     torch.set_num_threads(cfg.threads)
     ds = load_celeba(cfg.data, seed=cfg.seed)

@@ -202,7 +202,7 @@ def train_reconstruct(cfg: ReconTrainConfig, hardware=None, resume: bool = True,
     from affectlens.privacy.celeba import as_batch
     from affectlens.report.plots import curves_png
     from affectlens.training.engine import fit, loader
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     torch.set_num_threads(cfg.threads)
     ds, data, template, native_hw = _stage2_splits(cfg)

@@ -10,8 +10,7 @@ from typing import Optional
 
 import typer
 
-from affectlens.cli_options import hardware_options
-from affectlens.report.html import REPORT_OPTION
+from affectlens.cli_options import REPORT_OPTION, hardware_options
 from affectlens.training.hardware import Hardware
 
 RESUME_OPTION = typer.Option(True, "--resume/--no-resume",

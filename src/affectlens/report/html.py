@@ -31,15 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 
 from affectlens.errors import DataError
-from affectlens.utils import atomic_path
+from affectlens.files import atomic_path
 
-__all__ = ["REPORT_OPTION", "Report", "image_data_uri", "write_eval_report"]
+__all__ = ["Report", "image_data_uri", "write_eval_report"]
 
-# For every room's eval:  def eval(..., report: Optional[Path] = REPORT_OPTION): ...
-REPORT_OPTION = typer.Option(None, "--report", help="Also write a self-contained HTML report (plots embedded) here.")
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d232b}

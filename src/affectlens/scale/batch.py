@@ -21,7 +21,7 @@ atomically, and where that output goes::
 Contract (identical for both backends):
   * resume: an item whose output already exists is *skipped* (``resume=False`` redoes it), unless
     ``up_to_date(item, out)`` says it was made with other options (then it is redone);
-    ``fn`` must therefore write atomically (``affectlens.utils.atomic_path``) — and when it writes
+    ``fn`` must therefore write atomically (``affectlens.files.atomic_path``) — and when it writes
     several files, write the one ``out_path_of`` names last;
   * an item whose ``fn`` raises is *failed* with a one-line reason and the others go on; an
     output path equal to the item's own path fails the item (outputs never overwrite inputs);
@@ -37,34 +37,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from affectlens.errors import AffectlensError, failure_line
-from affectlens.utils import stale_temps
-from affectlens.scale.options import choice_option
+from affectlens.files import stale_temps
 
 BACKENDS = ("local", "ray")
-
-# Typer options the folder commands share, e.g.
-#   def anonymize(..., backend: str = BACKEND_OPTION, address: Optional[str] = ADDRESS_OPTION,
-#                 workers: Optional[int] = WORKERS_OPTION, resume: bool = RESUME_OPTION): ...
-BACKEND_OPTION = choice_option("local", "--backend", choices=BACKENDS,
-                               help="local (this process) or ray (spread files over Ray).")
-ADDRESS_OPTION = typer.Option(None, "--address",
-                              help="Ray cluster to join (e.g. ray://head:10001 or auto); default: start a local one.")
-WORKERS_OPTION = typer.Option(None, "--workers", min=1, help="Ray workers of a local cluster (default: all CPUs).")
-RESUME_OPTION = typer.Option(True, "--resume/--no-resume", help="Skip files whose output already exists.")
 
 
 @dataclass
 class BatchResult:
-    """What happened to every item: ``done`` and ``skipped`` hold (item, output), ``failed`` (item, reason)."""
+    """What happened to every item, in input order: ``done`` and ``skipped`` hold (item, output) —
+    the output path, or in collect mode (no ``out_path_of``) whatever ``fn`` returned, e.g. a
+    file's predictions with its frames, faces and seconds — and ``failed`` holds (item, reason)."""
 
     backend: str
     done: list[tuple[Any, Path]] = field(default_factory=list)
     skipped: list[tuple[Any, Path]] = field(default_factory=list)
     failed: list[tuple[Any, str]] = field(default_factory=list)
     seconds: float = 0.0
+    details: list[tuple[Any, dict]] = field(default_factory=list)  # (item, extras) for done items whose fn gave some
 
     @property
     def ok(self) -> bool:
@@ -74,17 +64,6 @@ class BatchResult:
     def exit_code(self) -> int:
         """What a batch command exits with: 1 when any item failed, else 0."""
         return 0 if self.ok else 1
-
-    def outputs(self) -> list[Path]:
-        """Outputs of done and skipped items (everything that exists now)."""
-        return [p for _, p in self.done + self.skipped]
-
-    def to_dict(self) -> dict:
-        """JSON-able summary (for a run log beside the outputs)."""
-        return {"backend": self.backend, "seconds": round(self.seconds, 3),
-                "done": [[str(i), str(p)] for i, p in self.done],
-                "skipped": [[str(i), str(p)] for i, p in self.skipped],
-                "failed": [[str(i), r] for i, r in self.failed]}
 
     def print_summary(self, console=None, title: str = "batch") -> None:
         """One line of counts, then one line per failed item (to stderr)."""
@@ -100,18 +79,24 @@ class BatchResult:
             error_line(line, label="failed", console=console)
 
 
-def run_one(fn: Callable[[Any], Any], item: Any) -> tuple[str, str]:
+def run_one(fn: Callable[[Any], Any], item: Any, collect: bool = False) -> tuple[str, Any]:
     """Run ``fn(item)`` and turn every outcome into ``("done", output)`` or ``("failed", reason)``.
 
-    Runs inside Ray workers too, so a failure crosses the process boundary as a plain string.
+    ``output`` is the path ``fn`` wrote (which must exist), or with ``collect`` whatever it
+    returned. ``fn`` may also return ``(path, extras)``, a dict of per-item figures (frames,
+    faces, seconds …) that ``BatchResult.details`` keeps. Runs inside Ray workers too, so a
+    failure crosses the process boundary as a plain string.
     """
     try:
         out = fn(item)
     except Exception as e:  # a crashing item must not stop the corpus
         return "failed", failure_line(item, e)
-    if out is None or not Path(out).exists():
+    if collect:
+        return "done", out
+    path, extras = out if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) else (out, None)
+    if path is None or not Path(path).exists():
         return "failed", f"produced no output (returned {out!r})"
-    return "done", str(out)
+    return "done", (str(path), extras)
 
 
 def _resolved(p: Path) -> Path:
@@ -141,7 +126,7 @@ def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool,
     return todo, skipped, failed
 
 
-def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Callable[[Any], Any], *,
+def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Callable[[Any], Any] | None, *,
               backend: str = "local", address: str | None = None, num_workers: int | None = None,
               resume: bool = True, description: str = "processing", progress: bool = True,
               up_to_date: Callable[[Any, Path], bool] | None = None) -> BatchResult:
@@ -155,38 +140,49 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
     ``num_workers`` CPUs started for this call (an already-initialised Ray session is reused and
     left running). ``fn`` must then be picklable and importable on the workers. Never raises for
     a bad item; see :class:`BatchResult`.
+
+    Collect mode, ``out_path_of=None``: for commands whose items feed one combined output (a
+    predictions table): nothing is skipped, and ``done`` holds what ``fn`` returned per item.
     """
     if backend not in BACKENDS:
         raise AffectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     items = list(items)
     start, started = time.monotonic(), time.time()
-    todo, skipped, failed = _plan(items, out_path_of, resume, up_to_date)
-    for p in stale_temps([out_path_of(items[k]) for k in todo], started):  # a killed run's leftovers
+    collect = out_path_of is None
+    todo, skipped, failed = (list(range(len(items))), [], []) if collect else _plan(items, out_path_of, resume, up_to_date)
+    for p in [] if collect else stale_temps([out_path_of(items[k]) for k in todo], started):  # a killed run's leftovers
         p.unlink(missing_ok=True)
-    done: list[tuple[int, Path]] = []
+    done: list[tuple[int, Any]] = []
+    details: list[tuple[int, dict]] = []
     from affectlens.report.console import progress as progress_display
 
     with progress_display(enabled=progress, failed_column=True) as bar:
         task = bar.add_task(description, total=len(items), failed=len(failed))
         bar.advance(task, len(items) - len(todo))
 
-        def record(k: int, status: str, payload: str) -> None:
+        def record(k: int, status: str, payload: Any) -> None:
             if status == "done":
-                done.append((k, Path(payload)))
+                if collect:
+                    done.append((k, payload))
+                else:
+                    done.append((k, Path(payload[0])))
+                    if payload[1] is not None:
+                        details.append((k, payload[1]))
             else:
                 failed.append((k, payload))
             bar.update(task, advance=1, failed=len(failed))
 
         if backend == "local":
             for k in todo:
-                record(k, *run_one(fn, items[k]))
+                record(k, *run_one(fn, items[k], collect))
         elif todo:
             from affectlens.scale.ray import run_on_ray
 
-            run_on_ray([(k, items[k]) for k in todo], fn, record, run_one, address=address, num_workers=num_workers)
+            run_on_ray([(k, items[k]) for k in todo], fn, record, run_one, collect=collect, address=address,
+                       num_workers=num_workers)
 
     def in_input_order(part: list) -> list:  # Ray finishes in any order; reports follow the input
         return [(items[k], x) for k, x in sorted(part, key=lambda pair: pair[0])]
 
     return BatchResult(backend, in_input_order(done), in_input_order(skipped), in_input_order(failed),
-                       time.monotonic() - start)
+                       time.monotonic() - start, in_input_order(details))

@@ -58,9 +58,9 @@ def _task_error(e: Exception) -> str:
 
 
 def run_on_ray(todo: Sequence[tuple[int, Any]], fn: Callable[[Any], Any], record: Callable[[int, str, str], None],
-               runner: Callable[[Callable[[Any], Any], Any], tuple[str, str]],
+               runner: Callable[[Callable[[Any], Any], Any, bool], tuple[str, Any]], collect: bool = False,
                address: str | None = None, num_workers: int | None = None) -> None:
-    """Run ``runner(fn, item)`` (``batch.run_one``: an outcome, never an exception) on every
+    """Run ``runner(fn, item, collect)`` (``batch.run_one``: an outcome, never an exception) on every
     ``(index, item)`` as Ray tasks; call ``record(index, status, payload)`` on the driver as each
     finishes (in completion order)."""
     with ray_session(address, num_workers) as ray:
@@ -73,7 +73,7 @@ def run_on_ray(todo: Sequence[tuple[int, Any]], fn: Callable[[Any], Any], record
         while queue or pending:
             while queue and len(pending) < window:
                 k, item = queue.pop()
-                pending[remote.remote(fn_ref, item)] = k
+                pending[remote.remote(fn_ref, item, collect)] = k
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 k = pending.pop(ref)

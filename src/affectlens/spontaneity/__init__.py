@@ -4,7 +4,7 @@
 
 model.py (DiffCNN / CompCNN-{Sub,Comb}@{1,2,3}), ensemble.py (the -SVM ensembles), data.py
 (manifests, USTC-NVIE-style tree reader, detector + eye-line alignment to 44 × 44), synth.py
-(synthetic pairs), protocol.py (subject-independent k-fold / LOSO CV), recipe.py, cli.py.
+(synthetic pairs), recipe.py (training; subject-independent k-fold / LOSO CV), predict.py, demo.py, cli.py.
 Names are imported lazily so that mounting the CLI does not import torch.
 """
 from importlib import import_module
@@ -15,9 +15,9 @@ _EXPORTS = {
     "table_configs": "model", "LinearSVMEnsemble": "ensemble", "ENSEMBLES": "ensemble",
     "PairSample": "data", "read_manifest": "data", "write_manifest": "data", "scan_ustc_nvie": "data",
     "detect_and_align": "data", "generate_pairs": "synth", "synthetic_arrays": "synth",
-    "write_synthetic": "synth", "TrainConfig": "protocol", "run_cv": "protocol", "subject_folds": "protocol",
-    "METHODS": "protocol", "PAPER_TABLE1": "protocol", "PAPER_TABLE2": "protocol", "demo_cv": "recipe",
-    "train_all": "recipe", "predict_pair": "recipe", "preprocess_manifest": "recipe",
+    "write_synthetic": "synth", "TrainConfig": "recipe", "run_cv": "recipe", "subject_folds": "recipe",
+    "METHODS": "recipe", "PAPER_TABLE1": "recipe", "PAPER_TABLE2": "recipe", "demo_cv": "demo",
+    "train_all": "recipe", "predict_pair": "predict", "preprocess_manifest": "data",
 }
 __all__ = sorted(_EXPORTS)
 

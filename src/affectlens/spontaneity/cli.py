@@ -7,10 +7,13 @@ from typing import Optional
 
 import typer
 
-from affectlens.cli_options import hardware_options
-from affectlens.report.console import error_line, one_line, stderr, stdout
-from affectlens.report.html import REPORT_OPTION
-from affectlens.scale import check_output, choice_option, real_option
+from affectlens.cli_options import (
+    ADDRESS_OPTION, BACKEND_OPTION, REPORT_OPTION, WORKERS_OPTION, choice_option, hardware_options,
+    real_option,
+)
+from affectlens.cli_options import RESUME_OPTION as BATCH_RESUME_OPTION
+from affectlens.report.console import one_line, stderr, stdout
+from affectlens.scale import check_output
 from affectlens.training.hardware import Hardware
 
 app = typer.Typer(help="Posed vs spontaneous expressions from onset/apex face pairs (comparison-layer CNNs).",
@@ -42,25 +45,20 @@ def preprocess(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", hel
                out: Path = typer.Option(..., "--out", "-o", help="Folder for crops/ and the new manifest.csv."),
                detector: str = choice_option("centerface", choices=("centerface", "haar"),
                                              help="centerface | haar (Haar has no eye points: "
-                                                  "centerface is the one that aligns).")):
+                                                  "centerface is the one that aligns)."),
+               backend: str = BACKEND_OPTION, address: Optional[str] = ADDRESS_OPTION,
+               workers: Optional[int] = WORKERS_OPTION, resume: bool = BATCH_RESUME_OPTION):
     """Raw frames → face detection → eye-line alignment → 44×44 grey crops, plus a new manifest.
 
-    Goes on past bad files, reports them and exits 1; crops already written are reused."""
-    from affectlens.spontaneity.recipe import preprocess_manifest
+    Goes on past bad files, reports them and exits 1; pairs whose crops exist are skipped."""
+    from affectlens.spontaneity.data import preprocess_manifest
 
     check_output(out, kind="dir", inputs=[manifest_path])
-    det = None
-    if detector != "centerface":
-        from affectlens.faces.detect import make_detector
-
-        det = make_detector(detector)
-    path, failed = preprocess_manifest(manifest_path, out, det)
+    path, res = preprocess_manifest(manifest_path, out, detector, backend=backend, address=address,
+                                    num_workers=workers, resume=resume)
+    res.print_summary(title="spontaneity preprocess")
     console.print(f"wrote {one_line(path)}")
-    for msg in failed:
-        error_line(msg)
-    if failed:
-        error_line(f"{len(failed)} pair(s) failed")
-        raise typer.Exit(1)
+    raise typer.Exit(res.exit_code)
 
 
 RESUME_OPTION = typer.Option(True, "--resume/--no-resume",
@@ -90,7 +88,7 @@ def cv(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manif
 
     Every net of every fold and seed is one run of the training engine under --out/runs/; re-running
     the command after an interruption goes on from the last finished fold."""
-    from affectlens.spontaneity.protocol import (
+    from affectlens.spontaneity.recipe import (
         is_global_zero,
         load_cv_config,
         print_table,
@@ -120,7 +118,7 @@ def _write_cv_report(path: Path, result: dict, out: Path | None) -> None:
     import tempfile
 
     from affectlens.report.html import write_eval_report
-    from affectlens.spontaneity.protocol import error_bars_png, table_rows
+    from affectlens.spontaneity.recipe import error_bars_png, table_rows
 
     loso = result["protocol"] == "loso"
     rows = [{"method": m, "paper" + (" SPOS (LOSO)" if loso else " subset / full"): paper,
@@ -151,7 +149,7 @@ def train(manifest_path: Path = typer.Argument(..., metavar="MANIFEST"),
 
     Each net is one run of the training engine in --out/runs/<net>/ (resumable); its final weights
     are --out/<net>.pt, beside the two -SVM files."""
-    from affectlens.spontaneity.protocol import is_global_zero, load_cv_config
+    from affectlens.spontaneity.recipe import is_global_zero, load_cv_config
     from affectlens.spontaneity.recipe import train_all
 
     c = load_cv_config(config, epochs=epochs, size=size, batch_size=batch_size, lr=lr, threads=threads)
@@ -169,7 +167,7 @@ def predict(onset: Path = typer.Argument(..., help="Onset image, or a video (wit
             apex_frame: Optional[int] = typer.Option(None, min=0, help="Video: 0-based apex frame index."),
             as_json: bool = typer.Option(False, "--json")):
     """Posed or spontaneous, with a probability, for one onset/apex pair (images or two video frames)."""
-    from affectlens.spontaneity.recipe import image_pair, predict_pair, video_pair
+    from affectlens.spontaneity.predict import image_pair, predict_pair, video_pair
 
     if apex is None:
         if onset_frame is None or apex_frame is None:
@@ -193,13 +191,10 @@ def synth_spontaneity(out: Path = typer.Argument(..., help="Folder for the tree 
                                                       help="0 separates the classes, 1 mixes their cues."),
                       seed: int = typer.Option(0, min=0)):
     """Synthetic onset/apex 44×44 face pairs (posed: lopsided, mouth-driven; spontaneous: eyes move too)."""
-    from affectlens.report.console import progress
     from affectlens.spontaneity.synth import write_synthetic
 
     check_output(out, kind="dir")
-    with progress() as bar:
-        task = bar.add_task("rendering pairs", total=subjects * per_subject)
-        path = write_synthetic(out, subjects, per_subject, seed, difficulty, progress=lambda: bar.advance(task))
+    path = write_synthetic(out, subjects, per_subject, seed, difficulty)
     console.print(f"wrote {subjects * per_subject} pairs and {one_line(path)}")
 
 

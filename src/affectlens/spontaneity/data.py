@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from affectlens.errors import DataError, MediaError
 from affectlens.faces.align import align_eyes
-from affectlens.media.image import IMAGE_EXTS, read_grey
+from affectlens.media.image import IMAGE_EXTS, read_grey, write_image
 from affectlens.media.image import read_image as read_rgb
 
 MANIFEST_FIELDS = ("subject", "onset", "apex", "label")
@@ -52,6 +53,9 @@ class PairSample:
     label: int  # 0 = posed, 1 = spontaneous
     id: str
     expression: str = ""
+
+    def __str__(self) -> str:  # how a batch report names the pair
+        return f"pair {self.id}"
 
 
 def read_manifest(path: str | Path) -> List[PairSample]:
@@ -92,7 +96,7 @@ def _parse_row(path: Path, line: int, row: dict) -> PairSample:
 
 def write_manifest(path: str | Path, samples: Sequence[PairSample]) -> Path:
     """Write samples atomically with paths relative to the manifest's folder where possible."""
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     path = Path(path)
     base = path.parent.resolve()
@@ -210,17 +214,18 @@ def detect_and_align(rgb: np.ndarray, detector=None, name: str = "image") -> np.
     return align_eyes(rgb, eyes[0], eyes[1], SIZE)
 
 
-_DETECTOR = None
+@lru_cache(maxsize=4)
+def detector_named(name: str = "centerface"):
+    """The face detector ``preprocess`` uses, built once per process (and per Ray worker):
+    CenterFace over the photo scales, or OpenCV's Haar cascade as in the paper."""
+    from affectlens.faces.detect import PHOTO_SCALES, CenterFace, make_detector
+
+    return CenterFace(threshold=0.5, scale=PHOTO_SCALES) if name == "centerface" else make_detector(name)
 
 
 def default_detector():
-    """A CenterFace detector from ``affectlens.faces`` (built once per process)."""
-    global _DETECTOR
-    if _DETECTOR is None:
-        from affectlens.faces.detect import PHOTO_SCALES, CenterFace
-
-        _DETECTOR = CenterFace(threshold=0.5, scale=PHOTO_SCALES)
-    return _DETECTOR
+    """CenterFace, as ``detector_named()``."""
+    return detector_named("centerface")
 
 
 def to_crop(path: str | Path, detector=None) -> np.ndarray:
@@ -229,3 +234,44 @@ def to_crop(path: str | Path, detector=None) -> np.ndarray:
     if img.shape[:2] == (SIZE, SIZE):
         return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     return detect_and_align(img, detector, name=str(path))
+
+
+# ---------------------------------------------------------------- a manifest of raw frames → crops
+
+def crop_paths(sample: PairSample, crops: Path) -> dict[str, Path]:
+    """Where ``preprocess`` writes a pair's two crops: ``crops/<id>_onset.png`` and ``_apex.png``."""
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in sample.id)
+    return {k: Path(crops) / f"{stem}_{k}.png" for k in ("onset", "apex")}
+
+
+def preprocess_pair(sample: PairSample, crops: Path, detector: str = "centerface") -> Path:
+    """One pair's raw frames → its two aligned 44 × 44 crops, each written atomically (the apex crop
+    last: it is the output the batch runner checks). Module level, so Ray can ship it."""
+    dst = crop_paths(sample, crops)
+    for key, src in (("onset", sample.onset), ("apex", sample.apex)):
+        write_image(dst[key], to_crop(src, detector_named(detector)))
+    return dst["apex"]
+
+
+def preprocess_manifest(manifest: str | Path, out: str | Path, detector: str = "centerface", *,
+                        backend: str = "local", address: str | None = None, num_workers: int | None = None,
+                        resume: bool = True, progress: bool = True):
+    """Raw frames → aligned crops under ``out/crops/`` and ``out/manifest.csv`` of the pairs that worked.
+
+    Runs through the one batch runner (:func:`affectlens.scale.run_batch`): pairs whose crops exist
+    are skipped (resume), a bad file costs only its pair, and ``backend="ray"`` spreads the pairs
+    over a cluster. Returns ``(manifest path, BatchResult)``.
+    """
+    from affectlens.scale import run_batch
+
+    samples = read_manifest(manifest)
+    crops = Path(out) / "crops"
+    res = run_batch(samples, partial(preprocess_pair, crops=crops, detector=detector),
+                    lambda s: crop_paths(s, crops)["apex"], backend=backend, address=address,
+                    num_workers=num_workers, resume=resume, description="aligning faces", progress=progress)
+    ok = {s.id for s, _ in res.done + res.skipped}
+    done = [PairSample(s.subject, *crop_paths(s, crops).values(), s.label, s.id, s.expression)
+            for s in samples if s.id in ok]
+    if not done:
+        raise DataError(manifest, f"no pair could be preprocessed ({len(res.failed)} failed)")
+    return write_manifest(Path(out) / "manifest.csv", done), res

@@ -1,19 +1,382 @@
-"""Short recipes behind the CLI: preprocess a manifest, cross-validate, train for deployment, predict."""
+"""Training and evaluation (paper 001): the seven nets and the two -SVM ensembles, evaluated
+subject-independently (k groups of subjects, default 10; or leave-one-subject-out), and trained on
+every pair for deployment (``train_all``).
+
+Error rates are averaged over folds **and** over several seeds; the paper's footnote explains why
+picking the best seed on the test set reports a number no user would get. We print the mean, the
+standard deviation over folds (of the seed-averaged fold errors) and over seeds (of the
+fold-averaged errors).
+
+Every net is one run of the training engine (:func:`affectlens.training.engine.fit`) in its own
+folder, ``<out>/runs/seed<s>/fold<k>/<net>/``; a finished fold keeps its nine predictions in
+``fold.json`` beside them, so an interrupted cross-validation resumes fold by fold and net by net.
+"""
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from affectlens.errors import AffectlensError, DataError
-from affectlens.spontaneity.data import (LABEL_NAMES, PairSample, load_pairs, read_manifest, to_crop,
-                                         write_manifest)
+from affectlens.errors import DataError
+from affectlens.spontaneity.data import load_pairs, read_manifest
 from affectlens.spontaneity.ensemble import ENSEMBLES, LinearSVMEnsemble, concat_features
-from affectlens.spontaneity.protocol import (TrainConfig, error_bars_png, is_global_zero, net_outputs, run_cv,
-                                             to_tensor, train_net)
+from affectlens.spontaneity.model import SpontaneityNet, SpontaneityNetConfig, table_configs
+from affectlens.training.engine import FitResult, TrainModule, fit, loader
+from affectlens.training.hardware import Hardware
+
+METHODS = ("DiffCNN", "CompCNN-Sub@1", "CompCNN-Sub@2", "CompCNN-Sub@3", "CompCNN-Sub-SVM",
+           "CompCNN-Comb@1", "CompCNN-Comb@2", "CompCNN-Comb@3", "CompCNN-Comb-SVM")
+# Table 1 (USTC-NVIE, subject-independent 10-fold: subset of 1028 samples / 80 subjects, full set
+# of 4203 / 148) and Table 2 (SPOS, leave-one-subject-out), error rate in %.
+PAPER_TABLE1 = {"DiffCNN": (3.70, 8.47), "CompCNN-Sub@1": (2.82, 7.47), "CompCNN-Sub@2": (3.11, 7.61),
+                "CompCNN-Sub@3": (3.79, 7.35), "CompCNN-Sub-SVM": (2.43, 6.52), "CompCNN-Comb@1": (2.33, 6.40),
+                "CompCNN-Comb@2": (2.43, 7.21), "CompCNN-Comb@3": (2.33, 6.83), "CompCNN-Comb-SVM": (2.04, 5.95)}
+PAPER_TABLE2 = {"DiffCNN": 21.37, "CompCNN-Sub@1": 18.38, "CompCNN-Sub@2": 17.95, "CompCNN-Sub@3": 20.51,
+                "CompCNN-Sub-SVM": 16.66, "CompCNN-Comb@1": 19.49, "CompCNN-Comb@2": 19.91,
+                "CompCNN-Comb@3": 19.91, "CompCNN-Comb-SVM": 19.06}
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """How each net is fitted (the paper does not give its optimiser; Adam is our choice)."""
+
+    size: Literal["tiny", "small", "paper"] = "small"  # net widths (see model.py)
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    svm_c: float = 1.0
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class CVConfig(TrainConfig):
+    """A flat experiment file (configs/spontaneity_*.yaml): the protocol beside TrainConfig's fields.
+
+    It extends TrainConfig so that one flat YAML holds both and :func:`affectlens.config.load_config`
+    checks every key; the nets only ever see :attr:`train`."""
+
+    protocol: Literal["kfold", "loso"] = "kfold"
+    folds: int = 10
+    seeds: int = 3
+    first_seed: int = 0
+
+    @property
+    def train(self) -> TrainConfig:
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
+
+
+def load_cv_config(path: str | Path | None = None, **overrides) -> CVConfig:
+    """Defaults ← the YAML file (if any) ← overrides that are not None; a bad key or value is one line."""
+    from affectlens.config import load_config
+
+    return load_config(CVConfig, path, **overrides)
+
+
+def is_global_zero() -> bool:
+    """Whether this process is rank 0: under DDP every rank runs the whole command, and only rank 0
+    writes results and prints them (Lightning sets the rank from the launcher's environment)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, 44, 44) uint8 → (N, 1, 44, 44) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).float().div_(127.5).sub_(1.0).unsqueeze(1)
+
+
+def subject_folds(subjects: Sequence[str], protocol: str = "kfold", k: int = 10,
+                  split_seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(train_idx, test_idx) per fold; no subject is ever on both sides.
+
+    ``kfold``: subjects shuffled with ``split_seed`` and dealt into ``k`` groups of near-equal
+    sample counts (greedy: each subject to the currently smallest group). ``loso``: one fold per subject.
+    """
+    subjects = np.asarray(subjects)
+    uniq = np.unique(subjects)
+    if protocol == "loso":
+        groups = [[s] for s in uniq]
+    elif protocol == "kfold":
+        if not 2 <= k <= len(uniq):
+            raise ValueError(f"k={k} folds need between 2 and {len(uniq)} (the number of subjects)")
+        order = np.random.default_rng(split_seed).permutation(uniq)
+        counts = {s: int((subjects == s).sum()) for s in uniq}
+        groups, sizes = [[] for _ in range(k)], np.zeros(k, int)
+        for s in sorted(order, key=lambda s: -counts[s]):  # stable: ties keep the shuffled order
+            g = int(np.argmin(sizes))
+            groups[g].append(s)
+            sizes[g] += counts[s]
+    else:
+        raise ValueError(f"protocol must be 'kfold' or 'loso', not {protocol!r}")
+    folds = []
+    for g in groups:
+        test = np.isin(subjects, g)
+        folds.append((np.flatnonzero(~test), np.flatnonzero(test)))
+    return folds
+
+
+@dataclass(frozen=True)
+class NetRecipe:
+    """What one net's run folder is made with. It names the training pairs by their fingerprint,
+    so the engine refuses to continue a folder made from another split or manifest."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    data: str
+
+
+def fingerprint(*tensors: torch.Tensor) -> str:
+    """A short hash of the tensors' bytes (milliseconds even for the full USTC-NVIE set)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class PairSet(torch.utils.data.Dataset):
+    """Onset and apex ``(N, 1, 44, 44)`` and labels ``(N,)`` served a whole batch per call
+    (``__getitems__``): a CV fits hundreds of tiny nets, and collating single samples would cost
+    more than the nets' own steps."""
+
+    def __init__(self, onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor):
+        self.onset, self.apex, self.labels = onset, apex, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, idx: List[int]) -> dict:
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return {"onset": self.onset[i], "apex": self.apex[i], "label": self.labels[i]}
+
+
+def as_batch(batch: dict) -> dict:
+    """The DataLoader's collate step for :class:`PairSet`, whose batches come ready."""
+    return batch
+
+
+class SpontaneityModule(TrainModule):
+    """One net of Table 1: cross-entropy and Adam with weight decay. There is no validation split:
+    a fold's test subjects are what is reported, so the net of the last epoch is the one kept."""
+
+    def __init__(self, config: SpontaneityNetConfig, recipe: NetRecipe):
+        super().__init__(config, recipe, seed=recipe.seed)
+        self.model = SpontaneityNet(config)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self.model(batch["onset"], batch["apex"])  # (B, 2)
+        loss = F.cross_entropy(logits, batch["label"])
+        self.record("train_loss", loss, len(logits))
+        return loss
+
+    def configure_optimizers(self):
+        r = self.train_config
+        return torch.optim.Adam(self.model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
+
+
+def train_net(config: SpontaneityNetConfig, onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor,
+              tc: TrainConfig, seed: int, out: str | Path, *, hardware: Hardware | None = None,
+              resume: bool = True, progress: bool | None = None) -> Tuple[SpontaneityNet, FitResult]:
+    """Fit one net on (N, 1, 44, 44) tensors into the run folder ``out`` through the engine (a
+    finished run there is not trained again); returns the last epoch's net in eval mode and the result."""
+    recipe = NetRecipe(tc.epochs, tc.batch_size, tc.lr, tc.weight_decay, int(seed), fingerprint(onset, apex, labels))
+    module = SpontaneityModule(config, recipe)
+    pairs = loader(PairSet(onset, apex, labels), tc.batch_size, shuffle=True, seed=int(seed), collate_fn=as_batch)
+    result = fit(module, pairs, None, out=out, epochs=tc.epochs, hardware=hardware, resume=resume, progress=progress)
+    return module.model.eval(), result
+
+
+@torch.no_grad()
+def net_outputs(net: SpontaneityNet, onset: torch.Tensor, apex: torch.Tensor, batch: int = 256):
+    """(P(spontaneous) (N,), FC2 features (N, D)) in eval mode, computed on the net's device."""
+    net.eval()
+    device = next(net.parameters()).device
+    probs, feats = [], []
+    for i in range(0, len(onset), batch):
+        f = net.forward_features(onset[i:i + batch].to(device), apex[i:i + batch].to(device))
+        probs.append(torch.softmax(net.forward_head(f), 1)[:, 1].cpu())
+        feats.append(f.cpu())
+    return torch.cat(probs).numpy(), torch.cat(feats).numpy()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Hide the engine's start-up and per-epoch lines (and Lightning's warnings) inside a CV: they
+    would be thousands of lines; the fold progress bar says how far the CV is."""
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def fit_fold(onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor, train: np.ndarray,
+             test: np.ndarray, tc: TrainConfig, seed: int, out: Path, hardware: Hardware | None = None,
+             resume: bool = True) -> Dict[str, np.ndarray]:
+    """Train the seven nets (one engine run each, ``out/<net>/``) and the two SVMs on ``train``;
+    predicted labels on ``test`` for all nine methods.
+
+    The predictions are kept in ``out/fold.json`` with the settings that made them and reused when
+    those match (a finished fold is not trained again). Any other change trains the fold anew:
+    the engine then continues nets whose folders differ only in ``epochs`` and refuses the rest."""
+    from affectlens.files import write_json
+
+    tr, te = torch.from_numpy(train), torch.from_numpy(test)
+    settings = {**asdict(tc), "seed": int(seed), "train": fingerprint(onset[tr], apex[tr], labels[tr]),
+                "test": fingerprint(onset[te], apex[te], labels[te])}
+    settings.pop("threads")
+    record = out / "fold.json"
+    if resume and record.is_file():
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        if saved.get("settings") == settings:
+            return {m: np.asarray(p, np.int64) for m, p in saved["preds"].items()}
+    preds, feats_tr, feats_te = {}, {}, {}
+    for config in table_configs(tc.size):
+        with _quiet():
+            net, _ = train_net(config, onset[tr], apex[tr], labels[tr], tc, seed, out / config.name,
+                               hardware=hardware, resume=resume, progress=False)
+        p_te, feats_te[config.name] = net_outputs(net, onset[te], apex[te])
+        _, feats_tr[config.name] = net_outputs(net, onset[tr], apex[tr])
+        preds[config.name] = (p_te > 0.5).astype(np.int64)
+    y_tr = labels[tr].numpy()
+    for name, members in ENSEMBLES.items():
+        svm = LinearSVMEnsemble(C=tc.svm_c).fit(concat_features(feats_tr, members), y_tr, seed)
+        preds[name] = svm.predict(concat_features(feats_te, members))
+    if is_global_zero():
+        write_json(record, {"settings": settings, "preds": {m: p.tolist() for m, p in preds.items()}})
+    return preds
+
+
+@contextlib.contextmanager
+def _run_root(out: str | Path | None):
+    """The CV's run folder, or a temporary one for a run that keeps nothing (the demo)."""
+    import tempfile
+
+    if out is not None:
+        yield Path(out)
+        return
+    with tempfile.TemporaryDirectory(prefix="affectlens-cv-") as tmp:
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _fold_progress(enabled: bool, total: int, label: str):
+    """A progress bar over the folds (rank 0, on a terminal) whose ``tick()`` advances it."""
+    from affectlens.report.console import progress
+
+    with progress(enabled=enabled and is_global_zero()) as bar:
+        task = bar.add_task(f"{label}: folds done", total=total)
+        yield lambda: bar.advance(task)
+
+
+def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
+           protocol: str = "kfold", folds: int = 10, seeds: Sequence[int] = (0, 1, 2),
+           tc: TrainConfig = TrainConfig(), split_seed: int = 0, progress: bool = False,
+           on_fold: Optional[Callable[[int, int, Dict[str, float]], None]] = None,
+           out: str | Path | None = None, hardware: Hardware | None = None, resume: bool = True) -> dict:
+    """Subject-independent cross-validation of all nine methods, one engine run per net, fold and
+    seed under ``out/runs/`` (a temporary folder when ``out`` is None).
+
+    Returns a JSON-able dict: ``errors[method][seed][fold]`` (fractions), a ``summary`` per method
+    (error % mean, std over folds, std over seeds, pooled error %) and the run's settings.
+    ``on_fold(seed, fold, {method: error})`` is called after every fold (logging from scripts).
+    """
+    torch.set_num_threads(max(1, min(tc.threads, 2)))
+    splits = subject_folds(subjects, protocol, folds, split_seed)
+    o, a, y = to_tensor(onset), to_tensor(apex), torch.from_numpy(np.asarray(labels, np.int64))
+    errors = {m: np.zeros((len(seeds), len(splits))) for m in METHODS}
+    wrong = {m: 0 for m in METHODS}
+    with _run_root(out) as root, _fold_progress(progress, len(seeds) * len(splits), f"{protocol} CV") as tick:
+        for si, seed in enumerate(seeds):
+            for fi, (train, test) in enumerate(splits):
+                preds = fit_fold(o, a, y, train, test, tc, seed + 1000 * fi,
+                                 root / "runs" / f"seed{seed}" / f"fold{fi:02d}", hardware, resume)
+                for m in METHODS:
+                    miss = preds[m] != labels[test]
+                    errors[m][si, fi] = miss.mean()
+                    wrong[m] += int(miss.sum())
+                tick()
+                if on_fold is not None:
+                    on_fold(seed, fi, {m: float(errors[m][si, fi]) for m in METHODS})
+    n_eval = len(seeds) * len(labels)
+    return {"protocol": protocol, "folds": len(splits), "seeds": list(seeds), "samples": int(len(labels)),
+            "subjects": int(len(np.unique(subjects))), "train": asdict(tc),
+            "errors": {m: e.tolist() for m, e in errors.items()},
+            "summary": {m: summarise(errors[m], wrong[m] / n_eval) for m in METHODS}}
+
+
+def summarise(err: np.ndarray, pooled: float) -> dict:
+    """err: (seeds, folds) fractions → percentages."""
+    return {"mean": 100 * float(err.mean()),
+            "std_folds": 100 * float(err.mean(0).std(ddof=1)) if err.shape[1] > 1 else 0.0,
+            "std_seeds": 100 * float(err.mean(1).std(ddof=1)) if err.shape[0] > 1 else 0.0,
+            "pooled": 100 * float(pooled)}
+
+
+def table_rows(result: dict) -> List[Tuple[str, str, str, str]]:
+    """(method, paper column(s), ours mean ± std over folds, std over seeds) in Table 1's order."""
+    rows = []
+    loso = result["protocol"] == "loso"
+    for m in METHODS:
+        s = result["summary"][m]
+        paper = f"{PAPER_TABLE2[m]:.2f}" if loso else "{:.2f} / {:.2f}".format(*PAPER_TABLE1[m])
+        rows.append((m, paper, f"{s['mean']:.2f} ± {s['std_folds']:.2f}", f"{s['std_seeds']:.2f}"))
+    return rows
+
+
+def print_table(result: dict, console=None, title: str = "") -> None:
+    """Table 1's layout (Table 2's for leave-one-subject-out) with the paper's numbers beside ours."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    loso = result["protocol"] == "loso"
+    paper_col = "paper SPOS (LOSO)" if loso else "paper subset / full"
+    table = Table(title=title or f"Error rate % — {result['protocol']}, {result['folds']} folds × "
+                                 f"{len(result['seeds'])} seeds, {result['samples']} pairs, {result['subjects']} subjects")
+    for col in ("Method", paper_col, "ours: mean ± std(folds)", "std(seeds)"):
+        table.add_column(col, justify="left" if col == "Method" else "right")
+    for row in table_rows(result):
+        table.add_row(*row)
+    console.print(table)
+
+
+def error_bars_png(result: dict, path) -> None:
+    """Bar chart: our error per method (with fold std) beside the paper's subset column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from affectlens.files import atomic_path
+
+    loso = result["protocol"] == "loso"
+    ours = [result["summary"][m]["mean"] for m in METHODS]
+    err = [result["summary"][m]["std_folds"] for m in METHODS]
+    paper = [PAPER_TABLE2[m] if loso else PAPER_TABLE1[m][0] for m in METHODS]
+    x = np.arange(len(METHODS))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.bar(x - 0.2, ours, 0.4, yerr=err, label="ours", capsize=3)
+    ax.bar(x + 0.2, paper, 0.4, label="paper (SPOS)" if loso else "paper (USTC-NVIE subset)")
+    ax.set_xticks(x, METHODS, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("error rate %")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------ from a manifest
 def load_dataset(manifest: str | Path, progress: bool = False):
     """Manifest → (onset, apex, labels, subjects) arrays of 44 × 44 crops."""
     samples = read_manifest(manifest)
@@ -30,7 +393,7 @@ def cross_validate(manifest: str | Path, out: Optional[Path], protocol: str = "k
                    on_fold=None, hardware=None, resume: bool = True) -> dict:
     """Read, cross-validate all nine methods (the nets' run folders under ``out/runs/``), write
     ``results.json`` and ``errors.png`` into ``out`` (rank 0 only)."""
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     onset, apex, labels, subjects = load_dataset(manifest, progress and is_global_zero())
     if len(np.unique(labels)) < 2:
@@ -45,22 +408,6 @@ def cross_validate(manifest: str | Path, out: Optional[Path], protocol: str = "k
     return result
 
 
-def demo_cv(n_subjects: int = 12, per_subject: int = 8, folds: int = 2, epochs: int = 10, seed: int = 0) -> dict:
-    """A fast, self-contained run for demos (~20 s of CPU): 96 synthetic smiles (the easiest setting:
-    difficulty 0, happiness only), 2 subject folds, 1 seed, tiny nets. The result has ``summary``
-    and a flat ``methods`` view {method: {mean, std, paper_subset}} in %."""
-    from affectlens.spontaneity.protocol import PAPER_TABLE1
-    from affectlens.spontaneity.synth import synthetic_arrays
-
-    onset, apex, labels, subjects = synthetic_arrays(n_subjects, per_subject, seed=seed, difficulty=0.0,
-                                                     expressions=("happiness",))
-    result = run_cv(onset, apex, labels, subjects, "kfold", folds, (seed,), TrainConfig(size="tiny", epochs=epochs))
-    # a flat view for reports: error % mean and std over folds, with the paper's USTC-NVIE subset figure
-    result["methods"] = {m: {"mean": round(s["mean"], 2), "std": round(s["std_folds"], 2),
-                             "paper_subset": PAPER_TABLE1[m][0]} for m, s in result["summary"].items()}
-    return result
-
-
 def train_all(manifest: str | Path, out: str | Path, tc: TrainConfig = TrainConfig(), seed: int = 0,
               resume: bool = True, progress: bool = True, hardware=None) -> List[Path]:
     """Fit the seven nets and both SVMs on every pair of the manifest; one model file per method.
@@ -69,10 +416,8 @@ def train_all(manifest: str | Path, out: str | Path, tc: TrainConfig = TrainConf
     is not trained again) whose final weights become ``out/<net name>.pt``; ``out/<ensemble>.pt``
     holds the SVM and the names of its three member nets. Files are written by rank 0 only.
     """
-    import torch
     from torch import nn
 
-    from affectlens.spontaneity.model import table_configs
     from affectlens.training import load_checkpoint, save_checkpoint
 
     torch.set_num_threads(max(1, min(tc.threads, 2)))
@@ -93,104 +438,3 @@ def train_all(manifest: str | Path, out: str | Path, tc: TrainConfig = TrainConf
         if is_global_zero():  # an SVM has no net weights: an empty state_dict, the SVM in ``extra``
             save_checkpoint(written[-1], nn.Module(), {"method": name}, train=tc, svm=svm.state())
     return written
-
-
-def load_model(path: str | Path):
-    """The spontaneity room's one checkpoint reader: a net file (``SpontaneityNet`` in eval mode; any
-    engine ``best.pt``/``last.pt`` too) or an -SVM file (``LinearSVMEnsemble`` whose ``members`` name
-    the three net files beside it)."""
-    from affectlens.config import from_dict
-    from affectlens.spontaneity.model import SpontaneityNet, SpontaneityNetConfig
-    from affectlens.training import load_checkpoint
-
-    ck = load_checkpoint(path)
-    try:
-        if "svm" in ck["extra"]:
-            return LinearSVMEnsemble.from_state(ck["extra"]["svm"])
-        net = SpontaneityNet(from_dict(SpontaneityNetConfig, ck["model"], source=path))
-        net.load_state_dict(ck["state_dict"])
-    except (TypeError, RuntimeError, ValueError, KeyError) as e:
-        raise DataError(path, f"not a spontaneity checkpoint ({type(e).__name__})") from None
-    return net.eval()
-
-
-def predict_pair(onset: np.ndarray, apex: np.ndarray, checkpoint: str | Path,
-                 method: str = "CompCNN-Comb-SVM") -> dict:
-    """44 × 44 grey crops → {label, p_spontaneous, method}. ``checkpoint``: a net ``.pt`` or a folder
-    written by ``train_all`` (then ``method`` picks one of its nine models)."""
-    checkpoint = Path(checkpoint)
-    o, a = to_tensor(onset[None]), to_tensor(apex[None])
-    path = checkpoint / f"{method}.pt" if checkpoint.is_dir() else checkpoint
-    if checkpoint.is_dir() and not path.is_file():
-        raise DataError(path, f"no model {method!r} in {checkpoint} (train it with `affectlens spontaneity train`)")
-    model = load_model(path)
-    if isinstance(model, LinearSVMEnsemble):
-        feats = {m: net_outputs(load_model(path.parent / f"{m}.pt"), o, a)[1] for m in model.members}
-        p = float(model.predict_proba(concat_features(feats, model.members))[0, 1])
-    else:
-        method = model.config.name
-        p = float(net_outputs(model, o, a)[0][0])
-    return {"method": method, "label": LABEL_NAMES[int(p > 0.5)], "p_spontaneous": p,
-            "p_posed": 1.0 - p}
-
-
-def video_pair(path: str | Path, onset_frame: int, apex_frame: int, detector=None) -> Tuple[np.ndarray, np.ndarray]:
-    """Two frames of a video (0-based indices in decoding order) → aligned 44 × 44 crops."""
-    from affectlens.errors import MediaError
-    from affectlens.media import iter_frames
-    from affectlens.spontaneity.data import detect_and_align
-
-    wanted = {onset_frame: None, apex_frame: None}
-    last = max(wanted)
-    for i, (_, _, rgb) in enumerate(iter_frames(path)):
-        if i in wanted:
-            wanted[i] = rgb
-        if i >= last:
-            break
-    missing = [i for i, f in wanted.items() if f is None]
-    if missing:
-        raise MediaError(path, f"has fewer than {max(missing) + 1} frames (asked for frame {max(missing)})")
-    return (detect_and_align(wanted[onset_frame], detector, f"{path}#frame{onset_frame}"),
-            detect_and_align(wanted[apex_frame], detector, f"{path}#frame{apex_frame}"))
-
-
-def image_pair(onset: str | Path, apex: str | Path, detector=None) -> Tuple[np.ndarray, np.ndarray]:
-    """Two image files → aligned 44 × 44 crops (files already 44 × 44 are used as they are)."""
-    return to_crop(onset, detector), to_crop(apex, detector)
-
-
-def preprocess_manifest(manifest: str | Path, out: str | Path, detector=None,
-                        progress: bool = True) -> Tuple[Path, List[str]]:
-    """Raw frames → aligned crops under ``out/crops/`` and ``out/manifest.csv`` of the pairs that worked.
-
-    Goes on past bad files and returns their one-line errors; crops already written are reused
-    (resume), and every file is written atomically.
-    """
-    import cv2
-
-    from affectlens.utils import atomic_path
-
-    samples = read_manifest(manifest)
-    out = Path(out)
-    crops = out / "crops"
-    crops.mkdir(parents=True, exist_ok=True)
-    done: List[PairSample] = []
-    failed: List[str] = []
-    from affectlens.report.console import track
-
-    for s in track(samples, "aligning faces", enabled=progress):
-        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in s.id)
-        dst = {k: crops / f"{stem}_{k}.png" for k in ("onset", "apex")}
-        try:
-            for key, src in (("onset", s.onset), ("apex", s.apex)):
-                if not dst[key].is_file():
-                    crop = to_crop(src, detector)
-                    with atomic_path(dst[key]) as tmp:
-                        cv2.imwrite(str(tmp), crop)
-        except AffectlensError as e:
-            failed.append(str(e))
-            continue
-        done.append(PairSample(s.subject, dst["onset"], dst["apex"], s.label, s.id, s.expression))
-    if not done:
-        raise DataError(manifest, f"no pair could be preprocessed ({len(failed)} failed)")
-    return write_manifest(out / "manifest.csv", done), failed

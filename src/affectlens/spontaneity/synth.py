@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from affectlens.faces.align import EYE_DIST, EYE_Y
 from affectlens.spontaneity.data import MANIFEST_FIELDS
-from affectlens.utils import atomic_path
+from affectlens.files import atomic_path
 
 EXPRESSIONS = ("happiness", "surprise", "sadness")
 SS = 4  # supersampling factor: draw at 4× and downsample with area averaging (sub-pixel cues)
@@ -224,30 +225,58 @@ def synthetic_arrays(n_subjects: int = 24, per_subject: int = 8, seed: int = 0, 
 
 
 def write_synthetic(out: str | Path, n_subjects: int = 40, per_subject: int = 8, seed: int = 0,
-                    difficulty: float = 0.5, progress=None) -> Path:
+                    difficulty: float = 0.5, progress: bool = True) -> Path:
     """Write ``out/<posed|spontaneous>/<subject>/<id>/{onset,apex}.png`` (the USTC-NVIE-style tree that
-    ``data.scan_ustc_nvie`` reads) and ``out/manifest.csv``; returns the manifest path."""
+    ``data.scan_ustc_nvie`` reads) and ``out/manifest.csv``; returns the manifest path.
+
+    The pairs are written through the one batch runner (:func:`affectlens.scale.run_batch`): a pair
+    already on disk is skipped, each image is written atomically (the apex last)."""
+    from affectlens.errors import AffectlensError
+    from affectlens.scale import run_batch
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    pairs = [SynthPair(r) for r in generate_pairs(n_subjects, per_subject, seed, difficulty)]
+    res = run_batch(pairs, partial(write_pair, out=out), lambda pr: pair_folder(pr, out) / "apex.png",
+                    description="rendering pairs", progress=progress)
+    if res.failed:
+        raise AffectlensError(res.failed[0][1])
     rows = []
-    for r in generate_pairs(n_subjects, per_subject, seed, difficulty):
-        folder = out / r["label"] / r["subject"] / r["id"]
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("onset", "apex"):
-            with atomic_path(folder / f"{name}.png") as tmp:
-                if not cv2.imwrite(str(tmp), r[name]):
-                    raise OSError(f"could not write {folder / name}.png")
-        rel = folder.relative_to(out).as_posix()
+    for pr in pairs:
+        rel = pair_folder(pr, out).relative_to(out).as_posix()
+        r = pr.row
         rows.append({"subject": r["subject"], "onset": f"{rel}/onset.png", "apex": f"{rel}/apex.png",
                      "label": r["label"], "id": r["id"], "expression": r["expression"]})
-        if progress is not None:
-            progress()
     manifest = out / "manifest.csv"
     with atomic_path(manifest) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(MANIFEST_FIELDS) + ["id", "expression"])
         w.writeheader()
         w.writerows(rows)
     return manifest
+
+
+@dataclass(frozen=True)
+class SynthPair:
+    """One rendered pair (a row of ``generate_pairs``), named by its id in batch reports."""
+
+    row: dict
+
+    def __str__(self) -> str:
+        return f"pair {self.row['id']}"
+
+
+def pair_folder(pair: SynthPair, out: Path) -> Path:
+    return Path(out) / pair.row["label"] / pair.row["subject"] / pair.row["id"]
+
+
+def write_pair(pair: SynthPair, out: Path) -> Path:
+    """Write one pair's onset and apex crops (the apex last: the batch runner's output)."""
+    from affectlens.media.image import write_image
+
+    folder = pair_folder(pair, out)
+    for name in ("onset", "apex"):
+        write_image(folder / f"{name}.png", pair.row[name])
+    return folder / "apex.png"
 
 
 def render_scene(idn: Identity, act: Action, size: int = 320, face_frac: float = 0.55,

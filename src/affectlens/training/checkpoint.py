@@ -13,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from affectlens.errors import DataError
-from affectlens.utils import atomic_path
+from affectlens.files import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = 2
 KEYS = ("state_dict", "model", "train", "epoch", "best", "history", "extra")

@@ -50,7 +50,7 @@ from affectlens.errors import AffectlensError
 from affectlens.training.checkpoint import FORMAT, load_checkpoint, write_payload
 from affectlens.training.hardware import Hardware
 from affectlens.training.seed import seed_everything
-from affectlens.utils import stale_temps
+from affectlens.files import stale_temps
 
 __all__ = ["EpochSampler", "FitResult", "TrainModule", "fit", "loader"]
 
@@ -321,7 +321,7 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
     result = FitResult(out, {k: list(v) for k, v in module.history.items()}, dict(module.best),
                        len(next(iter(module.history.values()), [])), trainer.is_global_zero, trainer.world_size)
     if trainer.is_global_zero:
-        from affectlens.utils import write_json
+        from affectlens.files import write_json
 
         write_json(out / "metrics.json", {"epochs": result.epochs, "best": result.best, "history": result.history,
                                           "world_size": result.world_size})

@@ -6,10 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from affectlens.cli_options import hardware_options
+from affectlens.cli_options import REPORT_OPTION, choice_option, hardware_options, real_option
 from affectlens.report.console import one_line, problem_lines, stdout
-from affectlens.report.html import REPORT_OPTION
-from affectlens.scale import check_output, choice_option, real_option
+from affectlens.scale import check_output
 from affectlens.training.hardware import Hardware
 
 app = typer.Typer(help="Multi-label video tagging on YouTube-8M features (+ titles and keywords).",
@@ -158,7 +157,7 @@ def ablation(data: List[Path] = _DATA, text: Path = typer.Option(..., "--text", 
     """Table 5 (visual; audio; visual+audio; +keywords; +titles) and Table 6 (text models).
 
     Every model that learns trains on the training engine (docs/training.md)."""
-    from affectlens.videotag.textrecipe import run_ablation
+    from affectlens.videotag.ablation import run_ablation
 
     tr, ev = _split(data, "train", train_shards), _split(data, "eval", train_shards)
     check_output(out, kind="dir", inputs=[text, *tr, *ev])
@@ -190,7 +189,7 @@ def ensemble(checkpoints: List[Path] = typer.Argument(..., help="best.pt files o
 @app.command()
 def demo(out: Path = typer.Argument(Path("videotag-demo"))):
     """Train and evaluate small models on synthetic features (well under a minute)."""
-    from affectlens.videotag.recipe import demo_run
+    from affectlens.videotag.demo import demo_run
 
     check_output(out, kind="dir")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import glob
-import math
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 

@@ -1,5 +1,6 @@
 """Video tagging models of the YouTube-8M starter code, in PyTorch: logistic, mixture of experts,
-Deep Bag of Frames and LSTM. Every model returns **logits** (B, classes).
+Deep Bag of Frames and LSTM; and the paper's text models, TextCNN (titles) and the keyword
+classifier. Every model returns **logits** (B, classes).
 
 Video-level models take ``x`` (B, D) (D = 1024 visual + 128 audio, or any concatenation that
 includes text features). Frame-level models take ``x`` (B, T, D) padded frames and ``lengths``
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["LogisticConfig", "MoEConfig", "DBoFConfig", "LSTMConfig", "MoEHead", "LogisticModel",
            "MoEModel", "DBoFModel", "LSTMModel", "build_model", "init_prior", "FRAME_KINDS", "config_from_dict",
-           "BUILDERS", "KINDS", "moe_a", "moe_b", "dbof_a", "dbof_b", "lstm_a", "lstm_b", "dbof_tiny", "lstm_tiny"]
+           "BUILDERS", "KINDS", "TextCNNConfig", "TextCNN", "KeywordClassifier", "textcnn_paper", "textcnn_small", "moe_a", "moe_b", "dbof_a", "dbof_b", "lstm_a", "lstm_b", "dbof_tiny", "lstm_tiny"]
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,82 @@ class LSTMModel(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, lengths))
+
+
+# ---------------------------------------------------------------------------- text models (Tables 5-6)
+
+@dataclass(frozen=True)
+class TextCNNConfig:
+    vocab_size: int = 1  # rows of the (frozen) word-vector table, + 1 for padding
+    embed_dim: int = 300
+    widths: tuple = (1, 2, 3, 4, 5, 6, 7, 8)
+    channels: int = 512
+    hidden: int = 4096  # the text feature handed to the MoE
+    num_classes: int = 3862
+    dropout: float = 0.5
+    weight_decay: float = 1e-7
+
+
+def textcnn_paper(**kw) -> TextCNNConfig:
+    """Table 6: widths 1..8, 512 channels, 4096 hidden, 300-d word2vec."""
+    return TextCNNConfig(**kw)
+
+
+def textcnn_small(**kw) -> TextCNNConfig:
+    """Same shape, CPU-sized: 64 channels, 512 hidden (used by the synthetic Table 5 run)."""
+    return TextCNNConfig(**{"channels": 64, "hidden": 512, **kw})
+
+
+class TextCNN(nn.Module):
+    """Kim-style multi-width CNN over frozen word vectors: ids (B, L) → logits (B, C).
+
+    Parallel 1-d convolutions of widths 1..8 (512 channels each; batch-norm before ReLU; max over
+    time), one 4096-unit hidden layer (batch-norm, ReLU) whose output is the text feature, dropout,
+    a sigmoid output layer; L2 1e-7 (weight decay). ``vectors`` (V, E) fill the frozen embedding."""
+
+    def __init__(self, config: TextCNNConfig, vectors: np.ndarray | None = None):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
+        if vectors is not None:
+            self.embed.weight.data[1:] = torch.from_numpy(vectors)
+        self.embed.weight.requires_grad_(False)
+        self.convs = nn.ModuleList(nn.Conv1d(config.embed_dim, config.channels, w, padding=w - 1)
+                                   for w in config.widths)
+        self.conv_norms = nn.ModuleList(nn.BatchNorm1d(config.channels) for _ in config.widths)
+        self.hidden = nn.Linear(config.channels * len(config.widths), config.hidden)
+        self.hidden_norm = nn.BatchNorm1d(config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.out = nn.Linear(config.hidden, config.num_classes)
+
+    def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
+        e = self.embed(ids).transpose(1, 2)  # (B, E, L)
+        pooled = [F.relu(n(c(e))).amax(-1) for c, n in zip(self.convs, self.conv_norms)]  # k × (B, ch)
+        return F.relu(self.hidden_norm(self.hidden(torch.cat(pooled, 1))))  # (B, hidden)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(feats))
+
+    def forward(self, ids: torch.Tensor, lengths=None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(ids))
+
+
+class KeywordClassifier(nn.Module):
+    """The keyword decoder: two fully connected layers then a sigmoid (logits returned)."""
+
+    def __init__(self, input_dim: int = 1024, hidden: int = 512, num_classes: int = 3862):
+        super().__init__()
+        self.fc1 = nn.Linear(input_dim, hidden)
+        self.out = nn.Linear(hidden, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc1(x))
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.out(feats)
+
+    def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 KINDS = {"logistic": (LogisticConfig, LogisticModel), "moe": (MoEConfig, MoEModel),

@@ -28,7 +28,7 @@ from affectlens.videotag import data as D
 from affectlens.videotag import models as M
 
 __all__ = ["TrainConfig", "load_config", "Split", "load_split", "fit", "predict_scores", "train",
-           "evaluate", "predict", "demo_run", "stream_of", "score_stream", "run_ensemble"]
+           "evaluate", "predict", "stream_of", "score_stream", "run_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
     import torch
 
     from affectlens.training.seed import seed_everything
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
 
     out_dir = Path(out_dir)
     torch.set_num_threads(cfg.threads)
@@ -321,7 +321,7 @@ def _evaluate(loaded, paths: Sequence[Path], per_class: str | Path | None = None
 
 def _write_per_class(path: str | Path, top: TopK) -> None:
     """``class,positives,ap`` for every class with positives, by AP (the starter code's per-class AP)."""
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     ap = top.ap_per_class()
     rows = sorted((i for i in range(len(ap)) if np.isfinite(ap[i])), key=lambda i: -ap[i])
@@ -358,7 +358,7 @@ def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, 
     ``vocabulary`` a third column ``Labels`` names them. A shard that cannot be read costs only its
     own videos: returns ``(csv, videos written, failure lines)``; no readable video → ``DataError``."""
     from affectlens.errors import failure_line
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     model, classes, cfg = load_model(checkpoint)
     names = D.read_vocabulary(vocabulary, cfg.num_classes) if vocabulary is not None else None
@@ -393,7 +393,7 @@ def run_ensemble(checkpoints: Sequence[Path], eval_paths: Sequence[Path], out: s
     Video-level models read ``eval_paths`` and frame-level ones (DBoF, LSTM) ``frame_paths``; their
     scores are joined on the video id, over the videos every model scored."""
     from affectlens.metrics.multilabel import all_metrics
-    from affectlens.utils import write_json
+    from affectlens.files import write_json
     from affectlens.videotag import ensemble as E
 
     per_model, names, num_classes = [], [], None
@@ -450,32 +450,3 @@ def fit_scores(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, cfg
     model.eval()
     return predict_scores(model, Split(list(range(len(x_eval))), x_eval, np.zeros((len(x_eval), 0), bool), le),
                           classes, y_train.shape[1])
-
-
-def demo_run(out_dir: str | Path, epochs: int = 4, log: Callable[[str], None] = print) -> dict:
-    """Sub-minute demo on synthetic class-prototype features written as real TFRecords:
-    logistic vs MoE, visual vs visual+audio, and mean/max ensembles. Returns JSON-able metrics."""
-    from affectlens.metrics.multilabel import all_metrics
-    from affectlens.utils import write_json
-    from affectlens.videotag import ensemble as E
-    from affectlens.videotag.synth import synth_video_level
-
-    out_dir = Path(out_dir)
-    paths = synth_video_level(out_dir / "shards", num_shards=4, videos_per_shard=150, num_classes=40)
-    tr, ev = D.read_video_level(paths[:3]), D.read_video_level(paths[3:])
-    ytr, yev = tr.targets(), ev.targets()
-    runs = {"logistic rgb+audio": ("logistic", ("rgb", "audio")), "moe rgb+audio": ("moe", ("rgb", "audio")),
-            "moe rgb": ("moe", ("rgb",)), "moe audio": ("moe", ("audio",))}
-    results, scores = {}, {}
-    for name, (kind, mods) in runs.items():
-        cfg = TrainConfig(model={"kind": kind, **({"num_experts": 2} if kind == "moe" else {})},
-                          modalities=mods, epochs=epochs, batch_size=64, lr=3e-3, threads=1)
-        scores[name] = fit_scores(tr.features(mods), ytr, ev.features(mods), cfg, log=lambda s: None)
-        results[name] = all_metrics(scores[name], yev)
-        log(f"{name}: GAP {results[name]['gap']:.3f}")
-    both = [scores["logistic rgb+audio"], scores["moe rgb+audio"]]
-    results["mean ensemble"] = all_metrics(E.mean_ensemble(both), yev)
-    results["max ensemble"] = all_metrics(E.max_ensemble(both), yev)
-    summary = {"synthetic": True, "train_videos": len(tr), "eval_videos": len(ev), "results": results}
-    write_json(out_dir / "metrics.json", summary)
-    return summary

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from affectlens.utils import write_json
+from affectlens.files import write_json
 from affectlens.videotag import data as D
 
 __all__ = ["label_lexicon", "synth_videotext", "synth_frame_level", "synth_video_level"]

@@ -1,4 +1,6 @@
-"""Text for video tagging (paper §3): preprocessing, unigram naive Bayes, keyword histogram, TextCNN.
+"""Text for video tagging (paper §3): preprocessing, unigram naive Bayes, keyword histogram, and the
+inputs of the neural text models (``models.TextCNN`` on title word ids, ``models.KeywordClassifier``
+on the keyword histogram).
 
 * Keywords: lower-cased, punctuation and numbers removed, stop words "and"/"the" removed; a
   multi-word keyword contributes its words (the paper counts ~8 English keyword *words* a video).
@@ -8,9 +10,6 @@
   α = 0.001, exactly the paper's equation (3); words unseen in training are skipped.
 * Keyword histogram: word vectors of the training keywords k-means-clustered into 1024 centroids;
   a video's feature is the sum of its keywords' one-hot nearest-centroid vectors.
-* TextCNN: parallel 1-d convolutions of widths 1..8 (512 channels each; batch-norm before ReLU;
-  max over time), one 4096-unit hidden layer (batch-norm, ReLU) whose output is the text feature,
-  dropout, a sigmoid output layer; L2 1e-7 (weight decay).
 
 Word vectors come from a word2vec file the user names (binary or text, loaded with gensim) or,
 by default, are trained offline with gensim's Word2Vec on the training corpus itself.
@@ -29,8 +28,7 @@ from affectlens.errors import DataError
 
 __all__ = ["preprocess_keywords", "preprocess_title", "is_english", "filter_label_words",
            "label_words", "UnigramModel", "WordVectors", "load_word_vectors", "train_word_vectors",
-           "KeywordHistogram", "TextCNNConfig", "TextCNN", "KeywordClassifier", "textcnn_paper",
-           "textcnn_small", "title_ids", "read_videotext", "write_videotext"]
+           "KeywordHistogram", "title_ids", "read_videotext", "write_videotext"]
 
 STOP_WORDS = frozenset({"and", "the"})
 _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
@@ -213,100 +211,13 @@ def title_ids(docs: Sequence[Sequence[str]], wv: WordVectors, max_len: int = 32)
     return out
 
 
-# ---------------------------------------------------------------------------- neural text models
-
-@dataclass(frozen=True)
-class TextCNNConfig:
-    vocab_size: int = 1  # rows of the (frozen) word-vector table, + 1 for padding
-    embed_dim: int = 300
-    widths: tuple = (1, 2, 3, 4, 5, 6, 7, 8)
-    channels: int = 512
-    hidden: int = 4096  # the text feature handed to the MoE
-    num_classes: int = 3862
-    dropout: float = 0.5
-    weight_decay: float = 1e-7
-
-
-def textcnn_paper(**kw) -> TextCNNConfig:
-    """Table 6: widths 1..8, 512 channels, 4096 hidden, 300-d word2vec."""
-    return TextCNNConfig(**kw)
-
-
-def textcnn_small(**kw) -> TextCNNConfig:
-    """Same shape, CPU-sized: 64 channels, 512 hidden (used by the synthetic Table 5 run)."""
-    return TextCNNConfig(**{"channels": 64, "hidden": 512, **kw})
-
-
-def _torch_modules():
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class TextCNN(nn.Module):
-        """Kim-style multi-width CNN over frozen word vectors: ids (B, L) → logits (B, C)."""
-
-        def __init__(self, config: TextCNNConfig, vectors: np.ndarray | None = None):
-            super().__init__()
-            self.config = config
-            self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
-            if vectors is not None:
-                self.embed.weight.data[1:] = torch.from_numpy(vectors)
-            self.embed.weight.requires_grad_(False)
-            self.convs = nn.ModuleList(nn.Conv1d(config.embed_dim, config.channels, w, padding=w - 1)
-                                       for w in config.widths)
-            self.conv_norms = nn.ModuleList(nn.BatchNorm1d(config.channels) for _ in config.widths)
-            self.hidden = nn.Linear(config.channels * len(config.widths), config.hidden)
-            self.hidden_norm = nn.BatchNorm1d(config.hidden)
-            self.dropout = nn.Dropout(config.dropout)
-            self.out = nn.Linear(config.hidden, config.num_classes)
-
-        def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
-            e = self.embed(ids).transpose(1, 2)  # (B, E, L)
-            pooled = [F.relu(n(c(e))).amax(-1) for c, n in zip(self.convs, self.conv_norms)]  # k × (B, ch)
-            return F.relu(self.hidden_norm(self.hidden(torch.cat(pooled, 1))))  # (B, hidden)
-
-        def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-            return self.out(self.dropout(feats))
-
-        def forward(self, ids: torch.Tensor, lengths=None) -> torch.Tensor:
-            return self.forward_head(self.forward_features(ids))
-
-    class KeywordClassifier(nn.Module):
-        """The keyword decoder: two fully connected layers then a sigmoid (logits returned)."""
-
-        def __init__(self, input_dim: int, hidden: int, num_classes: int):
-            super().__init__()
-            self.fc1 = nn.Linear(input_dim, hidden)
-            self.out = nn.Linear(hidden, num_classes)
-
-        def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-            return F.relu(self.fc1(x))
-
-        def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-            return self.out(feats)
-
-        def forward(self, x: torch.Tensor, lengths=None) -> torch.Tensor:
-            return self.forward_head(self.forward_features(x))
-
-    return TextCNN, KeywordClassifier
-
-
-def TextCNN(config: TextCNNConfig, vectors: np.ndarray | None = None):
-    """Build a TextCNN (torch imported lazily); ``vectors`` (V, E) fill the frozen embedding."""
-    return _torch_modules()[0](config, vectors)
-
-
-def KeywordClassifier(input_dim: int = 1024, hidden: int = 512, num_classes: int = 3862):
-    return _torch_modules()[1](input_dim, hidden, num_classes)
-
-
 # ---------------------------------------------------------------------------- YouTube-8M-Text files
 
 def write_videotext(path: str | Path, rows: Iterable[dict], synthetic: bool) -> Path:
     """JSON lines ``{"id", "title", "keywords": [...], "synthetic"}`` (atomic)."""
     import json
 
-    from affectlens.utils import atomic_path
+    from affectlens.files import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:

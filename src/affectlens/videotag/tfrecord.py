@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from affectlens.errors import DataError
-from affectlens.utils import atomic_path
+from affectlens.files import atomic_path
 
 __all__ = ["MAX_RECORD_BYTES", "crc32c", "crc32c_batch", "masked_crc", "iter_records", "count_records",
            "TFRecordWriter", "parse_example", "parse_sequence_example", "encode_example",

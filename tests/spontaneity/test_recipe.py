@@ -5,7 +5,7 @@ import torch
 
 from affectlens.spontaneity.ensemble import LinearSVMEnsemble, concat_features
 from affectlens.spontaneity.model import spontaneity_tiny
-from affectlens.spontaneity.protocol import (METHODS, PAPER_TABLE1, TrainConfig, net_outputs, run_cv,
+from affectlens.spontaneity.recipe import (METHODS, PAPER_TABLE1, TrainConfig, net_outputs, run_cv,
                                              subject_folds, summarise, table_rows, to_tensor, train_net)
 
 

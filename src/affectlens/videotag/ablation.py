@@ -1,4 +1,4 @@
-"""Recipes for the paper's text experiments (Tables 5 and 6; Table 4's ensembling is ``recipe.run_ensemble``).
+"""`videotag ablation`: the paper's text experiments (Tables 5 and 6; Table 4's ensembling is ``recipe.run_ensemble``).
 
 Table 5: a mixture of experts on visual, audio, visual+audio, +keyword histogram, +TextCNN title
 feature. Table 6: the text models alone (TextCNN on titles, keyword classifier on the keyword
@@ -13,8 +13,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from affectlens.metrics.multilabel import all_metrics
-from affectlens.utils import write_json
+from affectlens.files import write_json
 from affectlens.videotag import data as D
+from affectlens.videotag import models as M
 from affectlens.videotag import text as T
 from affectlens.videotag.recipe import Split, TrainConfig, fit, fit_scores
 
@@ -90,13 +91,13 @@ def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs
     hist = T.KeywordHistogram(1024).fit([k for k in ttr.keywords if k], wv)
     k_tr, k_ev = hist.transform(ttr.keywords), hist.transform(tev.keywords)
     has_kw_tr, has_kw_ev = k_tr.sum(1) > 0, k_ev.sum(1) > 0
-    kc = T.KeywordClassifier(k_tr.shape[1], 512, len(_classes(ytr[has_kw_tr], min_count)))
+    kc = M.KeywordClassifier(k_tr.shape[1], 512, len(_classes(ytr[has_kw_tr], min_count)))
     kc_classes = _train_text_model(kc, k_tr, ytr, has_kw_tr, cfg, log, min_count, hardware)
 
-    mk = T.textcnn_small if small else T.textcnn_paper
+    mk = M.textcnn_small if small else M.textcnn_paper
     ids_tr, ids_ev = T.title_ids(ttr.titles, wv), T.title_ids(tev.titles, wv)
     has_t_tr, has_t_ev = ids_tr.any(1), ids_ev.any(1)
-    cnn = T.TextCNN(mk(vocab_size=len(wv.words) + 1, embed_dim=wv.dim,
+    cnn = M.TextCNN(mk(vocab_size=len(wv.words) + 1, embed_dim=wv.dim,
                        num_classes=len(_classes(ytr[has_t_tr], min_count))), wv.matrix)
     cnn_classes = _train_text_model(cnn, ids_tr, ytr, has_t_tr, cfg, log, min_count, hardware)
     t_tr = _features(cnn, ids_tr) * has_t_tr[:, None]  # no title → zero feature

@@ -1,4 +1,4 @@
-"""Small helpers every room shares: atomic writes, cleaning up after killed ones, and JSON files."""
+"""Files every room writes: atomic writes, cleaning up after a killed run, and JSON."""
 from __future__ import annotations
 
 import contextlib

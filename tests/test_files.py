@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from affectlens.utils import atomic_path, write_json
+from affectlens.files import atomic_path, write_json
 
 
 def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path):

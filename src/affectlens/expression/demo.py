@@ -1,0 +1,28 @@
+"""The expression room's demo step: the shipped FER2013 model on a real face and variants of it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from affectlens.report.step import StepResult
+
+
+def demo_step(folder: Path) -> StepResult:
+    """The shipped FER2013 model on the astronaut's face and synthesized variants of it."""
+    import cv2
+    from skimage import data
+
+    from affectlens.expression.predict import predict_images
+
+    photo = data.astronaut()
+    face = photo[60:180, 175:275]  # the face in the bundled portrait
+    variants = {"original": face, "mirrored": face[:, ::-1], "darker": (face * 0.6).astype(np.uint8),
+                "smaller": cv2.resize(cv2.resize(face, (32, 32)), face.shape[1::-1])}
+    preds = predict_images(list(variants.values()))
+    rows = [[name, p["label"], p["confidence"]] for name, p in zip(variants, preds)]
+    return StepResult(
+        summary=", ".join(f"{r[0]}: {r[1]} ({r[2]:.2f})" for r in rows),
+        metrics={name: p for name, p in zip(variants, preds)},
+        tables=[("Shipped expression model on synthesized faces", ["face", "expression", "confidence"], rows)],
+    )
