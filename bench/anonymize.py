@@ -65,7 +65,8 @@ def baseline_main(src: str, dst: str) -> None:
     import threading
 
     from affectlens.media import VideoWriter, decoded_frames
-    from affectlens.privacy.anonymize import AnonymizeConfig, encode_frame
+    from affectlens.media.pipeline import encode_frame
+    from affectlens.privacy.anonymize import AnonymizeConfig
 
     q: queue.Queue = queue.Queue(maxsize=8)
     end = object()

@@ -52,7 +52,7 @@ def make_pan(dst: Path, frames: int = 150, width: int = 1280, height: int = 720)
 
 def masked(boxes: list, margin: float, w: int, h: int) -> np.ndarray:
     """The union of a frame's ellipse masks (weight > 0.5) as a boolean (h, w) image."""
-    from affectlens.privacy.anonymize import expand_box, region_mask
+    from affectlens.privacy.masking import expand_box, region_mask
 
     m = np.zeros((h, w), bool)
     for b in boxes:
@@ -86,7 +86,7 @@ def main() -> None:
         sys.exit(f"{MEDIA} is missing: this benchmark needs ../shared/data")
     from affectlens.faces.detect import CenterFace
     from affectlens.media import iter_frames
-    from affectlens.privacy import anonymize as anonymize_module
+    from affectlens.privacy import options as anonymize_module
     from affectlens.privacy.anonymize import AnonymizeConfig, anonymize_video, sidecar_path
 
     # This bench measures past the limit the anonymizer enforces, on purpose: it is the evidence

@@ -15,7 +15,6 @@ freezing (the ViT is randomly initialised here, so freezing it would train on ra
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor

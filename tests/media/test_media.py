@@ -299,3 +299,37 @@ def test_real_clips():
     # seek and scan agree on a real H.264 clip with B-frames
     np.testing.assert_array_equal(sample_frames(hamilton, 5, size=64, method="seek"),
                                   sample_frames(hamilton, 5, size=64, method="scan"))
+
+
+def test_transform_video_keeps_timing_and_audio_and_never_leaves_half_an_output(tmp_path):
+    import av
+
+    from affectlens.media import probe, transform_video, write_video
+
+    frames = np.zeros((12, 48, 64, 3), np.uint8)
+    frames[:, :, :32] = 200
+    audio = (0.2 * np.sin(np.arange(16_000) / 8)).astype(np.float32)
+    src = write_video(tmp_path / "in.mp4", frames, 12, audio=audio)
+    seen = []
+
+    def invert(rgb, t):
+        seen.append(t)
+        return 255 - rgb
+
+    out = transform_video(src, tmp_path / "out.mp4", invert)
+    a, b = probe(src), probe(out)
+    assert (b.frame_count, b.width, b.height, b.rate, b.audio is not None) == (a.frame_count, 64, 48, a.rate, True)
+    with av.open(str(src)) as x, av.open(str(out)) as y:
+        assert [f.pts for f in x.decode(video=0)] == [f.pts for f in y.decode(video=0)]
+    first = sample_frames(out, 1)[0].transpose(1, 2, 0)
+    assert first[:, :28].mean() < 70 and first[:, 36:].mean() > 185           # left dark, right light now
+    assert seen == sorted(seen) and abs(seen[1] - seen[0] - 1 / 12) < 1e-6
+
+    def broken(rgb, t):
+        if t > 0.3:
+            raise RuntimeError("boom")
+        return rgb
+
+    with pytest.raises(RuntimeError, match="boom"):
+        transform_video(src, tmp_path / "half.mp4", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # nothing half-written left

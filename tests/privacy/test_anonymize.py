@@ -13,24 +13,15 @@ import av
 import numpy as np
 import pytest
 
-from affectlens.errors import MediaError
+from affectlens.errors import AffectlensError, MediaError
 from affectlens.faces.detect import Detections
 from affectlens.faces.track import TrackerConfig
 from affectlens.media import iter_frames, probe, write_video
-from affectlens.privacy import anonymize as anonymize_module
-from affectlens.privacy.anonymize import (
-    METHODS,
-    AnonymizeConfig,
-    _Background,
-    _detect_track,
-    _FrameDetector,
-    anonymize,
-    anonymize_frame,
-    anonymize_yuv420p,
-    plan_outputs,
-    region_mask,
-    sidecar_path,
-)
+from affectlens.media.pipeline import Background as _Background
+from affectlens.privacy import video as video_module
+from affectlens.privacy.anonymize import AnonymizeConfig, anonymize, plan_outputs, sidecar_path
+from affectlens.privacy.masking import METHODS, anonymize_frame, anonymize_yuv420p, region_mask
+from affectlens.privacy.video import _detect_track, _FrameDetector
 from tests.conftest import shared_path
 
 H, W, FACE = 96, 160, 32
@@ -124,7 +115,7 @@ def test_masking_a_frame_in_place_through_padded_planes_matches_the_packed_pictu
     import cv2
 
     from affectlens.media import writable_planes
-    from affectlens.privacy.anonymize import anonymize_planes
+    from affectlens.privacy.masking import anonymize_planes
 
     rng = np.random.default_rng(3)
     rgb = cv2.GaussianBlur(rng.integers(0, 256, (90, 170, 3), dtype=np.uint8), (0, 0), 2)
@@ -275,7 +266,7 @@ def test_tracking_with_detections_taken_over_by_the_main_thread_gives_the_same_b
     normal = boxes()
     assert not any(callers)
     callers.clear()
-    monkeypatch.setattr(anonymize_module, "DETECT_PATIENCE", 0.0)
+    monkeypatch.setattr(video_module, "DETECT_PATIENCE", 0.0)
     assert boxes() == normal and len(normal) == len(frames)
     assert any(callers)  # the main thread did some detections itself
     assert all(b for _, b in normal)  # the face is covered on every frame
@@ -376,3 +367,21 @@ def test_real_photo_faces_are_gone(tmp_path):
     before = cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB)
     after = cv2.cvtColor(cv2.imread(str(tmp_path / "anon.jpg")), cv2.COLOR_BGR2RGB)
     assert len(hog(before, 1)) >= 4 and len(hog(after, 1)) == 0
+
+
+def test_a_method_is_a_value_usable_from_python(tmp_path):
+    """``method=`` takes a function as well as a name: no CLI, no registration by hand."""
+    from affectlens.media.image import read_image, write_image
+
+    def paint_white(region, mask):
+        return np.full_like(region, 255)
+
+    img = np.full((64, 64, 3), 40, np.uint8)
+    img[16:48, 16:48] = 200  # the bright "face"
+    src = write_image(tmp_path / "face.png", img)
+    (res,) = anonymize(src, tmp_path / "out.png", method=paint_white, mask="box", margin=0.0, face_detector=bright_square)
+    out = read_image(tmp_path / "out.png")
+    assert res.status == "done" and (out[16:48, 16:48] == 255).all() and (out[:10, :10] == 40).all()
+    assert json.loads(sidecar_path(tmp_path / "out.png").read_text())["method"] == "paint_white"
+    with pytest.raises(AffectlensError, match="expected a name or a function"):
+        anonymize(src, tmp_path / "o2.png", method=42, face_detector=bright_square)

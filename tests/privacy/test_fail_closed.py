@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from affectlens.errors import AffectlensError
-from affectlens.privacy import anonymize as anonymize_module
+from affectlens.privacy import video as video_module
 from affectlens.privacy.anonymize import AnonymizeConfig, anonymize
 from tests.privacy.test_anonymize import ScriptedDetector, _clip
 
@@ -89,7 +89,7 @@ def test_a_background_detection_that_raises_fails_the_file(tmp_path, monkeypatch
     """The default path: our detector in worker threads. A worker's exception reaches the file."""
     clip = _clip(tmp_path / "face.mp4", n=12)
     calls = {"n": 0}
-    real = anonymize_module._FrameDetector.detect
+    real = video_module._FrameDetector.detect
 
     def flaky(self, image, coded_hw):
         calls["n"] += 1
@@ -97,7 +97,7 @@ def test_a_background_detection_that_raises_fails_the_file(tmp_path, monkeypatch
             raise RuntimeError("onnxruntime fell over")
         return real(self, image, coded_hw)
 
-    monkeypatch.setattr(anonymize_module._FrameDetector, "detect", flaky)
+    monkeypatch.setattr(video_module._FrameDetector, "detect", flaky)
     (res,) = anonymize(clip, tmp_path / "o" / "o.mp4", errors="collect", detect_every=1)
     assert res.status == "failed" and "onnxruntime fell over" in res.error
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*"))

@@ -119,7 +119,7 @@ def test_obfuscator_changes_only_the_face_ellipse_of_a_real_photo():
 
 @pytest.mark.shared_data
 def test_obfuscate_is_an_anonymize_method(tmp_path):
-    from affectlens.privacy import anonymize as A
+    from affectlens.privacy import masking as A
     from affectlens.media.image import read_image
 
     rgb = read_image(shared_path(*IDS, "obama-240p.jpg"))

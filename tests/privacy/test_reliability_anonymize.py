@@ -20,6 +20,8 @@ from affectlens.faces.detect import Detections
 from affectlens.media import probe, write_video
 from affectlens.media.writer import CONTAINERS
 from affectlens.privacy import anonymize as anonymize_module
+from affectlens.privacy import masking
+from affectlens.privacy import options as options_module
 from affectlens.privacy.anonymize import anonymize, sidecar_path
 from tests.media.clips import make_clip, make_native_clip, read_index
 from tests.privacy.test_anonymize import (
@@ -194,13 +196,13 @@ def test_the_sidecar_is_streamed_to_disk_while_the_video_runs(tmp_path, monkeypa
     clip = _clip(tmp_path / "in.mp4", n=24)
     out = tmp_path / "o" / "anon.mp4"
     seen = []
-    add = anonymize_module._FrameLog.add
+    add = options_module.FrameLog.add
 
     def add_and_flush(self, record):  # the file's own buffer aside, each record is on disk, not in a list
         add(self, record)
         self.file.flush()
 
-    monkeypatch.setattr(anonymize_module._FrameLog, "add", add_and_flush)
+    monkeypatch.setattr(options_module.FrameLog, "add", add_and_flush)
 
     def on_frame(n):  # what lies beside the output while frames are still coming
         logs = list(out.parent.glob(".anon.mp4.*.json"))
@@ -268,8 +270,8 @@ def test_resume_keys_on_the_obfuscation_models_and_flips_too(tmp_path, monkeypat
 
     monkeypatch.setattr(O, "load_obfuscator", lambda recon, attr, flip: O.Obfuscator(
         *(lambda t: (t.recon, t.attr_model))(_tiny_obfuscator()), flip))
-    monkeypatch.setitem(anonymize_module.METHODS, "obfuscate", anonymize_module.blur)  # restored afterwards
-    monkeypatch.setitem(anonymize_module.METHOD_SETTINGS, "obfuscate", {})
+    monkeypatch.setitem(masking.METHODS, "obfuscate", masking.blur)  # restored afterwards
+    monkeypatch.setitem(masking.METHOD_SETTINGS, "obfuscate", {})
     recon, attrs = tmp_path / "recon.pt", tmp_path / "attrs.pt"
     recon.write_bytes(b"r")
     attrs.write_bytes(b"a")

@@ -313,13 +313,9 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
 
 def annotate_video(src: Path, dst: Path, times: np.ndarray, per_frame: list[list[FaceResult]]) -> Path:
     """Every source frame, with the faces of the nearest analysed frame drawn; timing and audio kept."""
-    from affectlens.media import VideoWriter, iter_frames
+    from affectlens.media.pipeline import transform_video
 
-    with VideoWriter.like(src, dst) as writer:
-        for t, frame, rgb in iter_frames(src):
-            k = int(np.argmin(np.abs(times - t)))
-            writer.write(draw_faces(rgb, per_frame[k]), pts=frame.pts)
-    return dst
+    return transform_video(src, dst, lambda rgb, t: draw_faces(rgb, per_frame[int(np.argmin(np.abs(times - t)))]))
 
 
 TTA_MODES = ("none", "flip", "tencrop")

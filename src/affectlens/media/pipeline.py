@@ -182,3 +182,48 @@ def opencv_single_threaded() -> Iterator[None]:
         yield
     finally:
         cv2.setNumThreads(before)
+
+
+def transform_video(src: str | Path, dst: str | Path, fn: Callable, **writer_options) -> Path:
+    """The one public decode → ``fn`` → encode: write ``dst`` with every frame of ``src`` replaced by
+    ``fn(rgb, t)`` (``rgb`` the displayed ``(H, W, 3)`` uint8 frame, rotation applied; ``t`` its time in
+    seconds; returns a frame of the same size), keeping each frame's ``pts``, the frame rate, time
+    base and audio (``VideoWriter.like``). Decoding and encoding run in their own threads and
+    overlap with ``fn``; on any error (or Ctrl-C) the half-written output is discarded, so ``dst``
+    exists only when the whole video went through. ``writer_options`` go to the ``VideoWriter``
+    (``crf``, …). Anonymization drives the same stages itself, to hold frames back for its tracker.
+    """
+    from affectlens.media.video import probe, target_hw, to_rgb
+    from affectlens.media.writer import VideoWriter
+
+    src, dst = Path(src), Path(dst)
+    info = probe(src)
+    hw = target_hw(None, info.rotation, info.width, info.height)
+    writer = VideoWriter.like(src, dst, **writer_options)
+    stop = threading.Event()
+    q_in: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
+    q_out: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
+    stages = [Stage(decode_stage(src, q_in, stop), "decode"), Stage(encode_stage(writer, q_out, stop), "encode")]
+    try:
+        for s in stages:
+            s.start()
+        for frame in stage_items(q_in, stages):
+            t = float(frame.pts * info.time_base) - info.start_time
+            if not put(q_out, (fn(to_rgb(frame, hw, info.rotation), t), frame.pts), stop):
+                break
+        put(q_out, END, stop)
+        stages[1].join()
+        for s in stages:
+            if s.error is not None:
+                raise s.error
+        writer.close()
+    except BaseException:
+        stop.set()
+        for s in stages:  # the encoder stops writing before its output is discarded
+            if s.is_alive():
+                s.join(timeout=5)
+        writer.abort()
+        raise
+    finally:
+        stop.set()
+    return dst

@@ -221,7 +221,7 @@ def frame_times(duration: float, n: int) -> np.ndarray:
     return (np.arange(n, dtype=np.float64) + 0.5) * duration / n
 
 
-def _target_hw(size: Size, rotation: int, width: int, height: int) -> Tuple[int, int]:
+def target_hw(size: Size, rotation: int, width: int, height: int) -> Tuple[int, int]:
     """(height, width) to ask the scaler for *before* rotation, so the rotated frame is ``size``."""
     if size is None:
         h, w = (width, height) if rotation in (90, 270) else (height, width)  # display → coded
@@ -230,9 +230,9 @@ def _target_hw(size: Size, rotation: int, width: int, height: int) -> Tuple[int,
     return (w, h) if rotation in (90, 270) else (h, w)
 
 
-def _to_rgb(frame: av.VideoFrame, hw: Tuple[int, int], rotation: int, interpolation: Optional[str] = None) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, hw: Tuple[int, int], rotation: int, interpolation: Optional[str] = None) -> np.ndarray:
     """The frame as upright RGB; ``hw`` is the (height, width) to scale to before rotation
-    (``_target_hw``); ``interpolation`` is libswscale's (e.g. ``"AREA"`` for downscaling)."""
+    (``target_hw``); ``interpolation`` is libswscale's (e.g. ``"AREA"`` for downscaling)."""
     img = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0], interpolation=interpolation)  # (H, W, 3)
     if rotation:
         img = np.ascontiguousarray(np.rot90(img, k=-rotation // 90))  # clockwise
@@ -259,7 +259,7 @@ def sample_frames(path: str | Path, n: int, size: Size = None, method: str = "au
         method = "seek" if _prefer_seek(len(wanted), info.frame_count, info.keyframes) else "scan"
     if method not in ("seek", "scan"):
         raise ValueError(f"method must be 'auto', 'seek' or 'scan', not {method!r}")
-    hw = _target_hw(size, info.rotation, info.width, info.height)
+    hw = target_hw(size, info.rotation, info.width, info.height)
     with open_media(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
@@ -270,7 +270,7 @@ def sample_frames(path: str | Path, n: int, size: Size = None, method: str = "au
     missing = [int(p) for p in wanted if int(p) not in decoded]
     if missing:
         raise MediaError(path, f"corrupt or truncated (frame at pts {missing[0]} could not be decoded)")
-    images = {p: _to_rgb(f, hw, info.rotation) for p, f in decoded.items()}
+    images = {p: to_rgb(f, hw, info.rotation) for p, f in decoded.items()}
     out = np.stack([images[int(p)] for p in shown]).transpose(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W)
     return np.ascontiguousarray(out)
 
@@ -374,7 +374,7 @@ def iter_frames(path: str | Path, size: Size = None) -> Iterator[Tuple[float, av
     ``rgb`` is ``(H, W, 3)`` uint8 with rotation applied.
     """
     info = probe(path)
-    hw = _target_hw(size, info.rotation, info.width, info.height)
+    hw = target_hw(size, info.rotation, info.width, info.height)
     for frame in decoded_frames(path):
         t = float(frame.pts * info.time_base) - info.start_time
-        yield t, frame, _to_rgb(frame, hw, info.rotation)
+        yield t, frame, to_rgb(frame, hw, info.rotation)

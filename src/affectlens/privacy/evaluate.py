@@ -109,7 +109,7 @@ def _face_grey(crops: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def _variants(obf, crops, points, margin) -> dict[str, np.ndarray]:
     """Every method's version of the test crops (the original first)."""
-    from affectlens.privacy import anonymize
+    from affectlens.privacy import masking as anonymize
     from affectlens.privacy.obfuscate import flip_mask
 
     out = {"original": crops}

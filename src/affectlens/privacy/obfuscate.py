@@ -206,7 +206,7 @@ def as_anonymize_method(obf: Obfuscator, box_margin: float = 0.25, fallback=None
             pass
         if fallback is not None:
             return fallback(region, mask)
-        from affectlens.privacy.anonymize import blur
+        from affectlens.privacy.masking import blur
 
         return blur(region, mask)
 
@@ -215,7 +215,8 @@ def as_anonymize_method(obf: Obfuscator, box_margin: float = 0.25, fallback=None
 
 def register_obfuscate(recon_path, attr_path, flip: Sequence[str] | str = DEFAULT_FLIP, box_margin: float = 0.25) -> None:
     """Make ``method="obfuscate"`` available to ``affectlens.privacy.anonymize`` with these checkpoints."""
-    from affectlens.privacy.anonymize import file_stamp, register_method
+    from affectlens.privacy.masking import register_method
+    from affectlens.privacy.options import file_stamp
 
     obf = load_obfuscator(recon_path, attr_path, flip)
     settings = {"reconstruct": {"path": str(Path(recon_path).resolve()), **file_stamp(recon_path)},
