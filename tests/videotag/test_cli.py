@@ -96,7 +96,9 @@ def test_ablation_end_to_end_on_synthetic_text(shards, tmp_path):
                        log=lambda s: None)
     assert res["synthetic_text"] is True
     assert list(res["table5"]) == ["visual + audio", "visual", "audio", "visual + audio + keywords",
-                                   "visual + audio + keywords + titles"]
+                                   "visual + audio + keywords + titles", "keywords + titles"]
+    overlap = res["label_overlap"]  # leak 0.5: about half the keyword lists carry a label word
+    assert overlap["videos_with_keywords"] > 0 and 0.2 < overlap["share_with_a_label_word"] < 0.95
     assert set(res["table6"]) == {"TextCNN (titles)", "Keywords (histogram)", "Unigram (titles)"}
     # leaked label names make text informative: the unigram model must beat chance clearly
     assert res["table6"]["Unigram (titles)"]["hit_at_one"] > 0.5

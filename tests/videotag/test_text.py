@@ -113,3 +113,14 @@ def test_textdata_filter_labels_variant():
     assert plain.keywords[0] == ["concert", "paris", "video", "game"] and plain.titles[1] == []
     assert filtered.keywords[0] == ["paris", "video", "game"]  # only the video's own label (0) is removed
     assert filtered.titles[0] == ["Live", "in", "Paris"]
+
+
+def test_label_overlap_counts_videos_whose_keywords_name_their_labels():
+    words = T.label_words(["Concert", "Video game", None])
+    kw = [["concert", "live"], ["game", "play", "fun", "video"], [], ["car"]]
+    labels = [[0], [1], [0], [2]]
+    out = T.label_overlap(kw, labels, words)
+    assert out["videos_with_keywords"] == 3                       # the empty list does not count
+    assert out["share_with_a_label_word"] == pytest.approx(2 / 3)  # 'concert'; 'game' and 'video'
+    assert out["mean_share_of_label_words"] == pytest.approx((1 / 2 + 2 / 4 + 0) / 3)
+

@@ -40,14 +40,11 @@ class TextData:
 
 def prepare_text(tr: D.VideoLevelData, ev: D.VideoLevelData, text_path: Path, vocabulary: Path | None,
                  filter_labels: bool) -> tuple[TextData, TextData, bool]:
-    from affectlens.videotag.synth import label_lexicon
-
     texts = T.read_videotext(text_path)
     synthetic = any(r["synthetic"] for r in texts.values())
     words = None
     if filter_labels:
-        names, _ = label_lexicon(vocabulary)  # same pseudo-names as the generator for missing rows
-        words = T.label_words([" ".join(n) for n in names])
+        words = label_words_of(vocabulary)  # same pseudo-names as the generator for missing rows
     return TextData(tr.ids, tr.labels, texts, words), TextData(ev.ids, ev.labels, texts, words), synthetic
 
 
@@ -116,9 +113,15 @@ def _text_models(tr, ev, ttr: TextData, tev: TextData, wv: T.WordVectors, epochs
 
 def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_path: Path, out: str | Path,
                  vocabulary: Path | None = None, word2vec: Path | None = None, epochs: int = 4,
-                 filter_labels: bool = False, small: bool = True, num_experts: int = 2, vector_dim: int = 100,
+                 filter_labels: bool = False, text_size: str = "small", num_experts: int = 2, vector_dim: int = 100,
                  min_class_count: int = 3, log: Callable[[str], None] = print, hardware=None) -> dict:
     """Tables 5 and 6 end to end; writes ``out/ablation.json`` and returns it.
+
+    ``text_size``: ``paper`` builds the paper's TextCNN (widths 1..8 × 512 channels, a 4096-unit
+    hidden layer), ``small`` a CPU size (64 channels, 512 hidden). ``vector_dim``: the width of the
+    word vectors trained on the corpus (the paper's GoogleNews word2vec is 300-d; ``word2vec`` loads
+    such a file instead). Table 5 also gets the text-only row (keywords + titles), and the result
+    the label/keyword overlap of the evaluation videos (``text.label_overlap``).
 
     For CPU budgets only classes with ≥ ``min_class_count`` training videos are modelled (the
     others score 0 in every row, so rows stay comparable; metrics still use all labels). Every
@@ -126,21 +129,23 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
     ``hardware``."""
     out = Path(out)
     tr, ev = D.read_video_level(train_paths), D.read_video_level(eval_paths)
+    if text_size not in ("paper", "small"):
+        raise ValueError(f"text_size must be 'paper' or 'small', not {text_size!r}")
     ttr, tev, synthetic = prepare_text(tr, ev, Path(text_path), vocabulary, filter_labels)
     wv = (T.load_word_vectors(word2vec) if word2vec else
           T.train_word_vectors([k for k in ttr.keywords if k] + [[w.lower() for w in t] for t in ttr.titles if t],
                                dim=vector_dim))
     if not word2vec:  # titles keep their case: give their words the lower-case vectors
         wv = _case_folded(wv, {w for t in ttr.titles + tev.titles for w in t})
-    (k_tr, k_ev, t_tr, t_ev), table6 = _text_models(tr, ev, ttr, tev, wv, epochs, log, small, min_class_count,
+    (k_tr, k_ev, t_tr, t_ev), table6 = _text_models(tr, ev, ttr, tev, wv, epochs, log, text_size == "small", min_class_count,
                                                     hardware)
     ytr, yev = tr.targets(), ev.targets()
     rows = {"visual + audio": [tr.rgb, tr.audio], "visual": [tr.rgb], "audio": [tr.audio],
             "visual + audio + keywords": [tr.rgb, tr.audio, k_tr],
-            "visual + audio + keywords + titles": [tr.rgb, tr.audio, k_tr, t_tr]}
+            "visual + audio + keywords + titles": [tr.rgb, tr.audio, k_tr, t_tr], "keywords + titles": [k_tr, t_tr]}
     evrows = {"visual + audio": [ev.rgb, ev.audio], "visual": [ev.rgb], "audio": [ev.audio],
               "visual + audio + keywords": [ev.rgb, ev.audio, k_ev],
-              "visual + audio + keywords + titles": [ev.rgb, ev.audio, k_ev, t_ev]}
+              "visual + audio + keywords + titles": [ev.rgb, ev.audio, k_ev, t_ev], "keywords + titles": [k_ev, t_ev]}
     cfg = TrainConfig(model={"kind": "moe", "num_experts": num_experts}, epochs=epochs, batch_size=256, lr=1e-2)
     table5 = {}
     for name in rows:
@@ -151,9 +156,19 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
     res = {"synthetic_text": synthetic, "filter_labels": filter_labels, "train_videos": len(tr),
            "eval_videos": len(ev), "word_vectors": str(word2vec) if word2vec else f"word2vec trained on corpus ({wv.dim}-d)",
            "min_class_count": min_class_count, "num_experts": num_experts, "epochs": epochs,
-           "table5": table5, "table6": table6}
+           "text_size": text_size, "vector_dim": wv.dim, "table5": table5, "table6": table6,
+           "label_overlap": T.label_overlap(tev.keywords, ev.labels, label_words_of(vocabulary))}
     write_json(out / ("ablation_filtered.json" if filter_labels else "ablation.json"), res)
     return res
+
+
+def label_words_of(vocabulary: Path | None) -> list[set]:
+    """Each class's name words, with the synthetic generator's pseudo-names for classes the
+    vocabulary lacks (so synthetic text is measured against the words it was made from)."""
+    from affectlens.videotag.synth import label_lexicon
+
+    names, _ = label_lexicon(vocabulary)
+    return T.label_words([" ".join(n) for n in names])
 
 
 def _case_folded(wv: T.WordVectors, words: set) -> T.WordVectors:

@@ -153,6 +153,10 @@ def ablation(data: List[Path] = _DATA, text: Path = typer.Option(..., "--text", 
              experts: int = typer.Option(2, "--experts", min=1, max=1024),
              min_class_count: int = typer.Option(3, "--min-class-count", min=1,
                                                  help="Model classes with ≥ this many training videos."),
+             text_size: str = choice_option("small", "--text-size", choices=("paper", "small"),
+                                            help="TextCNN size: paper (widths 1..8 × 512, 4096 hidden) or small (CPU)."),
+             vector_dim: int = typer.Option(100, "--vector-dim", min=2, max=4096,
+                                            help="Width of word vectors trained on the corpus (the paper's word2vec: 300)."),
              train_shards: int = _TRAIN_SHARDS, hardware: Hardware = None):
     """Table 5 (visual; audio; visual+audio; +keywords; +titles) and Table 6 (text models).
 
@@ -163,7 +167,8 @@ def ablation(data: List[Path] = _DATA, text: Path = typer.Option(..., "--text", 
     check_output(out, kind="dir", inputs=[text, *tr, *ev])
     res = run_ablation(tr, ev, text, out,
                        vocabulary=vocabulary, word2vec=word2vec, epochs=epochs, filter_labels=filter_labels,
-                       num_experts=experts, min_class_count=min_class_count, hardware=hardware)
+                       num_experts=experts, min_class_count=min_class_count, text_size=text_size,
+                       vector_dim=vector_dim, hardware=hardware)
     tag = " (SYNTHETIC text)" if res["synthetic_text"] else ""
     _print_metrics("Table 5" + tag, res["table5"])
     _print_metrics("Table 6" + tag, res["table6"])

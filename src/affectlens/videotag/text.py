@@ -70,6 +70,19 @@ def label_words(names: Sequence[str | None]) -> list[set[str]]:
     return [set(preprocess_keywords(n)) if n else set() for n in names]
 
 
+def label_overlap(keywords: Sequence[Sequence[str]], labels: Sequence[Iterable[int]],
+                  words_by_class: Sequence[set]) -> dict:
+    """How much the keywords give the labels away (the paper's overlap analysis): of the videos with
+    keywords, the share with at least one keyword word from its own labels' names, and the mean
+    share of a video's keyword words that are such words."""
+    rows = [(set(kw), set().union(*[words_by_class[int(c)] for c in lab]) if len(lab) else set())
+            for kw, lab in zip(keywords, labels) if kw]
+    hit = [bool(kw & names) for kw, names in rows]
+    share = [len(kw & names) / len(kw) for kw, names in rows]
+    return {"videos_with_keywords": len(rows), "share_with_a_label_word": float(np.mean(hit)) if rows else 0.0,
+            "mean_share_of_label_words": float(np.mean(share)) if rows else 0.0}
+
+
 def filter_label_words(tokens: Sequence[str], labels: Iterable[int], words_by_class: Sequence[set]) -> list[str]:
     """The paper's "filter labels" variant: delete every word of the video's own label names."""
     banned = set().union(*[words_by_class[int(l)] for l in labels]) if labels is not None else set()
