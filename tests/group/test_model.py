@@ -95,6 +95,13 @@ def test_paper_and_cpu_sizes(capsys):
         base = GroupEmotionNet(group_base())
     assert isinstance(base.video_proj, torch.nn.Linear) and base.video_proj.in_features == 768
     assert isinstance(GroupEmotionNet(micro()).video_proj, torch.nn.Linear)  # 192 -> 32
+    with torch.device("meta"):  # the paper's custom linear layer exists at 1024 -> 1024 and trains while the ViT is frozen
+        net = GroupEmotionNet(paper)
+        net.set_vit_frozen(True)
+    assert isinstance(net.video_proj, torch.nn.Linear) and net.video_proj.weight.shape == (1024, 1024)
+    assert net.video_proj.weight.requires_grad and not any(p.requires_grad for p in net.vit.parameters())
+    with torch.device("meta"):
+        assert isinstance(GroupEmotionNet(dataclasses.replace(paper, video_proj=False)).video_proj, torch.nn.Identity)
 
 
 def test_freeze_and_config_roundtrip(tmp_path):

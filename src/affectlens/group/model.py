@@ -47,6 +47,8 @@ class GroupConfig:
     vit_stem_channels: tuple[int, ...] = (32, 64, 128)  # conv stems: one width per 2x down-sampling
     vit_init_values: float = 0.0        # >0: LayerScale (CaiT) with this initial value, so each block
     #                                     starts close to the identity (0 = the architecture's default)
+    video_proj: bool = True             # the paper's "custom linear layer" after the ViT, trained while the
+    #                                     ViT is frozen; False keeps an identity when the widths already match
     d_model: int = 1024
     n_heads: int = 4
     ff_dim: int = 2048                  # feed-forward width = 2·d_model in the paper
@@ -167,7 +169,7 @@ class GroupEmotionNet(nn.Module):
             self.register_buffer("pix_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
             self.register_buffer("pix_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
             width = self.vit.num_features
-            self.video_proj = nn.Linear(width, d) if width != d else nn.Identity()
+            self.video_proj = nn.Linear(width, d) if cfg.video_proj or width != d else nn.Identity()
         if cfg.modality in ("audio", "fusion"):
             self.audio_norm = nn.BatchNorm2d(1)  # log-mel scale varies by source; learn it
             p = cfg.audio_stem_pool
