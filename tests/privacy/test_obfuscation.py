@@ -134,3 +134,16 @@ def test_obfuscate_is_an_anonymize_method(tmp_path):
     # a region with no face at all falls back to blur, so a detection is never left unmasked
     flat = np.full((30, 30, 3), 90, np.uint8)
     assert method(flat, np.ones((30, 30), np.float32)).shape == flat.shape
+
+
+def test_recognizer_sizes_are_named_configs_and_the_cli_takes_them():
+    from affectlens.privacy.model import RECOGNIZER_SIZES, recognizer_config
+    from tests.reliability.conftest import invoke
+
+    paper = recognizer_config("paper", n_classes=20)
+    assert paper.image_hw == (227, 227) and paper.dense == (4096, 4096) and len(paper.extra_dense) == 6
+    assert set(RECOGNIZER_SIZES) == {"tiny", "small", "paper"} and recognizer_config("small").image_hw == (128, 64)
+    with pytest.raises(ValueError, match="recognizer size"):
+        recognizer_config("huge")
+    r = invoke(["privacy", "evaluate", "--recognizer", "huge"])
+    assert r.code == 2 and len(r.err_lines) == 1 and "--recognizer" in r.err_lines[0]

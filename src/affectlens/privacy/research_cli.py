@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from affectlens.cli_options import REPORT_OPTION, hardware_options
+from affectlens.cli_options import REPORT_OPTION, choice_option, hardware_options
 from affectlens.training.hardware import Hardware
 
 RESUME_OPTION = typer.Option(True, "--resume/--no-resume",
@@ -80,6 +80,9 @@ def evaluate_command(
     max_images: int = typer.Option(240, "--max-images", help="Probe photos for the dlib attack (whole identities)."),
     expression: Optional[str] = typer.Option(None, "--expression", help="Expression-room best.pt (default: fer's net)."),
     landmark_cache: Optional[str] = typer.Option(None, "--cache", help="Landmark cache .npz."),
+    recognizer: str = choice_option("small", "--recognizer", choices=("small", "paper"),
+                                    help="The attacking recogniser: small (CPU) or paper (AlexNet at 227 × 227 + 6 dense)."),
+    recognizer_epochs: int = typer.Option(80, "--recognizer-epochs", min=1, max=100_000),
     report: Path | None = REPORT_OPTION, resume: bool = RESUME_OPTION, hardware: Hardware = None,
 ):
     """Obfuscate vs blur vs pixelate on held-out identities: recognisers, detection, SSIM, expression, attributes.
@@ -89,7 +92,8 @@ def evaluate_command(
     from affectlens.privacy.evaluate import EvalConfig, evaluate_obfuscation
 
     cfg = EvalConfig(data=data, out=out, recon=str(recon), attributes=str(attributes), max_images=max_images,
-                     expression=expression, landmark_cache=landmark_cache)
+                     expression=expression, landmark_cache=landmark_cache, recognizer=recognizer,
+                     recognizer_epochs=recognizer_epochs)
     metrics = evaluate_obfuscation(cfg, log=typer.echo, hardware=hardware, resume=resume)
     if metrics is None:  # DDP: the other ranks only helped to train the recogniser
         return
