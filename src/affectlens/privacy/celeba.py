@@ -200,3 +200,14 @@ class Arrays(torch.utils.data.Dataset):
 def as_batch(batch: dict) -> dict:
     """The DataLoader's collate step for :class:`Arrays`, whose batches come ready."""
     return batch
+
+
+def subsample(idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded random ``fraction`` of ``idx`` (at least one), in ``idx``'s order: the paper trains
+    on 30 % of each CelebA split."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], not {fraction!r}")
+    if fraction == 1 or not len(idx):
+        return idx
+    keep = np.random.default_rng(seed).permutation(len(idx))[:max(1, round(fraction * len(idx)))]
+    return idx[np.sort(keep)]

@@ -111,6 +111,7 @@ class ReconTrainConfig:
     threads: int = 1
     train_limit: int = 0  # >0: train on the first `train_limit` usable images only (CPU budget)
     eval_limit: int = 0  # >0: also cap val / test (smoke runs)
+    fraction: float = 1.0  # share of each split used, a seeded random subset (the paper: 0.3)
 
 
 def template_from(points: np.ndarray) -> tuple[float, ...]:
@@ -119,13 +120,13 @@ def template_from(points: np.ndarray) -> tuple[float, ...]:
 
 
 def _stage2_splits(cfg: ReconTrainConfig):
-    from affectlens.privacy.celeba import celeba_landmarks, load_celeba
+    from affectlens.privacy.celeba import celeba_landmarks, load_celeba, subsample
 
     ds = load_celeba(cfg.data, seed=cfg.seed)
     points, found = celeba_landmarks(ds, cfg.landmark_cache)
     data = {}
     for s in ("train", "val", "test"):
-        idx = ds.indices(s)
+        idx = subsample(ds.indices(s), cfg.fraction, cfg.seed)
         cap = cfg.train_limit if s == "train" else cfg.eval_limit
         idx = idx[found[idx]][: cap or None]
         data[s] = prepare_stage2(ds, idx, points, found)

@@ -10,9 +10,12 @@ from typing import Optional
 
 import typer
 
-from affectlens.cli_options import REPORT_OPTION, choice_option, hardware_options
+from affectlens.cli_options import REPORT_OPTION, choice_option, hardware_options, real_option
 from affectlens.training.hardware import Hardware
 
+FRACTION_OPTION = real_option(None, "--fraction", min=0, max=1, min_open=True,
+                              help="Share of each CelebA split used, a seeded random subset (the paper: 0.3).")
+LR_OPTION = real_option(None, "--lr", min=0, max=10, min_open=True, help="Learning rate (Adam).")
 RESUME_OPTION = typer.Option(True, "--resume/--no-resume",
                              help="Continue the run in --out from last.pt (a folder of other settings is refused); "
                                   "--no-resume starts over.")
@@ -26,6 +29,7 @@ def train_attributes_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (re-run to resume from last.pt)."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="small | resnet18 | resnet50 (the paper's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    fraction: Optional[float] = FRACTION_OPTION, lr: Optional[float] = LR_OPTION,
     resume: bool = RESUME_OPTION, hardware: Hardware = None,
 ):
     """Stage 1: train the 40-attribute classifier; report held-out mean accuracy vs majority and paper.
@@ -36,7 +40,7 @@ def train_attributes_command(
     from affectlens.privacy.attributes import AttributeTrainConfig, train_attributes
 
     cfg = load_config(AttributeTrainConfig, config, data=data, out=out, epochs=epochs, backbone=backbone,
-                      threads=threads)
+                      threads=threads, fraction=fraction, lr=lr)
     m = train_attributes(cfg, hardware=hardware, resume=resume)
     if m is None:  # DDP: the other ranks only helped to train
         return
@@ -52,6 +56,7 @@ def train_reconstruct_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (re-run to resume from last.pt)."),
     landmark_cache: Optional[str] = typer.Option(None, "--cache", help="Landmark cache .npz (default: user cache dir)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    fraction: Optional[float] = FRACTION_OPTION, lr: Optional[float] = LR_OPTION,
     resume: bool = RESUME_OPTION, hardware: Hardware = None,
 ):
     """Stage 2: train the 111-channel U-Net with 1 − SSIM; report test SSIM vs the paper's 0.8752.
@@ -62,7 +67,7 @@ def train_reconstruct_command(
     from affectlens.privacy.reconstruct import ReconTrainConfig, train_reconstruct
 
     cfg = load_config(ReconTrainConfig, config, data=data, out=out, epochs=epochs, landmark_cache=landmark_cache,
-                      threads=threads)
+                      threads=threads, fraction=fraction, lr=lr)
     m = train_reconstruct(cfg, hardware=hardware, resume=resume)
     if m is None:  # DDP: the other ranks only helped to train
         return
