@@ -55,11 +55,18 @@ def test_scan_ustc_nvie_layouts(tmp_path):
         _img(seq / f"{i:04d}.bmp", 10 * i)
     (seq / "onset_apex.txt").write_text("onset 0001.bmp\napex 0004.bmp\n")
     (root / "README").mkdir(parents=True)
-    samples = scan_ustc_nvie(root)
+    _img(root / "Posed_Database" / "S003" / "sad" / "onset.png")  # no apex: discarded, not fatal
+    samples, discarded = scan_ustc_nvie(root)
     assert [(s.subject, s.label, s.onset.name, s.apex.name) for s in samples] == [
         ("S001", 0, "001_onset.jpg", "001_apex.jpg"), ("S002", 1, "0001.bmp", "0004.bmp")]
+    assert len(discarded) == 1 and "S003" in discarded[0] and "no apex image" in discarded[0]
+    subset, gone = scan_ustc_nvie(root, ["spontaneous/S002/left/clip3", "posed/S009/x"])
+    assert [s.subject for s in subset] == ["S002"] and "posed/S009/x: listed in the subset" in gone[-1]
     (seq / "onset_apex.txt").write_text("onset 0001.bmp\n")
-    with pytest.raises(DataError, match="onset_apex.txt: needs both"):
+    samples, discarded = scan_ustc_nvie(root)
+    assert [s.subject for s in samples] == ["S001"] and any("has no apex line" in d for d in discarded)
+    (seq / "onset_apex.txt").write_text("onset 0001.bmp\nvertex 0003.bmp\n")
+    with pytest.raises(DataError, match="onset_apex.txt:2"):  # malformed: still an error naming its line
         scan_ustc_nvie(root)
     with pytest.raises(DataError, match="no onset/apex pairs"):
         scan_ustc_nvie(tmp_path / "nvie" / "README")

@@ -38,7 +38,7 @@ def test_subjects_have_their_own_identity_and_pairs_are_44px():
 def test_written_tree_and_manifest_agree(tmp_path):
     manifest = write_synthetic(tmp_path / "syn", n_subjects=3, per_subject=2, seed=0)
     rows = read_manifest(manifest)
-    scanned = scan_ustc_nvie(tmp_path / "syn")  # the tree is the USTC-NVIE-style layout
+    scanned, _ = scan_ustc_nvie(tmp_path / "syn")  # the tree is the USTC-NVIE-style layout
     assert len(rows) == len(scanned) == 6
     assert sorted((r.subject, r.label, r.onset.resolve()) for r in rows) == \
         sorted((s.subject, s.label, s.onset.resolve()) for s in scanned)

@@ -28,16 +28,23 @@ def _seeds(seeds: int, first_seed: int) -> list:
 
 @app.command()
 def manifest(root: Path = typer.Argument(..., help="USTC-NVIE-style tree: ROOT/posed|spontaneous/<subject>/…/<sample>/."),
-             out: Path = typer.Option(Path("manifest.csv"), "--out", "-o", help="Manifest CSV to write.")):
-    """Build an onset/apex manifest (subject, onset, apex, label) from a USTC-NVIE-style folder tree."""
-    from affectlens.spontaneity.data import scan_ustc_nvie, write_manifest
+             out: Path = typer.Option(Path("manifest.csv"), "--out", "-o", help="Manifest CSV to write."),
+             subset: Optional[Path] = typer.Option(None, "--subset", help="Sample ids to keep, one per line "
+                                                   "(e.g. the paper's 1,028-sample subset)."),
+             show_discarded: bool = typer.Option(False, "--list-discarded", help="Also print each discarded sample.")):
+    """Build an onset/apex manifest (subject, onset, apex, label) from a USTC-NVIE-style folder tree.
 
-    check_output(out, inputs=[root])
-    samples = scan_ustc_nvie(root)
+    Samples without an onset or an apex frame are discarded (as the paper does) and counted."""
+    from affectlens.spontaneity.data import read_subset, scan_ustc_nvie, write_manifest
+
+    check_output(out, inputs=[root, *([subset] if subset else [])])
+    samples, discarded = scan_ustc_nvie(root, read_subset(subset) if subset else None)
     write_manifest(out, samples)
     n_sp = sum(s.label for s in samples)
     console.print(f"{len(samples)} pairs ({len(samples) - n_sp} posed, {n_sp} spontaneous) from "
-                  f"{len({s.subject for s in samples})} subjects → {one_line(out)}")
+                  f"{len({s.subject for s in samples})} subjects → {one_line(out)}; {len(discarded)} discarded")
+    for line in discarded if show_discarded else ():
+        console.print(f"discarded: {one_line(line)}")
 
 
 @app.command()

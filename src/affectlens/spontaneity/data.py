@@ -125,8 +125,9 @@ def _class_of(name: str) -> Optional[int]:
     return None
 
 
-def _pair_in(folder: Path) -> Optional[Tuple[Path, Path]]:
-    """(onset, apex) inside one sample folder, or None when the folder is not a sample."""
+def _pair_in(folder: Path) -> Optional[Tuple[Path, Path] | str]:
+    """(onset, apex) inside one sample folder, None when the folder is not a sample, or the reason a
+    sample is discarded (it lacks its onset or its apex frame, as the paper's discarded ones do)."""
     label_file = folder / "onset_apex.txt"
     if label_file.is_file():
         names = {}
@@ -137,24 +138,48 @@ def _pair_in(folder: Path) -> Optional[Tuple[Path, Path]]:
             elif parts:
                 raise DataError(label_file, f"expected 'onset <frame>' or 'apex <frame>', got {line!r}", line=line_no)
         if set(names) != {"onset", "apex"}:
-            raise DataError(label_file, "needs both an onset and an apex line")
+            return f"{label_file}: has no {'onset' if 'onset' not in names else 'apex'} line"
+        missing = [k for k in ("onset", "apex") if not names[k].is_file()]
+        if missing:
+            return f"{names[missing[0]]}: the {missing[0]} frame named in {label_file.name} is not there"
         return names["onset"], names["apex"]
     images = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
     onset = sorted(p for p in images if "onset" in p.stem.lower())
     apex = sorted(p for p in images if "apex" in p.stem.lower())
     if len(onset) == 1 and len(apex) == 1:
         return onset[0], apex[0]
-    if onset or apex:
+    if len(onset) > 1 or len(apex) > 1:
         raise DataError(folder, f"found {len(onset)} onset and {len(apex)} apex images; need exactly one of each")
+    if onset or apex:
+        return f"{folder}: has no {'apex' if onset else 'onset'} image"
     return None
 
 
-def scan_ustc_nvie(root: str | Path) -> List[PairSample]:
-    """Build manifest rows from the folder tree documented in this module."""
+def read_subset(path: str | Path) -> List[str]:
+    """Sample ids, one per line (blank lines and ``#`` comments skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "subset file not found")
+    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    ids = [i for i in ids if i and not i.startswith("#")]
+    if not ids:
+        raise DataError(path, "lists no sample ids")
+    return ids
+
+
+def scan_ustc_nvie(root: str | Path, subset: Optional[Sequence[str]] = None) -> Tuple[List[PairSample], List[str]]:
+    """Manifest rows from the folder tree documented in this module, and the samples discarded.
+
+    A sample folder that lacks its onset or its apex frame is discarded, not fatal (the paper keeps
+    the 4,203 complete samples of USTC-NVIE), and listed with why; a malformed ``onset_apex.txt``
+    is still an error naming its line. ``subset``: sample ids (``posed/S001/front/happy``) to keep,
+    e.g. the paper's 1,028-sample subset; an id listed but not found is listed as discarded too.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(root, "not a folder")
     samples: List[PairSample] = []
+    discarded: List[str] = []
     for cls_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         label = _class_of(cls_dir.name)
         if label is None:
@@ -166,12 +191,20 @@ def scan_ustc_nvie(root: str | Path) -> List[PairSample]:
                 pair = _pair_in(folder)
                 if pair is None:
                     continue
+                if isinstance(pair, str):
+                    discarded.append(pair)
+                    continue
                 rel = folder.relative_to(subj_dir).as_posix()
                 sid = f"{LABEL_NAMES[label]}/{subj_dir.name}" + ("" if rel == "." else f"/{rel}")
                 samples.append(PairSample(subj_dir.name, pair[0], pair[1], label, sid))
+    if subset is not None:
+        wanted = list(dict.fromkeys(subset))
+        found = {s.id for s in samples}
+        samples = [s for s in samples if s.id in set(wanted)]
+        discarded += [f"{sid}: listed in the subset, not found under {root}" for sid in wanted if sid not in found]
     if not samples:
         raise DataError(root, "no onset/apex pairs found (expected ROOT/posed|spontaneous/<subject>/.../<sample>/)")
-    return samples
+    return samples, discarded
 
 
 def read_crop(path: str | Path) -> np.ndarray:
