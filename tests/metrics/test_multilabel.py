@@ -90,3 +90,22 @@ def test_perfect_scores():
     p = y.astype(float)
     m = all_metrics(p, y)
     assert m == {"gap": 1.0, "hit_at_one": 1.0, "perr": 1.0, "map": 1.0}
+
+
+def test_topk_pr_curve_is_the_ranking_of_one_class_and_averages_to_its_ap():
+    from affectlens.metrics.multilabel import TopK
+
+    rng = np.random.default_rng(3)
+    y = rng.random((60, 5)) < 0.3
+    p = np.clip(y * 0.4 + rng.random((60, 5)) * 0.7, 0, 1)
+    top = TopK(5, top_k=5).add(p, y)  # every pair kept: the full ranking of each class
+    for c in range(5):
+        precision, recall = top.pr_curve(c)
+        order = np.argsort(-p[:, c], kind="stable")
+        tp = np.cumsum(y[order, c])
+        np.testing.assert_allclose(precision, tp / np.arange(1, 61))
+        np.testing.assert_allclose(recall, tp / y[:, c].sum())
+        ap = np.sum(precision * y[order, c]) / y[:, c].sum()  # AP = mean precision at the positives
+        assert ap == pytest.approx(top.ap_per_class()[c], abs=1e-9)
+    assert recall[-1] == pytest.approx(1.0)
+

@@ -32,7 +32,8 @@ def test_eval_report_has_metrics_and_curves(tmp_path):
     html = report.read_text()
     for title in ("Results", "Training", "gap", "hit_at_one", "perr", "map", "GAP over the top 20"):
         assert title in html, title
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 1  # the loss curve
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 2  # the loss curve, the PR curves
+    assert "Most frequent classes" in html and (tmp_path / "videotag_pr.png").stat().st_size > 1000
     assert "http://" not in html and "https://" not in html
 
 

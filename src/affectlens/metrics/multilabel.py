@@ -218,6 +218,16 @@ class TopK:
         """Per-class AP over the top-``k`` pairs (NaN for classes without positives)."""
         return _ap_of(*self._pairs(), self.positives)
 
+    def pr_curve(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Class ``c``'s precision and recall at each of its top-``k`` scores, best first (the pairs
+        its AP averages): recall reaches 1 only if every positive was in some video's top ``k``."""
+        cls, scores, hits = self._pairs()
+        mine = cls == c
+        order = np.argsort(-scores[mine], kind="stable")
+        tp = np.cumsum(hits[mine][order])
+        ranks = np.arange(1, len(tp) + 1)
+        return tp / np.maximum(ranks, 1), tp / max(int(self.positives[c]), 1)
+
     def result(self) -> dict:
         """``{"gap", "hit_at_one", "perr", "map"}`` of everything added so far."""
         ap = self.ap_per_class()

@@ -68,6 +68,22 @@ def curves_png(history: Mapping[str, Sequence[float]], path, title: str = "Train
     return _save(fig, path)
 
 
+def pr_curves_png(curves: Mapping[str, tuple], path, title: str = "Precision-recall") -> Path:
+    """One precision-recall line per class: ``{name: (precision, recall)}``, in the given order."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    cmap = plt.get_cmap("tab20")
+    for k, (name, (precision, recall)) in enumerate(curves.items()):
+        ax.plot(recall, precision, lw=1.2, color=cmap(k % 20), label=name)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2, loc="lower left")
+    return _save(fig, path)
+
+
 def per_class_png(report: Mapping, path, title: str = "Per-class metrics") -> Path:
     """Grouped bars of precision / recall / F1 per class from ``classification_report``."""
     names = list(report["per_class"])

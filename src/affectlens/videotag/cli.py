@@ -103,7 +103,8 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) f
     for path in (report, per_class):
         if path is not None:
             check_output(path, inputs=[checkpoint, *shards])
-    m = recipe.evaluate(checkpoint, shards, per_class=per_class)
+    m = recipe.evaluate(checkpoint, shards, per_class=per_class, pr_classes=20 if report is not None else 0)
+    curves = m.pop("pr_curves", {})
     _print_metrics(f"{checkpoint} on {m['videos']} videos", {checkpoint.parent.name or "model": m})
     if per_class is not None:
         stdout.print(f"per-class AP -> {one_line(per_class)}")
@@ -111,11 +112,20 @@ def eval_cmd(checkpoint: Path = typer.Argument(..., help="best.pt (or last.pt) f
         from affectlens.report.html import write_eval_report
         from affectlens.training import load_checkpoint
 
+        from affectlens.report.plots import pr_curves_png
+
         history = load_checkpoint(checkpoint).get("history") or None
+        png = report.with_name(report.stem + "_pr.png")
+        pr_curves_png({f"{c} ({v['positives']}, AP {v['ap']:.2f})": (v["precision"], v["recall"])
+                       for c, v in curves.items()}, png,
+                      title=f"Precision-recall of the {len(curves)} most frequent classes (top-20 predictions)")
         write_eval_report(report, m, history=history, title="videotag — evaluation",
                           notes=f"checkpoint `{checkpoint}` on {len(shards)} shards "
                                 f"({m['videos']} videos); metrics as the YouTube-8M starter code defines them "
-                                "(GAP over the top 20)")
+                                "(GAP over the top 20)",
+                          tables={"Most frequent classes": [{"class": c, "positives": v["positives"], "AP": v["ap"]}
+                                                            for c, v in curves.items()]},
+                          images=[(png, "precision-recall per class (legend: class, positives, AP)")])
         stdout.print(f"report -> {one_line(report)}")
 
 

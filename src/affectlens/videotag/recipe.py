@@ -308,7 +308,7 @@ def load_model(checkpoint: str | Path):
     return model.eval(), classes, cfg
 
 
-def _evaluate(loaded, paths: Sequence[Path], per_class: str | Path | None = None) -> dict:
+def _evaluate(loaded, paths: Sequence[Path], per_class: str | Path | None = None, pr_classes: int = 0) -> dict:
     model, classes, cfg = loaded
     top = TopK(cfg.num_classes, cfg.top_k)
     for _, scores, y in score_stream(model, classes, stream_of(cfg, paths, batch_size=1024, distributed=False)):
@@ -316,7 +316,24 @@ def _evaluate(loaded, paths: Sequence[Path], per_class: str | Path | None = None
     metrics = {**top.result(), "videos": top.videos}
     if per_class is not None:
         _write_per_class(per_class, top)
+    if pr_classes:
+        metrics["pr_curves"] = pr_curves(top, pr_classes)
     return metrics
+
+
+def pr_curves(top: TopK, n: int = 20, points: int = 200) -> dict:
+    """Precision-recall of the ``n`` classes with the most positives: ``{class: {"positives", "ap",
+    "precision", "recall"}}``, each curve thinned to at most ``points`` points."""
+    ap = top.ap_per_class()
+    out = {}
+    for c in np.argsort(-top.positives, kind="stable")[:n]:
+        if top.positives[c] == 0:
+            break
+        p, r = top.pr_curve(int(c))
+        keep = np.unique(np.linspace(0, len(p) - 1, min(points, len(p))).round().astype(int)) if len(p) else []
+        out[int(c)] = {"positives": int(top.positives[c]), "ap": float(ap[c]),
+                       "precision": [round(float(x), 5) for x in p[keep]], "recall": [round(float(x), 5) for x in r[keep]]}
+    return out
 
 
 def _write_per_class(path: str | Path, top: TopK) -> None:
@@ -332,10 +349,12 @@ def _write_per_class(path: str | Path, top: TopK) -> None:
             w.writerows([i, int(top.positives[i]), f"{ap[i]:.6f}"] for i in rows)
 
 
-def evaluate(checkpoint: str | Path, paths: Sequence[Path], per_class: str | Path | None = None) -> dict:
+def evaluate(checkpoint: str | Path, paths: Sequence[Path], per_class: str | Path | None = None,
+             pr_classes: int = 0) -> dict:
     """GAP / Hit@1 / PERR / mAP of a trained model on shards (streamed, O(videos x 20) memory);
-    ``per_class``: also write each class's AP to that CSV."""
-    return _evaluate(load_model(checkpoint), paths, per_class)
+    ``per_class``: also write each class's AP to that CSV; ``pr_classes``: add the precision-recall
+    curves of that many most frequent classes (``pr_curves``)."""
+    return _evaluate(load_model(checkpoint), paths, per_class, pr_classes)
 
 
 def _kaggle_rows(w, ids: Sequence[str], scores: np.ndarray, top_k: int, names: list | None = None) -> None:
