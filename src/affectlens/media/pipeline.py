@@ -88,6 +88,15 @@ def encode_stage(writer, q: queue.Queue, stop: threading.Event) -> Callable[[], 
     return run
 
 
+def halt(stages: Sequence[Stage], stop: threading.Event, timeout: float = 5.0) -> None:
+    """Tell every stage to stop and wait for those still running (an encoder stops writing before
+    its output is discarded)."""
+    stop.set()
+    for s in stages:
+        if s.is_alive():
+            s.join(timeout=timeout)
+
+
 def stage_items(q: queue.Queue, stages: Sequence[Stage]) -> Iterator:
     """Items from the decode stage's queue; raises a stage's error as soon as it shows."""
     while True:
@@ -218,12 +227,9 @@ def transform_video(src: str | Path, dst: str | Path, fn: Callable, **writer_opt
                 raise s.error
         writer.close()
     except BaseException:
-        stop.set()
-        for s in stages:  # the encoder stops writing before its output is discarded
-            if s.is_alive():
-                s.join(timeout=5)
+        halt(stages, stop)
         writer.abort()
         raise
     finally:
-        stop.set()
+        halt(stages, stop)
     return dst

@@ -28,6 +28,7 @@ from affectlens.media.pipeline import (
     Stage,
     decode_stage,
     encode_stage,
+    halt,
     opencv_single_threaded,
     put,
     stage_items,
@@ -237,18 +238,12 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
             sidecar_path(dst).unlink(missing_ok=True)  # a new output never sits beside an old output's sidecar
             writer.close()
     except BaseException:
-        stop.set()
-        for s in stages:  # the encoder stops writing before its output is discarded
-            if s.is_alive():
-                s.join(timeout=5)
+        halt(stages, stop)
         writer.abort()
         log.discard()
         raise
     finally:
-        stop.set()
-        for s in stages:
-            if s.is_alive():
-                s.join(timeout=5)
+        halt(stages, stop)
     extra = {"kind": "video", "width": info.width, "height": info.height, "fps": info.fps, "rate": str(info.rate),
              "time_base": str(info.time_base), "frame_count": len(log.faces), "detect_every": cfg.detect_every,
              "det_size": cfg.det_size, "tracker": asdict(_tracker_config(cfg))}
