@@ -185,3 +185,17 @@ def test_select_on_val_selects_and_reports_on_val(run, tmp_path):
     r = train(tiny_cfg(epochs=1, select_on="val"), root / "real", tmp_path / "v", val=root / "real",
               progress=False, log=lambda s: None)
     assert r["n_train"] == 6 and r["selected_on"] == "val" and r["eval"]["selected_on"] == "val"
+
+
+def test_table1_layout_and_the_sweep_cli_refuses_bad_ratios():
+    from affectlens.group.recipe import PAPER_TABLE1, format_table1
+    from tests.reliability.conftest import invoke
+
+    text = format_table1({0.3: 0.7321, 0.25: 0.7})
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(PAPER_TABLE1) + 1 and "73.21%" in text and "75.07%" in text
+    assert [line.split()[0] for line in lines[2:]] == ["10%", "20%", "25%", "30%", "40%", "50%"]
+    assert lines[4].split()[1:] == ["70.00%", "—"]  # a ratio the paper did not run
+    r = invoke(["group", "sweep", "a", "--val", "b", "--synthetic", "c", "--ratios", "0.3,1.5"])
+    assert r.code == 2 and len(r.err_lines) == 1 and "--ratios" in r.err_lines[0]
+

@@ -22,6 +22,7 @@ ROWS = {
     "group ablation": ["group", "ablation", "{m}/train", "--val", "{m}/val", "--synthetic", "{m}/syn", "--out", "{o}"],
     "group eval": ["group", "eval", "{m}/best.pt", "{m}/val"],
     "group features": ["group", "features", "{m}/vgaf"],
+    "group sweep": ["group", "sweep", "{m}/train", "--val", "{m}/val", "--synthetic", "{m}/syn", "--out", "{o}"],
     "group predict": ["group", "predict", "{m}/best.pt", "{m}/v.mp4", "--out", "{o}"],
     "group train": ["group", "train", "{m}/vgaf", "--out", "{o}/run"],
     "privacy evaluate": ["privacy", "evaluate", "--data", "{m}/celeba", "--out", "{o}/eval"],

@@ -188,6 +188,38 @@ def ablation_cmd(data: Path = typer.Argument(..., help="Real training VGAF folde
     ablation(cfg, data, val, synthetic, out, frames=counts, log=console.print, hardware=hardware)
 
 
+@app.command("sweep")
+@hardware_options
+def sweep_cmd(data: Path = typer.Argument(..., help="Real training VGAF folder."),
+              val: Path = typer.Option(..., "--val", help="Validation VGAF folder."),
+              synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic VGAF-format folder."),
+              out: Path = typer.Option(Path("group-sweep"), "--out"),
+              config: Optional[Path] = typer.Option(None, "--config"),
+              modality: str = choice_option("video", "--modality", choices=("video", "fusion"),
+                                            help="The model swept (the paper's Table 1: video)."),
+              ratios: str = typer.Option("0.1,0.2,0.3,0.4,0.5", "--ratios",
+                                         help="Comma-separated shares of synthetic clips in the training set."),
+              hardware: Hardware = None):
+    """Table 1: the synthetic-ratio sweep (10-50 %), each ratio trained and evaluated on --val; ours beside the paper's."""
+    from affectlens.group.recipe import load_config, sweep
+
+    shares = _ratios(ratios)
+    check_output(out, kind="dir", inputs=[data, val, synthetic])
+    sweep(load_config(config, modality=modality), data, val, synthetic, out, ratios=shares, log=console.print,
+          hardware=hardware)
+
+
+def _ratios(text: str) -> List[float]:
+    try:
+        shares = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        shares = []
+    if not shares or any(not 0 < r < 1 for r in shares):
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of shares in (0, 1), e.g. 0.1,0.3",
+                                 param_hint="--ratios")
+    return shares
+
+
 def _frame_counts(text: str) -> List[int]:
     try:
         counts = [int(f) for f in text.split(",") if f.strip()]

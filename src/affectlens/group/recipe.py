@@ -472,4 +472,51 @@ def format_table2(results: Dict[str, Dict[int, float]], frames: Sequence[int] = 
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- Table 1 sweep
+PAPER_TABLE1 = {0.1: 74.80, 0.2: 74.93, 0.3: 75.07, 0.4: 74.41, 0.5: 74.28}  # VGAF validation accuracy (%)
+
+
+def sweep(cfg: TrainConfig, data: Path, val: Path, synthetic: Path, out: Path,
+          ratios: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5), progress: bool = True, log: Log = print,
+          hardware: Optional[Hardware] = None) -> dict:
+    """Table 1: train ``cfg`` (the paper: the video model) on the real clips plus synthetic ones making
+    up each ``ratio`` of the training set, evaluate each on ``val``; resumable like ``ablation``.
+    Writes ``sweep.json`` and ``sweep.txt`` (ours beside the paper's); other DDP ranks return ``{}``."""
+    import json
+
+    from affectlens.files import write_json
+
+    out = Path(out)
+    results: Dict[float, float] = {}
+    zero = True
+    for r in ratios:
+        run = out / f"ratio{round(100 * r):02d}"
+        done = run / "eval" / "eval.json"
+        if not done.exists():
+            log(f"sweep: synthetic ratio {r:.0%}")
+            zero = train(dataclasses.replace(cfg, synthetic_ratio=float(r)), data, run, val=val, synthetic=synthetic,
+                         progress=progress, log=log, hardware=hardware)["is_global_zero"]
+        if zero:
+            results[float(r)] = json.loads(done.read_text())["accuracy"]
+    if not zero:
+        return {}
+    table = format_table1(results)
+    log(table)
+    write_json(out / "sweep.json", {"ours": {str(k): v for k, v in results.items()},
+                                    "paper": {str(k): v for k, v in PAPER_TABLE1.items()}, "modality": cfg.modality})
+    (out / "sweep.txt").write_text(table + "\n", encoding="utf-8")
+    return results
+
+
+def format_table1(results: Dict[float, float]) -> str:
+    """Table 1's layout: one row per synthetic ratio, our validation accuracy beside the paper's."""
+    head = f"{'Synthetic ratio':>16}{'ours':>10}{'paper':>10}"
+    lines = [head, "-" * len(head)]
+    for r in sorted(set(results) | set(PAPER_TABLE1)):
+        ours, paper = results.get(r), PAPER_TABLE1.get(r)
+        lines.append(f"{r:>16.0%}{'—' if ours is None else f'{100 * ours:.2f}%':>10}"
+                     f"{'—' if paper is None else f'{paper:.2f}%':>10}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- demo
