@@ -30,6 +30,7 @@ ROWS = {
     "privacy train-reconstruct": ["privacy", "train-reconstruct", "--data", "{m}/celeba", "--out", "{o}/run"],
     "probe": ["probe", "{m}/a.mp4"],
     "spontaneity cv": ["spontaneity", "cv", "{m}/manifest.csv", "--out", "{o}/cv"],
+    "spontaneity curve": ["spontaneity", "curve", "{m}/manifest.csv", "--out", "{o}/curve"],
     "spontaneity manifest": ["spontaneity", "manifest", "{m}/nvie", "--out", "{o}/manifest.csv"],
     "spontaneity predict": ["spontaneity", "predict", "{m}/on.png", "{m}/ap.png", "--checkpoint", "{m}/m.pt"],
     "spontaneity preprocess": ["spontaneity", "preprocess", "{m}/manifest.csv", "--out", "{o}/pre"],

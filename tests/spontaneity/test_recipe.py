@@ -93,3 +93,36 @@ def test_run_cv_reports_all_nine_methods():
     rows = table_rows(result)
     assert [r[0] for r in rows] == list(METHODS)
     assert rows[-1][1] == f"{PAPER_TABLE1['CompCNN-Comb-SVM'][0]:.2f} / {PAPER_TABLE1['CompCNN-Comb-SVM'][1]:.2f}"
+
+
+def test_fewer_training_subjects_keeps_folds_subject_independent():
+    from affectlens.spontaneity.recipe import _fewer_subjects
+
+    subjects = np.repeat(np.array([f"S{i}" for i in range(8)]), 3)
+    for train, test in subject_folds(subjects, "kfold", 2, split_seed=0):
+        few = _fewer_subjects(train, subjects, 2, seed=4)
+        assert len(np.unique(subjects[few])) == 2 and set(few) <= set(train)
+        assert not set(subjects[few]) & set(subjects[test])
+        assert np.array_equal(few, _fewer_subjects(train, subjects, 2, seed=4))  # seeded
+        assert np.array_equal(_fewer_subjects(train, subjects, 99, seed=4), train)
+
+
+def test_fig4_curve_cli_end_to_end(tmp_path):
+    """`spontaneity curve`: one CV per subject count, curve.json and fig4.png, figures as the CV gives them."""
+    import json
+
+    from affectlens.spontaneity.synth import write_synthetic
+    from tests.reliability.conftest import invoke
+
+    manifest = write_synthetic(tmp_path / "syn", 6, 3, seed=0, progress=False)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("protocol: kfold\nfolds: 2\nseeds: 1\nsize: tiny\nepochs: 1\nthreads: 1\n")
+    r = invoke(["spontaneity", "curve", manifest, "--out", tmp_path / "curve", "--counts", "2,3", "--config", cfg,
+                "--accelerator", "cpu"])
+    assert r.code == 0, r.err[-600:]
+    curve = json.loads((tmp_path / "curve" / "curve.json").read_text())
+    assert curve["counts"] == [2, 3] and set(curve["error_percent"]) == set(METHODS)
+    assert all(len(v) == 2 and all(0 <= e <= 100 for e in v) for v in curve["error_percent"].values())
+    assert (tmp_path / "curve" / "fig4.png").stat().st_size > 1000
+    runs = json.loads((tmp_path / "curve" / "subjects2" / "runs" / "seed0" / "fold00" / "fold.json").read_text())
+    assert runs  # each count trained its own folds

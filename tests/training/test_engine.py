@@ -177,7 +177,7 @@ def test_hardware_options_reach_a_command_and_do_not_import_torch():
 
 
 TRAIN_COMMANDS = [("expression", "train"), ("group", "train"), ("group", "ablation"), ("spontaneity", "train"),
-                  ("spontaneity", "cv"), ("group", "sweep"), ("videotag", "train"), ("videotag", "ablation"),
+                  ("spontaneity", "cv"), ("spontaneity", "curve"), ("group", "sweep"), ("videotag", "train"), ("videotag", "ablation"),
                   ("privacy", "train-attributes"), ("privacy", "train-reconstruct"), ("privacy", "evaluate")]
 
 

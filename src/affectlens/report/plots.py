@@ -84,6 +84,20 @@ def pr_curves_png(curves: Mapping[str, tuple], path, title: str = "Precision-rec
     return _save(fig, path)
 
 
+def lines_png(xs: Sequence[float], series: Mapping[str, Sequence[float]], path, xlabel: str, ylabel: str,
+              title: str = "") -> Path:
+    """One marked line per series over the same ``xs`` (e.g. error against training subjects)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, ys in series.items():
+        ax.plot(xs, ys, marker="o", ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def per_class_png(report: Mapping, path, title: str = "Per-class metrics") -> Path:
     """Grouped bars of precision / recall / F1 per class from ``classification_report``."""
     names = list(report["per_class"])

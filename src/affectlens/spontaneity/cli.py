@@ -26,6 +26,17 @@ def _seeds(seeds: int, first_seed: int) -> list:
     return list(range(first_seed, first_seed + seeds))
 
 
+def _counts(text: str) -> list:
+    try:
+        counts = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(c < 1 for c in counts):
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of subject counts >= 1, e.g. 5,10,20",
+                                 param_hint="--counts")
+    return sorted(set(counts))
+
+
 @app.command()
 def manifest(root: Path = typer.Argument(..., help="USTC-NVIE-style tree: ROOT/posed|spontaneous/<subject>/…/<sample>/."),
              out: Path = typer.Option(Path("manifest.csv"), "--out", "-o", help="Manifest CSV to write."),
@@ -206,3 +217,24 @@ def synth_spontaneity(out: Path = typer.Argument(..., help="Folder for the tree 
 
 
 synth_commands = {"spontaneity": synth_spontaneity}
+
+
+@app.command()
+@hardware_options
+def curve(manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest of 44×44 onset/apex crops."),
+          out: Path = typer.Option(..., "--out", "-o", help="Folder for curve.json, fig4.png and the runs (resumable)."),
+          counts: str = typer.Option("5,10,20,40", "--counts", help="Training subjects per fold, comma-separated."),
+          config: Optional[Path] = typer.Option(None, "--config", help="configs/spontaneity_*.yaml (protocol, folds, nets)."),
+          resume: bool = RESUME_OPTION, hardware: Hardware = None):
+    """Fig. 4: the CV error of every method against the number of training subjects per fold."""
+    from affectlens.spontaneity.recipe import learning_curve, load_cv_config
+
+    wanted = _counts(counts)
+    check_output(out, kind="dir", inputs=[manifest_path])
+    c = load_cv_config(config)
+    res = learning_curve(manifest_path, out, wanted, c.protocol, c.folds, _seeds(c.seeds, c.first_seed), c.train,
+                         hardware=hardware, resume=resume)
+    for m, errs in res["error_percent"].items():
+        console.print(f"{m:18}" + "  ".join(f"{n}: {e:.1f} %" for n, e in zip(res["counts"], errs)))
+    console.print(f"wrote {one_line(out / 'curve.json')} and {one_line(out / 'fig4.png')}")
+

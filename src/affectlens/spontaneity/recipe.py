@@ -282,9 +282,12 @@ def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np
            protocol: str = "kfold", folds: int = 10, seeds: Sequence[int] = (0, 1, 2),
            tc: TrainConfig = TrainConfig(), split_seed: int = 0, progress: bool = False,
            on_fold: Optional[Callable[[int, int, Dict[str, float]], None]] = None,
-           out: str | Path | None = None, hardware: Hardware | None = None, resume: bool = True) -> dict:
+           out: str | Path | None = None, hardware: Hardware | None = None, resume: bool = True,
+           train_subjects: int = 0) -> dict:
     """Subject-independent cross-validation of all nine methods, one engine run per net, fold and
-    seed under ``out/runs/`` (a temporary folder when ``out`` is None).
+    seed under ``out/runs/`` (a temporary folder when ``out`` is None). ``train_subjects`` > 0
+    trains each fold on that many of its training subjects only (a seeded choice per fold; the
+    test side is unchanged): the paper's Fig. 4 varies it.
 
     Returns a JSON-able dict: ``errors[method][seed][fold]`` (fractions), a ``summary`` per method
     (error % mean, std over folds, std over seeds, pooled error %) and the run's settings.
@@ -292,6 +295,9 @@ def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np
     """
     torch.set_num_threads(max(1, min(tc.threads, 2)))
     splits = subject_folds(subjects, protocol, folds, split_seed)
+    if train_subjects:
+        splits = [(_fewer_subjects(train, subjects, train_subjects, split_seed + fi), test)
+                  for fi, (train, test) in enumerate(splits)]
     o, a, y = to_tensor(onset), to_tensor(apex), torch.from_numpy(np.asarray(labels, np.int64))
     errors = {m: np.zeros((len(seeds), len(splits))) for m in METHODS}
     wrong = {m: 0 for m in METHODS}
@@ -309,9 +315,40 @@ def run_cv(onset: np.ndarray, apex: np.ndarray, labels: np.ndarray, subjects: np
                     on_fold(seed, fi, {m: float(errors[m][si, fi]) for m in METHODS})
     n_eval = len(seeds) * len(labels)
     return {"protocol": protocol, "folds": len(splits), "seeds": list(seeds), "samples": int(len(labels)),
-            "subjects": int(len(np.unique(subjects))), "train": asdict(tc),
+            "subjects": int(len(np.unique(subjects))), "train_subjects": int(train_subjects), "train": asdict(tc),
             "errors": {m: e.tolist() for m, e in errors.items()},
             "summary": {m: summarise(errors[m], wrong[m] / n_eval) for m in METHODS}}
+
+
+def _fewer_subjects(train: np.ndarray, subjects: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The rows of ``train`` whose subject is among ``n`` of its subjects (seeded; all when fewer)."""
+    have = np.unique(subjects[train])
+    if n >= len(have):
+        return train
+    keep = np.random.default_rng(seed).choice(have, n, replace=False)
+    return train[np.isin(subjects[train], keep)]
+
+
+def learning_curve(manifest: str | Path, out: Path, counts: Sequence[int], protocol: str = "kfold", folds: int = 10,
+                   seeds: Sequence[int] = (0,), tc: TrainConfig = TrainConfig(), progress: bool = True,
+                   hardware=None, resume: bool = True) -> dict:
+    """Fig. 4: the CV error of every method against the number of training subjects per fold.
+    One ``cross_validate``-style run per count under ``out/subjects<n>/`` (resumable); writes
+    ``curve.json`` and ``fig4.png`` (rank 0)."""
+    from affectlens.files import write_json
+    from affectlens.report.plots import lines_png
+
+    onset, apex, labels, subjects = load_dataset(manifest, progress and is_global_zero())
+    runs = {int(n): run_cv(onset, apex, labels, subjects, protocol, folds, seeds, tc, progress=progress,
+                           out=Path(out) / f"subjects{int(n)}", hardware=hardware, resume=resume, train_subjects=int(n))
+            for n in counts}
+    curve = {m: [runs[n]["summary"][m]["mean"] for n in sorted(runs)] for m in METHODS}
+    result = {"manifest": str(manifest), "protocol": protocol, "counts": sorted(runs), "error_percent": curve}
+    if is_global_zero():
+        write_json(Path(out) / "curve.json", result)
+        lines_png(sorted(runs), curve, Path(out) / "fig4.png", xlabel="training subjects per fold",
+                  ylabel="error rate (%)", title=f"Error vs training subjects ({protocol}, {folds} folds)")
+    return result
 
 
 def summarise(err: np.ndarray, pooled: float) -> dict:
