@@ -8,7 +8,7 @@ import typer
 from affectlens.cli_options import (
     ADDRESS_OPTION, BACKEND_OPTION, REPORT_OPTION, WORKERS_OPTION, choice_option, hardware_options, real_option,
 )
-from affectlens.expression.data import USAGES
+from affectlens.expression.data import LABEL_MODES, USAGES
 from affectlens.expression.predict import DETECTORS, TTA_MODES
 from affectlens.report.console import one_line, problem_lines, stdout
 from affectlens.scale import check_output
@@ -27,6 +27,9 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
           size: str | None = typer.Option(None, help="tiny | compact | small | base"),
           epochs: int | None = typer.Option(None, min=1, help="Total epochs (a resumed run may change it before its decay phase)."),
           threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
+          labels: str | None = choice_option(None, "--labels", choices=LABEL_MODES,
+                                             help="fer2013 (7 classes) or a FER+ protocol on its 8 classes: "
+                                                  "ferplus-majority | ferplus-soft | ferplus-pld."),
           resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last.pt."),
           hardware: Hardware = None):
     """Train on Training, keep the best PublicTest epoch (best.pt); resumable from last.pt.
@@ -37,7 +40,8 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
     from affectlens.expression.recipe import load_train_config
     from affectlens.expression.recipe import train as run
 
-    cfg = load_train_config(config, data=data, out=out, variant=variant, size=size, epochs=epochs, threads=threads)
+    cfg = load_train_config(config, data=data, out=out, variant=variant, size=size, epochs=epochs, threads=threads,
+                            labels=labels)
     res = run(cfg, hardware=hardware, resume=resume)
     if res.is_global_zero:
         typer.echo(f"best PublicTest accuracy {res.best['value']:.4f} at epoch {res.best['epoch']} -> {res.best_path}")

@@ -215,3 +215,95 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None) -> FerSet:
     with atomic_path(cache) as tmp:
         np.savez(tmp, images=fer.images, labels=fer.labels, usage=fer.usage, ids=fer.ids)
     return fer
+
+
+# --------------------------------------------------------------------------- FER+ (ten annotators per image)
+
+FERPLUS_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+VOTE_FIELDS = FERPLUS_CLASSES + ("unknown", "NF")
+LABEL_MODES = ("fer2013", "ferplus-majority", "ferplus-soft", "ferplus-pld")
+
+
+@dataclass(frozen=True)
+class FerPlusVotes:
+    """FER+ votes joined to our images: ``ids`` (N,) the ``path`` column (as ``FerSet.ids`` of the
+    folder layout), ``votes`` (N, 10) counts of ``VOTE_FIELDS``."""
+
+    ids: np.ndarray
+    votes: np.ndarray
+
+
+def read_ferplus(path: str | Path) -> FerPlusVotes:
+    """``ferplus.csv`` (``path, Usage, ferplus_image, match_mad`` and the ten vote counts). A row whose
+    counts are not whole numbers from 0 to 10 summing to 1-12, or whose path appears twice, is one
+    ``DataError`` naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "FER+ votes not found (expected ferplus.csv beside the FER2013 folders)")
+    ids, votes, seen = [], [], set()
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [f for f in ("path", *VOTE_FIELDS) if f not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(path, f"missing columns {', '.join(missing)}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                v = [int(row[f]) for f in VOTE_FIELDS]
+            except (TypeError, ValueError):
+                raise DataError(path, "vote counts must be whole numbers", line=line) from None
+            if min(v) < 0 or max(v) > 10 or not 1 <= sum(v) <= 12:
+                raise DataError(path, f"vote counts {v} do not add up to one image's ten annotators", line=line)
+            if row["path"] in seen:
+                raise DataError(path, f"{_short(row['path'])} appears twice", line=line)
+            seen.add(row["path"])
+            ids.append(row["path"])
+            votes.append(v)
+    if not ids:
+        raise DataError(path, "no rows")
+    return FerPlusVotes(np.array(ids), np.array(votes, np.int64))
+
+
+def ferplus_targets(votes: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep (N,) bool, targets)`` for a FER+ protocol (Barsoum et al. 2016).
+
+    A vote cast by a single annotator is dropped as noise first. ``ferplus-majority``: an image is
+    kept when one emotion has more than half of the remaining votes (images whose top vote is
+    ``unknown`` or not-a-face are dropped), target the class index (N,). ``ferplus-soft`` and
+    ``ferplus-pld``: kept when the emotions hold more than half of the remaining votes and the top
+    vote is an emotion; target the vote distribution over the 8 emotions (N, 8) — soft trains on it
+    with cross-entropy, pld draws a label from it each time a sample is seen. Test accuracy is
+    always against the majority label.
+    """
+    if mode not in LABEL_MODES[1:]:
+        raise ValueError(f"FER+ mode must be one of {', '.join(LABEL_MODES[1:])}, not {mode!r}")
+    v = np.where(votes > 1, votes, 0).astype(np.float64)  # (N, 10)
+    total = v.sum(1)
+    top = v.argmax(1)
+    emotion = top < len(FERPLUS_CLASSES)
+    if mode == "ferplus-majority":
+        keep = emotion & (v.max(1) > 0.5 * total)
+        return keep, top.astype(np.int64)
+    e = v[:, :len(FERPLUS_CLASSES)]
+    keep = emotion & (e.sum(1) > 0.5 * total)
+    return keep, (e / np.maximum(e.sum(1, keepdims=True), 1)).astype(np.float32)
+
+
+def ferplus_split(fer: FerSet, votes: FerPlusVotes, usage: str, mode: str) -> tuple[FerSet, np.ndarray | None]:
+    """One split of ``fer`` with FER+ labels: the images ``mode`` keeps, their majority label in
+    ``labels`` (class indices of ``FERPLUS_CLASSES``), and for ``soft``/``pld`` the vote
+    distributions (n, 8) (None for majority). Images without votes (not in ``ferplus.csv``) are an error."""
+    part = fer.split(usage)
+    row = {p: i for i, p in enumerate(votes.ids)}
+    missing = [i for i in part.ids if i not in row]
+    if missing:
+        raise DataError(missing[0], f"has no FER+ votes ({len(missing)} images of {usage} lack them)")
+    v = votes.votes[[row[i] for i in part.ids]]
+    keep_major, major = ferplus_targets(v, "ferplus-majority")
+    if mode == "ferplus-majority":
+        keep, dist = keep_major, None
+    else:
+        keep, dist = ferplus_targets(v, mode)
+        keep = keep & keep_major  # evaluation and selection read the majority label: it must exist
+        dist = dist[keep]
+    out = FerSet(part.images[keep], major[keep], part.usage[keep], part.ids[keep])
+    return out, dist

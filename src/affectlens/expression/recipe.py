@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from affectlens.expression import model as M
-from affectlens.expression.data import CLASSES, FerSet, load_fer
+from affectlens.expression.data import (CLASSES, FERPLUS_CLASSES, LABEL_MODES, FerSet, ferplus_split, load_fer,
+                                       read_ferplus)
 from affectlens.expression.predict import fit_to_model, predict_proba, tta_views  # noqa: F401 (recipe API)
 from affectlens.training import count_parameters
 from affectlens.training.engine import FitResult, TrainModule, fit, loader
@@ -55,6 +56,10 @@ class TrainConfig:
     threads: int = 1                   # 1 is fastest on a shared, oversubscribed machine
     limit_train: int = 0                # use only the first N Training samples (tests); 0 = all
     eval_tta: str = "flip"              # TTA used for PublicTest selection: none | flip | tencrop
+    # fer2013 (7 classes, FER2013's labels) or a FER+ protocol on the 8 classes of ten annotators'
+    # votes: ferplus-majority | ferplus-soft (cross-entropy on the votes) | ferplus-pld (labels drawn)
+    labels: str = "fer2013"
+    ferplus: str = ""                   # ferplus.csv; "" = the one in the FER2013 folder (data)
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -63,9 +68,15 @@ class TrainConfig:
             raise ValueError(f"variant must be cnn_bilstm, cnn or bilstm, got {self.variant!r}")
         if self.eval_tta not in ("none", "flip", "tencrop"):
             raise ValueError(f"eval_tta must be none, flip or tencrop, got {self.eval_tta!r}")
+        if self.labels not in LABEL_MODES:
+            raise ValueError(f"labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
 
     def model_config(self) -> M.ExpressionConfig:
-        return SIZES[self.size](variant=self.variant)
+        classes = len(CLASSES) if self.labels == "fer2013" else len(FERPLUS_CLASSES)
+        return SIZES[self.size](variant=self.variant, num_classes=classes)
+
+    def ferplus_path(self) -> Path:
+        return Path(self.ferplus) if self.ferplus else Path(self.data) / "ferplus.csv"
 
 
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
@@ -139,16 +150,21 @@ def lr_at(step: int, total: int, steps_per_epoch: int, cfg: TrainConfig) -> floa
 
 
 class Faces(torch.utils.data.Dataset):
-    """uint8 grey faces ``(N, 48, 48)`` and labels as samples ``{"image": (1, 48, 48) uint8, "label"}``."""
+    """uint8 grey faces ``(N, 48, 48)`` and labels as samples ``{"image": (1, 48, 48) uint8, "label"}``,
+    plus ``"target"`` (C,) when vote distributions are given (FER+ soft and pld)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None = None):
         self.images, self.labels = torch.from_numpy(images)[:, None], torch.from_numpy(labels).long()
+        self.targets = None if targets is None else torch.from_numpy(np.asarray(targets, np.float32))
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict:
-        return {"image": self.images[i], "label": self.labels[i]}
+        sample = {"image": self.images[i], "label": self.labels[i]}
+        if self.targets is not None:
+            sample["target"] = self.targets[i]
+        return sample
 
 
 class ExpressionModule(TrainModule):
@@ -172,7 +188,14 @@ class ExpressionModule(TrainModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         x = augment(batch["image"], self.cfg, self.mcfg, self.gen)
-        loss = F.cross_entropy(self.model(x), batch["label"], label_smoothing=self.cfg.label_smoothing)
+        logits = self.model(x)
+        if self.cfg.labels == "ferplus-soft":  # cross-entropy against the annotators' vote distribution
+            loss = -(batch["target"] * F.log_softmax(logits, dim=1)).sum(1).mean()
+        elif self.cfg.labels == "ferplus-pld":  # probabilistic label drawing, from (seed, epoch) like the augmentation
+            drawn = torch.multinomial(batch["target"].cpu(), 1, generator=self.gen).squeeze(1).to(logits.device)
+            loss = F.cross_entropy(logits, drawn, label_smoothing=self.cfg.label_smoothing)
+        else:
+            loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.cfg.label_smoothing)
         self.record("train_loss", loss, len(x))
         return loss
 
@@ -194,16 +217,21 @@ def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool | None = N
     """Fit on Training, keep the PublicTest-best weights (``best.pt``); resumes from ``out/last.pt``."""
     torch.set_num_threads(cfg.threads)
     fer = fer if fer is not None else load_fer(cfg.data)
-    tr, val = fer.split("Training"), fer.split("PublicTest")
+    tr, val, targets = fer.split("Training"), fer.split("PublicTest"), None
+    if cfg.labels != "fer2013":  # FER+: select on the majority label of FER+ Valid (= PublicTest)
+        votes = read_ferplus(cfg.ferplus_path())
+        tr, targets = ferplus_split(fer, votes, "Training", cfg.labels)
+        val, _ = ferplus_split(fer, votes, "PublicTest", "ferplus-majority")
     if cfg.limit_train:
         tr = FerSet(tr.images[:cfg.limit_train], tr.labels[:cfg.limit_train], tr.usage[:cfg.limit_train], tr.ids[:cfg.limit_train])
+        targets = None if targets is None else targets[:cfg.limit_train]
     hardware = hardware or Hardware()
     world = int(os.environ.get("WORLD_SIZE", hardware.processes()))  # a launcher's count wins
     steps = math.ceil(len(tr) / world / cfg.batch_size)
     module = ExpressionModule(cfg, steps)
     print(f"train {len(tr)} / select {len(val)} | {cfg.variant}-{cfg.size} "
           f"{count_parameters(module.model) / 1e6:.2f} M params | {cfg.epochs} epochs x {steps} steps", file=sys.stderr)
-    return fit(module, loader(Faces(tr.images, tr.labels), cfg.batch_size, shuffle=True, seed=cfg.seed),
+    return fit(module, loader(Faces(tr.images, tr.labels, targets), cfg.batch_size, shuffle=True, seed=cfg.seed),
                loader(Faces(val.images, val.labels), 256), out=cfg.out, epochs=cfg.epochs, hardware=hardware,
                resume=resume, grad_clip=cfg.grad_clip, progress=progress, callbacks=callbacks)
 
@@ -240,9 +268,12 @@ def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
 
 def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, split: str = "PrivateTest",
              tta: Sequence[str] = ("none", "flip", "tencrop"), fer: FerSet | None = None,
-             threads: int = 2) -> dict:
+             threads: int = 2, ferplus: str | Path | None = None) -> dict:
     """Score a checkpoint on one split with each TTA mode; write ``metrics.json`` and, for the last
-    mode, ``per_class.png`` (the paper's Fig. 6) and ``confusion_matrix.png`` (Fig. 7, counts)."""
+    mode, ``per_class.png`` (the paper's Fig. 6) and ``confusion_matrix.png`` (Fig. 7, counts).
+
+    An 8-class (FER+) model is scored against the FER+ majority label of the images that have one
+    (``ferplus``: the votes file, default ``<data>/ferplus.csv``); PrivateTest is then FER+ Test."""
     from affectlens.expression.predict import load_model
     from affectlens.metrics.classification import classification_report
     from affectlens.report.plots import confusion_matrix_png, per_class_png
@@ -251,17 +282,23 @@ def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, spli
     torch.set_num_threads(threads)
     out = Path(out)
     model = load_model(weights)
-    part = (fer if fer is not None else load_fer(data)).split(split)
+    fer = fer if fer is not None else load_fer(data)
+    label_set = "ferplus" if model.cfg.num_classes == len(FERPLUS_CLASSES) else "fer2013"
+    if label_set == "ferplus":
+        part, _ = ferplus_split(fer, read_ferplus(ferplus or Path(data) / "ferplus.csv"), split, "ferplus-majority")
+        names = FERPLUS_CLASSES
+    else:
+        part, names = fer.split(split), CLASSES
     reports = {}
     for mode in tta:
         probs = predict_proba(model, part.images, tta=mode)
-        reports[mode] = classification_report(part.labels, probs.argmax(1), CLASSES)
+        reports[mode] = classification_report(part.labels, probs.argmax(1), names)
     last = reports[tta[-1]]
     name = f"{model.cfg.variant}, {split}, TTA {tta[-1]}"
     per_class_png(last, out / "per_class.png", title=f"Precision / recall / F1 — {name}")
-    confusion_matrix_png(np.asarray(last["confusion_matrix"]), CLASSES, out / "confusion_matrix.png",
+    confusion_matrix_png(np.asarray(last["confusion_matrix"]), names, out / "confusion_matrix.png",
                          title=f"Confusion matrix (counts) — {name}")
     result = {"weights": str(weights or "shipped"), "split": split, "n": len(part), "variant": model.cfg.variant,
-              "params": count_parameters(model), "reports": reports}
+              "label_set": label_set, "params": count_parameters(model), "reports": reports}
     write_json(out / "metrics.json", result)
     return result
