@@ -90,3 +90,25 @@ def test_shipped_weights_read_real_fer_faces():
     out = predict_images(faces)
     acc = np.mean([CLASSES.index(o["label"]) == y for o, y in zip(out, labels)])
     assert acc > 0.45 and DEFAULT_WEIGHTS.stat().st_size < 20e6
+
+
+def test_crops_take_each_file_as_one_face_including_tiff(tmp_path, weights):
+    """--crops: a 48x48 crop in which no detector finds a face is still classified, TIFF included."""
+    import json
+    from pathlib import Path
+
+    from affectlens.media.image import write_image
+    from tests.reliability.conftest import invoke
+
+    rng = np.random.default_rng(0)
+    files = [write_image(tmp_path / "in" / f"face{i}{ext}", rng.integers(0, 255, (48, 48, 3), dtype=np.uint8))
+             for i, ext in enumerate((".png", ".tif", ".tiff"))]
+    write_image(tmp_path / "in" / "big.jpg", rng.integers(0, 255, (120, 90), dtype=np.uint8))  # grey, any size
+    r = invoke(["expression", "predict", tmp_path / "in", "--crops", "--weights", weights, "--out", tmp_path / "p",
+                "--tta", "none"])
+    assert r.code == 0, r.err
+    rows = json.loads((tmp_path / "p.json").read_text())["results"]
+    assert sorted(Path(x["file"]).name for x in rows) == ["big.jpg", "face0.png", "face1.tif", "face2.tiff"]
+    assert all(len(x["rows"]) == 1 and x["rows"][0]["det_score"] == 1.0 for x in rows)
+    found = invoke(["expression", "predict", files[0], "--weights", weights, "--out", tmp_path / "q"])
+    assert found.code == 0 and json.loads((tmp_path / "q.json").read_text())["results"][0]["rows"] == []

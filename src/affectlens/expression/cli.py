@@ -109,7 +109,9 @@ def _run_history(weights: Path | None) -> dict | None:
 def predict(paths: list[Path] = typer.Argument(..., help="Images, videos or folders of them."),
             out: Path = typer.Option(Path("expression"), help="Output stem: writes OUT.csv and OUT.json."),
             weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
-            detector: str = choice_option("centerface", choices=DETECTORS, help="Face detector."),
+            detector: str = choice_option("centerface", choices=DETECTORS,
+                                          help="Face detector; none = every input is already one face crop."),
+            crops: bool = typer.Option(False, "--crops", help="Inputs are face crops (one face per file; = --detector none)."),
             frames: int = typer.Option(16, min=1, max=10_000, help="Frames sampled per video (t_i = (i + 0.5)·D/n)."),
             tta: str = choice_option("flip", choices=TTA_MODES, help="Test-time augmentation."),
             threshold: float = real_option(0.5, min=0, max=1, min_open=True, max_open=True,
@@ -121,7 +123,8 @@ def predict(paths: list[Path] = typer.Argument(..., help="Images, videos or fold
     A bad file is one line naming it and the others go on (exit 1); outputs are checked first."""
     from affectlens.expression.predict import output_paths, predict_paths
 
-    results, failures = predict_paths(paths, out, weights=weights, detector=detector, n_frames=frames, tta=tta,
+    results, failures = predict_paths(paths, out, weights=weights, detector="none" if crops else detector,
+                                      n_frames=frames, tta=tta,
                                       annotate=annotate, threshold=threshold, backend=backend, address=address,
                                       num_workers=workers)
     n_faces = sum(len(r["rows"]) for r in results)

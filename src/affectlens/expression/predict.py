@@ -122,16 +122,27 @@ class ExpressionPredictor:
     def __init__(self, weights: str | Path | None = None, detector: str = "centerface",
                  threshold: float = 0.5, tta: str = "flip", margin: float = 1.15):
         self.model = load_model(weights)
+        if self.model.cfg.num_classes != len(CLASSES):
+            raise DataError(weights, f"predicts {self.model.cfg.num_classes} classes; expression predict reads the "
+                                     f"{len(CLASSES)}-class FER2013 models for now (evaluate a FER+ model with 'expression eval')")
         self.detector_name, self.threshold, self.tta, self.margin = detector, threshold, tta, margin
+        self.model_name = Path(weights).name if weights else f"{DEFAULT_WEIGHTS.name} (shipped)"
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Aligned uint8 faces ``(N, 48, 48)`` → probabilities ``(N, 7)``."""
         return predict_proba(self.model, faces, tta=self.tta)
 
     def faces(self, rgb: np.ndarray, scale=None) -> list[FaceResult]:
-        """Detect, align and classify every face in one RGB uint8 image."""
+        """Detect, align and classify every face in one RGB uint8 image. With ``detector="none"``
+        the whole image is one face crop (grey or RGB, any size), resized the FER way."""
         from affectlens.faces.detect import PHOTO_SCALES, detect_faces
 
+        if self.detector_name == "none":
+            import cv2
+
+            crop = cv2.resize(to_grey(rgb), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+            h, w = rgb.shape[:2]
+            return [FaceResult(np.array([0, 0, w, h], np.float32), 1.0, self.classify(crop[None])[0], crop)]
         det = detect_faces(rgb, detector=self.detector_name, threshold=self.threshold,
                            scale=PHOTO_SCALES if scale is None else scale)
         if len(det) == 0:
@@ -319,7 +330,7 @@ def annotate_video(src: Path, dst: Path, times: np.ndarray, per_frame: list[list
 
 
 TTA_MODES = ("none", "flip", "tencrop")
-DETECTORS = ("centerface", "haar")
+DETECTORS = ("centerface", "haar", "none")  # none: every input is already one face crop (--crops)
 
 
 def check_options(detector: str, n_frames: int, tta: str, threshold: float) -> None:
@@ -374,10 +385,12 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | P
 
 
 def predict_file(f: Path, pred: ExpressionPredictor, n_frames: int, targets: dict) -> dict:
-    """One image or video's result (module level, so Ray workers can run it)."""
-    if _is_video(f):
-        return predict_video_file(pred, f, n_frames, targets.get(f))
-    return predict_image_file(pred, f, targets.get(f))
+    """One image or video's result (module level, so Ray workers can run it); every row names the
+    model and the label set that produced it."""
+    res = predict_video_file(pred, f, n_frames, targets.get(f)) if _is_video(f) else predict_image_file(pred, f, targets.get(f))
+    for row in res["rows"]:
+        row.update(model=pred.model_name, label_set="fer2013")
+    return res
 
 
 def write_outputs(out: Path, results: list[dict], failures: list[str]) -> None:
