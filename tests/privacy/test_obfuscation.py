@@ -115,6 +115,12 @@ def test_obfuscator_changes_only_the_face_ellipse_of_a_real_photo():
     prot = [O.CELEBA_ATTRIBUTES.index(n) for n in O.PROTECTED]
     assert np.array_equal(f.attrs_after[prot], f.attrs_before[prot])
     assert (f.attrs_after != f.attrs_before).sum() == 4
+    obf.output = "generated"  # the paper's output: the whole aligned crop is the network's
+    gen, _ = obf(rgb)
+    changed = np.abs(gen.astype(int) - rgb).max(axis=2) > 1
+    assert changed[face].mean() > 0.9 and changed[~face].sum() > changed[face].sum() * 0.2  # context rebuilt too
+    with pytest.raises(AffectlensError, match="output 'both'"):
+        O.Obfuscator(obf.recon, obf.attr_model, output="both")
 
 
 @pytest.mark.shared_data
@@ -147,3 +153,20 @@ def test_recognizer_sizes_are_named_configs_and_the_cli_takes_them():
         recognizer_config("huge")
     r = invoke(["privacy", "evaluate", "--recognizer", "huge"])
     assert r.code == 2 and len(r.err_lines) == 1 and "--recognizer" in r.err_lines[0]
+
+
+def test_evaluation_variants_include_the_papers_generated_output():
+    """``privacy evaluate`` scores the paper's output (the whole regenerated crop) beside the blend."""
+    from affectlens.privacy.evaluate import _variants
+    from tests.faces.test_landmarks import _synthetic_face
+
+    obf = _tiny_obfuscator()
+    pts = _synthetic_face(cx=44.5, cy=60.0, s=22.0)[None].repeat(2, 0)
+    crops = np.random.default_rng(0).integers(0, 255, (2, 109, 89, 3), dtype=np.uint8)
+    out = _variants(obf, crops, pts, 1.08)
+    assert {"obfuscate", "obfuscate (generated)", "blur", "pixelate"} <= set(out) and obf.output == "blended"
+    from affectlens.faces.landmarks import ellipse_mask
+
+    outside = ~ellipse_mask((109, 89), pts[0], 1.3).astype(bool)  # beyond the (feathered) face ellipse
+    assert (out["obfuscate"][:, outside] == crops[:, outside]).all()           # the blend keeps the context
+    assert (out["obfuscate (generated)"][:, outside] != crops[:, outside]).mean() > 0.5  # the paper's does not

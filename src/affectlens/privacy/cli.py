@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from affectlens.cli_options import ADDRESS_OPTION, BACKEND_OPTION, WORKERS_OPTION
+from affectlens.cli_options import ADDRESS_OPTION, BACKEND_OPTION, WORKERS_OPTION, choice_option
 
 app = typer.Typer(help="Face anonymization and identity obfuscation (paper 004).", no_args_is_help=True)
 
@@ -35,6 +35,9 @@ def anonymize_command(
                                     help="obfuscate: stage-1 attribute classifier (affectlens privacy train-attributes)."),
     flip: str = typer.Option("Pointy_Nose,Smiling,Young,Big_Nose", "--flip",
                              help="obfuscate: attributes to invert (comma list or 'all'); Male & co. never change."),
+    obfuscate_output: str = choice_option("blended", "--obfuscate-output", choices=("blended", "generated"),
+                                          help="obfuscate: blend the regenerated face into the original (blended) "
+                                               "or keep the network's whole regenerated crop (generated, the paper's)."),
     backend: str = BACKEND_OPTION, address: str | None = ADDRESS_OPTION, workers: int | None = WORKERS_OPTION,
 ):
     """Blur, pixelate or black out every face; videos keep frames, timestamps and audio.
@@ -47,7 +50,7 @@ def anonymize_command(
     options = {"method": method, "mask": mask, "margin": margin, "detector": detector, "threshold": threshold,
                "det_size": det_size, "detect_every": detect_every}
     AnonymizeConfig(**options)  # refuses values that weaken detection, before any work (privacy fails closed)
-    obfuscate = (str(recon), str(attributes), flip, margin) if method == "obfuscate" else None
+    obfuscate = (str(recon), str(attributes), flip, margin, obfuscate_output) if method == "obfuscate" else None
     if obfuscate is not None:  # paper 004: regenerate faces with attributes flipped (here for the resume key,
         _register_obfuscate(*obfuscate)  # in each Ray worker through ``setup`` too)
     if backend != "local":
@@ -95,11 +98,11 @@ def _print_results(results: list, as_json: bool) -> None:
 
 
 @functools.cache
-def _register_obfuscate(recon: str, attributes: str, flip: str, margin: float) -> None:
+def _register_obfuscate(recon: str, attributes: str, flip: str, margin: float, output: str = "blended") -> None:
     """Load the obfuscation models once per process (the driver, or each Ray worker)."""
     from affectlens.privacy.obfuscate import register_obfuscate
 
-    register_obfuscate(Path(recon), Path(attributes), flip, box_margin=margin)
+    register_obfuscate(Path(recon), Path(attributes), flip, box_margin=margin, output=output)
 
 
 top_commands = {"anonymize": anonymize_command}

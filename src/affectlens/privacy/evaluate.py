@@ -124,6 +124,13 @@ def _variants(obf, crops, points, margin) -> dict[str, np.ndarray]:
     out["blur"] = classic(anonymize.blur)(crops, points, margin)
     out["pixelate"] = classic(anonymize.pixelate)(crops, points, margin)
     out["reconstruct (no flip)"] = gen["reconstruct (no flip)"]
+    blended = obf.output
+    try:  # the paper's output beside ours: the whole regenerated crop, not blended into the original
+        obf.output = "generated"
+        out["obfuscate (generated)"] = np.concatenate(
+            [obf.generate_crops(crops[s:s + 64], points[s:s + 64])[0] for s in range(0, len(crops), 64)])
+    finally:
+        obf.output = blended
     return out
 
 

@@ -90,11 +90,21 @@ def feather(mask: np.ndarray, px: float) -> np.ndarray:
     return np.clip(cv2.GaussianBlur(eroded.astype(np.float32), (2 * k + 1, 2 * k + 1), px), 0, 1) * mask
 
 
+OUTPUTS = ("blended", "generated")
+
+
 class Obfuscator:
-    """Regenerates faces with flipped attributes (needs the stage-1 classifier and the stage-2 U-Net)."""
+    """Regenerates faces with flipped attributes (needs the stage-1 classifier and the stage-2 U-Net).
+
+    ``output``: ``blended`` (default) keeps the original pixels outside the face and blends the
+    regenerated face in under the feathered landmark ellipse; ``generated`` is the paper's output,
+    the U-Net's whole regenerated crop (its context is the network's rebuild of the original's)."""
 
     def __init__(self, recon, attr_model, flip: Sequence[str] | str = DEFAULT_FLIP, feather_px: float = 2.0,
-                 mask_margin: float | None = None):
+                 mask_margin: float | None = None, output: str = "blended"):
+        if output not in OUTPUTS:
+            raise AffectlensError(f"output {output!r}: expected one of {', '.join(OUTPUTS)}")
+        self.output = output
         self.recon = recon.eval()
         self.attr_model = attr_model.eval()
         self.mask = flip_mask(flip)
@@ -138,6 +148,9 @@ class Obfuscator:
         out = np.empty_like(crops)
         for i in range(len(crops)):
             g = cv2.resize(gen[i], (w0, h0), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+            if self.output == "generated":  # the paper's: the regenerated crop as it is
+                out[i] = np.clip(g, 0, 255).round().astype(np.uint8)
+                continue
             alpha = feather(ellipse_mask((h0, w0), points[i], self.margin), self.feather_px)[..., None]
             out[i] = np.clip(alpha * g + (1 - alpha) * crops[i], 0, 255).round().astype(np.uint8)
         return out, before, after
@@ -169,7 +182,8 @@ class Obfuscator:
             minv = cv2.invertAffineTransform(m)
             h, w = out.shape[:2]
             back = cv2.warpAffine(gen[0], minv, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            alpha_crop = feather(ellipse_mask(crop.shape[:2], cpts, self.margin), self.feather_px)
+            alpha_crop = (np.ones(crop.shape[:2], np.float32) if self.output == "generated"
+                          else feather(ellipse_mask(crop.shape[:2], cpts, self.margin), self.feather_px))
             alpha = cv2.warpAffine(alpha_crop, minv, (w, h), flags=cv2.INTER_LINEAR)[..., None]
             out = np.clip(alpha * back + (1 - alpha) * out, 0, 255).round().astype(np.uint8)
             box = np.concatenate([pts.min(axis=0), pts.max(axis=0)]) if boxes is None else np.asarray(boxes)[k]
@@ -213,13 +227,15 @@ def as_anonymize_method(obf: Obfuscator, box_margin: float = 0.25, fallback=None
     return method
 
 
-def register_obfuscate(recon_path, attr_path, flip: Sequence[str] | str = DEFAULT_FLIP, box_margin: float = 0.25) -> None:
-    """Make ``method="obfuscate"`` available to ``affectlens.privacy.anonymize`` with these checkpoints."""
+def register_obfuscate(recon_path, attr_path, flip: Sequence[str] | str = DEFAULT_FLIP, box_margin: float = 0.25,
+                       output: str = "blended") -> None:
+    """Make ``method="obfuscate"`` available to ``affectlens.privacy.anonymize`` with these checkpoints
+    (``output``: see ``Obfuscator``; part of the resume key with the checkpoints and the flips)."""
     from affectlens.privacy.masking import register_method
     from affectlens.privacy.options import file_stamp
 
-    obf = load_obfuscator(recon_path, attr_path, flip)
-    settings = {"reconstruct": {"path": str(Path(recon_path).resolve()), **file_stamp(recon_path)},
+    obf = load_obfuscator(recon_path, attr_path, flip, output=output)
+    settings = {"output": output, "reconstruct": {"path": str(Path(recon_path).resolve()), **file_stamp(recon_path)},
                 "attributes": {"path": str(Path(attr_path).resolve()), **file_stamp(attr_path)},
                 "flip": [n for n, m in zip(CELEBA_ATTRIBUTES, obf.mask) if m], "box_margin": box_margin}
     register_method("obfuscate", as_anonymize_method(obf, box_margin), settings)
