@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=240)
     ap.add_argument("--epochs", type=int, default=6)
     a = ap.parse_args()
-    from affectlens.group.recipe import ablation, load_config
+    from affectlens.group.ablation import ablation
+    from affectlens.group.recipe import load_config
     from affectlens.group.synth import SynthSpec, generate_dataset
 
     t0 = time.time()

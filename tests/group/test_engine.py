@@ -177,7 +177,7 @@ def test_sweep_trains_one_run_per_ratio_and_resumes(clips, tmp_path):
     """Table 1 end to end on tiny clips: one run per synthetic ratio, mixed as asked, read back on a re-run."""
     import json
 
-    from affectlens.group.recipe import sweep
+    from affectlens.group.ablation import sweep
 
     syn = tmp_path / "syn"
     generate_dataset(syn, 4, SPEC, seed=5, progress=False, prefix="syn")

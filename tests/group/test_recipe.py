@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from affectlens.group.recipe import (PAPER_TABLE2, TrainConfig, evaluate, format_table2, load_config, mix_synthetic,
+from affectlens.group.ablation import PAPER_TABLE2, format_table2
+from affectlens.group.recipe import (TrainConfig, evaluate, load_config, mix_synthetic,
                                      predict, train, window_starts)
 from affectlens.group.synth import SynthSpec, generate_dataset, write_long_video
 from tests.conftest import shared_path
@@ -188,7 +189,7 @@ def test_select_on_val_selects_and_reports_on_val(run, tmp_path):
 
 
 def test_table1_layout_and_the_sweep_cli_refuses_bad_ratios():
-    from affectlens.group.recipe import PAPER_TABLE1, format_table1
+    from affectlens.group.ablation import PAPER_TABLE1, format_table1
     from tests.reliability.conftest import invoke
 
     text = format_table1({0.3: 0.7321, 0.25: 0.7})

@@ -170,17 +170,22 @@ def predict_cmd(checkpoint: Path = typer.Argument(...),
     _finish(r["failed"], "videos", label="error")
 
 
+# the inputs of the paper's experiments (Tables 1 and 2)
+_REAL = typer.Argument(..., help="Real training VGAF folder.")
+_VAL = typer.Option(..., "--val", help="Validation VGAF folder.")
+_SYNTHETIC = typer.Option(..., "--synthetic", help="Synthetic VGAF-format folder.")
+_CONFIG = typer.Option(None, "--config", help="Flat YAML recipe, e.g. configs/group_paper.yaml.")
+
+
 @app.command("ablation")
 @hardware_options
-def ablation_cmd(data: Path = typer.Argument(..., help="Real training VGAF folder."),
-                 val: Path = typer.Option(..., "--val", help="Validation VGAF folder."),
-                 synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic VGAF-format folder."),
-                 out: Path = typer.Option(Path("group-ablation"), "--out"),
-                 config: Optional[Path] = typer.Option(None, "--config"),
+def ablation_cmd(data: Path = _REAL, val: Path = _VAL, synthetic: Path = _SYNTHETIC,
+                 out: Path = typer.Option(Path("group-ablation"), "--out"), config: Optional[Path] = _CONFIG,
                  frames: str = typer.Option("5,75", "--frames", help="Comma-separated frame counts."),
                  hardware: Hardware = None):
     """Train + evaluate Table 2's seven input combinations × frame counts; print ours beside the paper's."""
-    from affectlens.group.recipe import ablation, load_config
+    from affectlens.group.ablation import ablation
+    from affectlens.group.recipe import load_config
 
     counts = _frame_counts(frames)
     check_output(out, kind="dir", inputs=[data, val, synthetic])
@@ -190,18 +195,16 @@ def ablation_cmd(data: Path = typer.Argument(..., help="Real training VGAF folde
 
 @app.command("sweep")
 @hardware_options
-def sweep_cmd(data: Path = typer.Argument(..., help="Real training VGAF folder."),
-              val: Path = typer.Option(..., "--val", help="Validation VGAF folder."),
-              synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic VGAF-format folder."),
-              out: Path = typer.Option(Path("group-sweep"), "--out"),
-              config: Optional[Path] = typer.Option(None, "--config"),
+def sweep_cmd(data: Path = _REAL, val: Path = _VAL, synthetic: Path = _SYNTHETIC,
+              out: Path = typer.Option(Path("group-sweep"), "--out"), config: Optional[Path] = _CONFIG,
               modality: str = choice_option("video", "--modality", choices=("video", "fusion"),
                                             help="The model swept (the paper's Table 1: video)."),
               ratios: str = typer.Option("0.1,0.2,0.3,0.4,0.5", "--ratios",
                                          help="Comma-separated shares of synthetic clips in the training set."),
               hardware: Hardware = None):
     """Table 1: the synthetic-ratio sweep (10-50 %), each ratio trained and evaluated on --val; ours beside the paper's."""
-    from affectlens.group.recipe import load_config, sweep
+    from affectlens.group.ablation import sweep
+    from affectlens.group.recipe import load_config
 
     shares = _ratios(ratios)
     check_output(out, kind="dir", inputs=[data, val, synthetic])
