@@ -54,7 +54,7 @@ class AttributeTrainConfig:
     seed: int = 0
     threads: int = 1
     limit: int = 0  # >0: use only the first `limit` images of each split (smoke runs)
-    fraction: float = 1.0  # share of each split used, a seeded random subset (the paper: 0.3)
+    fraction: float = 1.0  # share of each split used, its first part (the paper: 0.3)
     augment_flip: bool = True
 
 
@@ -68,10 +68,10 @@ def predict(model: AttributeNet, images: np.ndarray, batch_size: int = 256) -> n
     return np.concatenate(outs) if outs else np.zeros((0, model.config.n_attributes), np.float32)
 
 
-def _split_idx(ds, split: str, limit: int, fraction: float = 1.0, seed: int = 0) -> np.ndarray:
+def _split_idx(ds, split: str, limit: int, fraction: float = 1.0) -> np.ndarray:
     from affectlens.privacy.celeba import subsample
 
-    idx = subsample(ds.indices(split), fraction, seed)
+    idx = subsample(ds.indices(split), fraction)
     return idx[:limit] if limit else idx
 
 
@@ -117,7 +117,7 @@ def train_attributes(cfg: AttributeTrainConfig, hardware=None, resume: bool = Tr
 
     torch.set_num_threads(cfg.threads)
     ds = load_celeba(cfg.data, seed=cfg.seed)
-    split = {s: _split_idx(ds, s, cfg.limit, cfg.fraction, cfg.seed) for s in ("train", "val", "test")}
+    split = {s: _split_idx(ds, s, cfg.limit, cfg.fraction) for s in ("train", "val", "test")}
     images = {s: load_images(ds, i, cfg.image_hw) for s, i in split.items()}
     target = {s: ds.attributes[i] for s, i in split.items()}
     data = {s: Arrays(image=images[s], target=target[s]) for s in ("train", "val")}

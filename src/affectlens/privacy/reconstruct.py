@@ -111,7 +111,7 @@ class ReconTrainConfig:
     threads: int = 1
     train_limit: int = 0  # >0: train on the first `train_limit` usable images only (CPU budget)
     eval_limit: int = 0  # >0: also cap val / test (smoke runs)
-    fraction: float = 1.0  # share of each split used, a seeded random subset (the paper: 0.3)
+    fraction: float = 1.0  # share of each split used, its first part (the paper: 0.3)
 
 
 def template_from(points: np.ndarray) -> tuple[float, ...]:
@@ -126,7 +126,7 @@ def _stage2_splits(cfg: ReconTrainConfig):
     points, found = celeba_landmarks(ds, cfg.landmark_cache)
     data = {}
     for s in ("train", "val", "test"):
-        idx = subsample(ds.indices(s), cfg.fraction, cfg.seed)
+        idx = subsample(ds.indices(s), cfg.fraction)
         cap = cfg.train_limit if s == "train" else cfg.eval_limit
         idx = idx[found[idx]][: cap or None]
         data[s] = prepare_stage2(ds, idx, points, found)

@@ -14,7 +14,7 @@ from affectlens.cli_options import REPORT_OPTION, choice_option, hardware_option
 from affectlens.training.hardware import Hardware
 
 FRACTION_OPTION = real_option(None, "--fraction", min=0, max=1, min_open=True,
-                              help="Share of each CelebA split used, a seeded random subset (the paper: 0.3).")
+                              help="Share of each CelebA split used, its first part (the paper: the first 0.3).")
 LR_OPTION = real_option(None, "--lr", min=0, max=10, min_open=True, help="Learning rate (Adam).")
 RESUME_OPTION = typer.Option(True, "--resume/--no-resume",
                              help="Continue the run in --out from last.pt (a folder of other settings is refused); "
