@@ -79,3 +79,8 @@ def test_paper_configs_build_the_papers_networks():
         assert isinstance(moe, VM.MoEModel) and moe.config.num_experts == 8
         paper_cnn = VM.TextCNN(VM.textcnn_paper(vocab_size=10, num_classes=3862))
         assert len(paper_cnn.convs) == 8 and paper_cnn.hidden.out_features == 4096
+
+        from affectlens.expression.model import build_model
+        ex = _load(REPO / "configs" / "expression_paper.yaml")
+        net = build_model(ex.model_config())
+        assert (ex.batch_size, ex.epochs, ex.weight_decay, ex.variant) == (64, 100, 0.0, "cnn_bilstm") and _params(net) > 1e6
