@@ -268,8 +268,8 @@ def test_resume_keys_on_the_obfuscation_models_and_flips_too(tmp_path, monkeypat
     from affectlens.privacy import obfuscate as O
     from tests.privacy.test_obfuscation import _tiny_obfuscator
 
-    monkeypatch.setattr(O, "load_obfuscator", lambda recon, attr, flip: O.Obfuscator(
-        *(lambda t: (t.recon, t.attr_model))(_tiny_obfuscator()), flip))
+    monkeypatch.setattr(O, "load_obfuscator", lambda recon, attr, flip, output="blended": O.Obfuscator(
+        *(lambda t: (t.recon, t.attr_model))(_tiny_obfuscator()), flip, output=output))
     monkeypatch.setitem(masking.METHODS, "obfuscate", masking.blur)  # restored afterwards
     monkeypatch.setitem(masking.METHOD_SETTINGS, "obfuscate", {})
     recon, attrs = tmp_path / "recon.pt", tmp_path / "attrs.pt"

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from affectlens.errors import MediaError, failure_line
+from affectlens.errors import AffectlensError, MediaError
 from affectlens.faces.detect import PHOTO_SCALES, Detections
 from affectlens.files import stale_temps, write_json
 from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS, read_image, write_image
@@ -163,11 +164,11 @@ def _run_one(src: Path, dst: Path, cfg: AnonymizeConfig, bar, detector) -> FileR
         return anonymize_image(src, dst, cfg, detector)
     on_frame = None
     task = None
-    if not bar.disable:  # shown: a bar per video, counting its frames
+    if bar is not None and not bar.disable:  # shown: a bar per video, counting its frames
         from affectlens.media import probe
 
         task = bar.add_task(f"  {src.name}", total=probe(src).frame_count)
-        on_frame = lambda n: bar.advance(task, n)
+        on_frame = lambda n: bar.advance(task, n)  # noqa: E731
     try:
         return anonymize_video(src, dst, cfg, detector, on_frame)
     finally:
@@ -175,10 +176,23 @@ def _run_one(src: Path, dst: Path, cfg: AnonymizeConfig, bar, detector) -> FileR
             bar.remove_task(task)
 
 
+def anonymize_file(src: Path, dst_of: dict, cfg: AnonymizeConfig, setup: Callable[[], None] | None = None,
+                   detector=None, bar=None) -> tuple[Path, dict]:
+    """One file of a run (module level, so Ray workers can import it): the image or video driver.
+    Returns its sidecar (written last: the batch runner's output) and the file's figures."""
+    if setup is not None:
+        setup()
+    dst = dst_of[str(src)]
+    r = _run_one(src, dst, cfg, bar, detector)
+    return sidecar_path(dst), {"frames": r.frames, "faces": r.faces, "seconds": r.seconds}
+
+
 def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method: str | Method = "blur",
               mask: MaskShape = "ellipse", margin: float = 0.25, detector: str = "centerface",
               threshold: float = 0.2, resume: bool = True, progress: bool = False,
-              errors: Literal["raise", "collect"] = "raise", face_detector=None, **options) -> list[FileResult]:
+              errors: Literal["raise", "collect"] = "raise", face_detector=None, backend: str = "local",
+              address: str | None = None, workers: int | None = None, setup: Callable[[], None] | None = None,
+              **options) -> list[FileResult]:
     """Anonymize the faces in images, videos or folders (recursive) into ``dst``.
 
     ``dst`` is a file for one input file with a suffix, else a folder (see ``plan_outputs``); an
@@ -189,73 +203,38 @@ def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method
     ``errors="collect"`` reports a failing file (or, among several inputs, a missing one) in its
     ``FileResult`` and goes on (the CLI's behaviour); ``"raise"`` raises its error. ``face_detector``: a callable ``rgb -> Detections``
     used instead of ``detector``. ``method``: a registered name or a function ``(region, mask) -> region``.
+
+    The files go through the one batch runner (:func:`affectlens.scale.run_batch`): in this
+    process (a bar per video's frames when ``progress``), or with ``backend="ray"`` one file per
+    Ray task (``setup`` runs in each task first, e.g. registering a method whose models must be
+    loaded in the worker); the outputs, sidecars, resume and results are the same.
     """
+    from affectlens.scale import run_batch
+
     started = time.time()
-    cfg = AnonymizeConfig(method=method_name(method), mask=mask, margin=margin, detector=detector, threshold=threshold, **options)
-    get_method(cfg.method)
+    cfg = AnonymizeConfig(method=method_name(method), mask=mask, margin=margin, detector=detector, threshold=threshold,
+                          **options)
+    if setup is None:
+        get_method(cfg.method)  # an unknown method fails once, here, not once per file
     srcs = [Path(s) for s in ([src] if isinstance(src, (str, Path)) else src)]
-    results: list[FileResult] = []
+    missing: list[FileResult] = []
     if errors == "collect" and len(srcs) > 1:  # a missing name among several is that one's failure only
-        results = [FileResult(str(s), "", "failed", _kind(s), error=f"{s}: file not found")
+        missing = [FileResult(str(s), "", "failed", _kind(s), error=f"{s}: file not found")
                    for s in srcs if not s.exists() and not s.is_symlink()]
         srcs = [s for s in srcs if s.exists() or s.is_symlink()]
     pairs = plan_outputs(srcs, dst) if srcs else []
     _prepare_outputs(pairs, started)
-    with progress_bar(enabled=progress) as bar:  # file names are shown literally, never as markup
-        overall = bar.add_task("files", total=len(pairs))
-        for s, d in pairs:
-            skip, note = resume_state(s, d, cfg) if resume else (False, "")
-            if skip:
-                results.append(FileResult(str(s), str(d), "skipped", _kind(s)))
-            else:
-                try:
-                    results.append(_run_one(s, d, cfg, bar, face_detector))
-                    results[-1].note = note
-                except Exception as e:  # a batch goes on past a bad file
-                    if errors == "raise":
-                        raise
-                    results.append(FileResult(str(s), str(d), "failed", _kind(s), error=failure_line(s, e)))
-            bar.advance(overall, 1)
-    return results
-
-
-def anonymize_file(src: Path, dst_of: dict, cfg: AnonymizeConfig, setup: Callable[[], None] | None) -> tuple[Path, dict]:
-    """One file of :func:`anonymize_batch` (module level, so Ray workers can import it): the image or
-    video driver itself, no second plan. Returns its sidecar (written last) and the file's figures."""
-    if setup is not None:
-        setup()
-    dst = dst_of[str(src)]
-    r = (anonymize_image if _kind(src) == "image" else anonymize_video)(src, dst, cfg)
-    return sidecar_path(dst), {"frames": r.frames, "faces": r.faces, "seconds": r.seconds}
-
-
-def anonymize_batch(src: str | Path | Sequence[str | Path], dst: str | Path, *, backend: str = "ray",
-                    address: str | None = None, workers: int | None = None, resume: bool = True,
-                    progress: bool = False, setup: Callable[[], None] | None = None, **options) -> list[FileResult]:
-    """:func:`anonymize` one file per task over :func:`affectlens.scale.run_batch` (``backend="ray"``
-    spreads them over a Ray cluster), with the same outputs, resume (on the sidecar and the options
-    it records) and per-file results (frames, faces, seconds) in input order. ``setup`` runs in each
-    task first (e.g. registering a method whose models must be loaded in the worker); ``options``
-    are ``anonymize``'s keyword options."""
-    import functools
-
-    from affectlens.scale import run_batch
-
-    started = time.time()
-    if "method" in options:
-        options["method"] = method_name(options["method"])
-    cfg = AnonymizeConfig(**{k: v for k, v in options.items() if k in AnonymizeConfig.__dataclass_fields__})
-    if setup is None:
-        get_method(cfg.method)  # an unknown method fails once, here, not once per file
-    srcs = [src] if isinstance(src, (str, Path)) else list(src)
-    pairs = plan_outputs(srcs, dst)
-    _prepare_outputs(pairs, started)
     dst_of = {str(s): d for s, d in pairs}
     state = {str(s): resume_state(s, d, cfg) for s, d in pairs} if resume else {}
-    res = run_batch([s for s, _ in pairs], functools.partial(anonymize_file, dst_of=dst_of, cfg=cfg, setup=setup),
-                    lambda s: sidecar_path(dst_of[str(s)]), backend=backend, address=address, num_workers=workers,
-                    resume=resume, description="files", progress=progress,
-                    up_to_date=lambda s, _side: state[str(s)][0])
+    local = backend == "local"
+    with progress_bar(enabled=progress) as bar:  # file names are shown literally, never as markup
+        fn = partial(anonymize_file, dst_of=dst_of, cfg=cfg, setup=setup, detector=face_detector,
+                     bar=bar if local else None)
+        res = run_batch([s for s, _ in pairs], fn, lambda s: sidecar_path(dst_of[str(s)]), backend=backend,
+                        address=address, num_workers=workers, resume=resume, description="files", display=bar,
+                        up_to_date=lambda s, _side: state[str(s)][0], fail_fast=local and errors == "raise")
+    if errors == "raise" and res.failed:  # a Ray task's failure comes back as a line
+        raise AffectlensError(res.failed[0][1])
     kind = {str(s): _kind(s) for s, _ in pairs}
     figures = {str(s): d for s, d in res.details}
     rows: dict[str, FileResult] = {}
@@ -266,6 +245,14 @@ def anonymize_batch(src: str | Path | Sequence[str | Path], dst: str | Path, *, 
     for s, _ in res.skipped:
         rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "skipped", kind[str(s)])
     for s, reason in res.failed:
-        line = reason if reason.startswith(str(s)) else f"{s}: {reason}"
-        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "failed", kind[str(s)], error=line)
-    return [rows[str(s)] for s, _ in pairs]
+        rows[str(s)] = FileResult(str(s), str(dst_of[str(s)]), "failed", kind[str(s)], error=reason)
+    return missing + [rows[str(s)] for s, _ in pairs]
+
+
+def anonymize_batch(src: str | Path | Sequence[str | Path], dst: str | Path, *, backend: str = "ray",
+                    address: str | None = None, workers: int | None = None, resume: bool = True,
+                    progress: bool = False, setup: Callable[[], None] | None = None, **options) -> list[FileResult]:
+    """:func:`anonymize` with Ray as the default backend and failures collected (one file per task,
+    the same outputs, resume and per-file results in input order)."""
+    return anonymize(src, dst, backend=backend, address=address, workers=workers, resume=resume, progress=progress,
+                     setup=setup, errors="collect", **options)

@@ -79,17 +79,20 @@ class BatchResult:
             error_line(line, label="failed", console=console)
 
 
-def run_one(fn: Callable[[Any], Any], item: Any, collect: bool = False) -> tuple[str, Any]:
+def run_one(fn: Callable[[Any], Any], item: Any, collect: bool = False, raise_errors: bool = False) -> tuple[str, Any]:
     """Run ``fn(item)`` and turn every outcome into ``("done", output)`` or ``("failed", reason)``.
 
     ``output`` is the path ``fn`` wrote (which must exist), or with ``collect`` whatever it
     returned. ``fn`` may also return ``(path, extras)``, a dict of per-item figures (frames,
     faces, seconds …) that ``BatchResult.details`` keeps. Runs inside Ray workers too, so a
-    failure crosses the process boundary as a plain string.
+    failure crosses the process boundary as a plain string. ``raise_errors``: an item's exception
+    propagates instead (a caller that asked to stop at the first bad item).
     """
     try:
         out = fn(item)
     except Exception as e:  # a crashing item must not stop the corpus
+        if raise_errors:
+            raise
         return "failed", failure_line(item, e)
     if collect:
         return "done", out
@@ -129,7 +132,8 @@ def _plan(items: Sequence[Any], out_path_of: Callable[[Any], Any], resume: bool,
 def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Callable[[Any], Any] | None, *,
               backend: str = "local", address: str | None = None, num_workers: int | None = None,
               resume: bool = True, description: str = "processing", progress: bool = True,
-              up_to_date: Callable[[Any, Path], bool] | None = None) -> BatchResult:
+              up_to_date: Callable[[Any, Path], bool] | None = None, display=None,
+              fail_fast: bool = False) -> BatchResult:
     """Apply ``fn`` to every item, locally or over Ray, with resume and per-item failure reports.
 
     ``fn(item) -> output path`` writes atomically; ``out_path_of(item)`` says where (without doing
@@ -143,6 +147,10 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
 
     Collect mode, ``out_path_of=None``: for commands whose items feed one combined output (a
     predictions table): nothing is skipped, and ``done`` holds what ``fn`` returned per item.
+    ``display``: an open progress display (``report.console.progress``) to count the items in,
+    so ``fn`` may add its own tasks to it (a bar per video's frames); else one is opened when
+    ``progress``. ``fail_fast`` (local only): the first item that raises stops the batch with its
+    own exception (a Python caller's ``errors="raise"``).
     """
     if backend not in BACKENDS:
         raise AffectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -154,11 +162,13 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
         p.unlink(missing_ok=True)
     done: list[tuple[int, Any]] = []
     details: list[tuple[int, dict]] = []
+    from contextlib import nullcontext
+
     from affectlens.report.console import progress as progress_display
 
-    with progress_display(enabled=progress, failed_column=True) as bar:
+    with nullcontext(display) if display is not None else progress_display(enabled=progress, failed_column=True) as bar:
         task = bar.add_task(description, total=len(items), failed=len(failed))
-        bar.advance(task, len(items) - len(todo))
+        bar.update(task, advance=len(items) - len(todo), failed=len(failed))
 
         def record(k: int, status: str, payload: Any) -> None:
             if status == "done":
@@ -174,7 +184,7 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
 
         if backend == "local":
             for k in todo:
-                record(k, *run_one(fn, items[k], collect))
+                record(k, *run_one(fn, items[k], collect, fail_fast))
         elif todo:
             from affectlens.scale.ray import run_on_ray
 
