@@ -52,7 +52,7 @@ def dlib_model_paths() -> dict:
     return {"shape_predictor_68": pose, "shape_predictor_5": five, "face_recognition_resnet": rec}
 
 
-def _as_rgb(image: np.ndarray) -> np.ndarray:
+def as_rgb(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         from affectlens.errors import ShapeError
@@ -64,7 +64,7 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 def detect_boxes(rgb: np.ndarray, upsample: int = 1) -> np.ndarray:
     """dlib HOG frontal faces → ``(k, 4)`` float32 x1, y1, x2, y2 (largest first)."""
     detector, _ = _dlib_models()
-    rects = detector(_as_rgb(rgb), upsample)
+    rects = detector(as_rgb(rgb), upsample)
     boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float32).reshape(-1, 4)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return boxes[np.argsort(-areas)]
@@ -76,12 +76,12 @@ def shape_from_box(rgb: np.ndarray, box) -> "object":
 
     _, predictor = _dlib_models()
     x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-    return predictor(_as_rgb(rgb), dlib.rectangle(x1, y1, x2, y2))
+    return predictor(as_rgb(rgb), dlib.rectangle(x1, y1, x2, y2))
 
 
 def landmarks(rgb: np.ndarray, boxes: np.ndarray | None = None, upsample: int = 1) -> np.ndarray:
     """68 (x, y) points per face → ``(k, 68, 2)`` float32; boxes default to dlib's HOG detector."""
-    rgb = _as_rgb(rgb)
+    rgb = as_rgb(rgb)
     boxes = detect_boxes(rgb, upsample) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
     out = np.zeros((len(boxes), N_LANDMARKS, 2), np.float32)
     for i, box in enumerate(boxes):

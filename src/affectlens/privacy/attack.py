@@ -36,9 +36,9 @@ def _encoder():
 
 def encode_faces(rgb: np.ndarray, boxes: np.ndarray | None = None, upsample: int = 1) -> np.ndarray:
     """128-d dlib descriptors of the faces in an RGB image → ``(k, 128)`` (boxes default to dlib HOG)."""
-    from affectlens.faces.landmarks import _as_rgb, detect_boxes, shape_from_box
+    from affectlens.faces.landmarks import as_rgb, detect_boxes, shape_from_box
 
-    rgb = _as_rgb(rgb)
+    rgb = as_rgb(rgb)
     boxes = detect_boxes(rgb, upsample) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
     enc = _encoder()
     out = [np.asarray(enc.compute_face_descriptor(rgb, shape_from_box(rgb, b)), np.float32) for b in boxes]

@@ -205,14 +205,14 @@ def evaluate_obfuscation(cfg: EvalConfig, log=print, hardware=None, resume: bool
     from affectlens.privacy.celeba import load_images
     from affectlens.privacy.celeba import celeba_landmarks, load_celeba
     from affectlens.privacy.obfuscate import flip_mask, load_obfuscator
-    from affectlens.privacy.reconstruct import _native_hw
+    from affectlens.privacy.reconstruct import native_hw
     from affectlens.training import seed_everything
     from affectlens.files import write_json
 
     torch.set_num_threads(cfg.threads)
     ds = load_celeba(cfg.data, seed=cfg.seed)
     points, found = celeba_landmarks(ds, cfg.landmark_cache)
-    hw = _native_hw(ds)
+    hw = native_hw(ds)
     log("training the paper's person recogniser on original photos of held-out identities")
     fitted = _fit_recognizer(cfg, ds, found, hw, hardware, resume, log)
     if fitted is None:

@@ -83,13 +83,13 @@ def prepare_stage2(ds, idx: np.ndarray, points: np.ndarray, found: np.ndarray, m
     from affectlens.privacy.celeba import load_images
 
     idx = np.asarray([i for i in idx if found[i]], np.int64)
-    h0, w0 = _native_hw(ds)
+    h0, w0 = native_hw(ds)
     raw = load_images(ds, idx, (h0, w0))
     ims, masks, pts = prepare_crops(raw, points[idx], IN_HW, margin)
     return Stage2Data(idx, ims, masks, pts, ds.attributes[idx])
 
 
-def _native_hw(ds) -> tuple[int, int]:
+def native_hw(ds) -> tuple[int, int]:
     from affectlens.media.image import read_image
 
     return read_image(ds.path(0)).shape[:2]
@@ -131,7 +131,7 @@ def _stage2_splits(cfg: ReconTrainConfig):
         idx = idx[found[idx]][: cap or None]
         data[s] = prepare_stage2(ds, idx, points, found)
     template = template_from(points[data["train"].index])
-    return ds, data, template, _native_hw(ds)
+    return ds, data, template, native_hw(ds)
 
 
 @torch.no_grad()
