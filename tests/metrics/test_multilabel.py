@@ -99,8 +99,9 @@ def test_topk_pr_curve_is_the_ranking_of_one_class_and_averages_to_its_ap():
     y = rng.random((60, 5)) < 0.3
     p = np.clip(y * 0.4 + rng.random((60, 5)) * 0.7, 0, 1)
     top = TopK(5, top_k=5).add(p, y)  # every pair kept: the full ranking of each class
+    curves = top.pr_curves(range(5))
     for c in range(5):
-        precision, recall = top.pr_curve(c)
+        precision, recall = curves[c]
         order = np.argsort(-p[:, c], kind="stable")
         tp = np.cumsum(y[order, c])
         np.testing.assert_allclose(precision, tp / np.arange(1, 61))

@@ -27,7 +27,7 @@ from affectlens.errors import AffectlensError, DataError
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, SIDE
 from affectlens.faces.align import align_box, to_grey
-from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS
+from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS, read_image
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "cnn_bilstm_fer2013.pt"
@@ -209,14 +209,6 @@ def list_inputs(paths: Sequence[str | Path]) -> list[Path]:
             seen.add(key)
             unique.append(f)
     return unique
-
-
-def read_image(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB, upright (EXIF), from any bit depth or colour model, within the pixel
-    limit (``affectlens.media.image``)."""
-    from affectlens.media.image import read_image as read
-
-    return read(path)
 
 
 def annotated_paths(files: Sequence[Path], folder: Path) -> dict[Path, Path]:

@@ -63,16 +63,6 @@ def read_grey(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-def is_image(path: str | Path) -> bool:
-    """Whether ``path``'s extension is one of ``IMAGE_EXTS`` (case-insensitive)."""
-    return Path(path).suffix.lower() in IMAGE_EXTS
-
-
-def is_video(path: str | Path) -> bool:
-    """Whether ``path``'s extension is one of ``VIDEO_EXTS`` (case-insensitive)."""
-    return Path(path).suffix.lower() in VIDEO_EXTS
-
-
 def _to_rgb8(im) -> np.ndarray:
     """A decoded Pillow image as (H, W, 3) uint8 RGB. Pillow's own ``convert`` clips 16-bit grey to
     255 instead of scaling it, so those modes are scaled here (by 1/256, as OpenCV does)."""

@@ -18,6 +18,8 @@ results can differ only when scores tie exactly.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from affectlens.errors import ShapeError
@@ -218,15 +220,18 @@ class TopK:
         """Per-class AP over the top-``k`` pairs (NaN for classes without positives)."""
         return _ap_of(*self._pairs(), self.positives)
 
-    def pr_curve(self, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """Class ``c``'s precision and recall at each of its top-``k`` scores, best first (the pairs
-        its AP averages): recall reaches 1 only if every positive was in some video's top ``k``."""
+    def pr_curves(self, classes: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each class's precision and recall at each of its top-``k`` scores, best first (the pairs
+        its AP averages): recall reaches 1 only if every positive was in some video's top ``k``.
+        The pairs are gathered and ranked once for all ``classes``."""
         cls, scores, hits = self._pairs()
-        mine = cls == c
-        order = np.argsort(-scores[mine], kind="stable")
-        tp = np.cumsum(hits[mine][order])
-        ranks = np.arange(1, len(tp) + 1)
-        return tp / np.maximum(ranks, 1), tp / max(int(self.positives[c]), 1)
+        order = np.argsort(-scores, kind="stable")
+        cls, hits = cls[order], hits[order]
+        out = {}
+        for c in classes:
+            tp = np.cumsum(hits[cls == c])
+            out[int(c)] = (tp / np.arange(1, len(tp) + 1), tp / max(int(self.positives[c]), 1))
+        return out
 
     def result(self) -> dict:
         """``{"gap", "hit_at_one", "perr", "map"}`` of everything added so far."""

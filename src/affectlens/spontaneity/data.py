@@ -238,7 +238,7 @@ def detect_and_align(rgb: np.ndarray, detector=None, name: str = "image") -> np.
     Raises ``MediaError`` naming ``name`` when no face is found.
     """
     if detector is None:
-        detector = default_detector()
+        detector = detector_named("centerface")
     det = detector(rgb)
     if det is None or len(det.scores) == 0:
         raise MediaError(name, "no face detected")
@@ -254,11 +254,6 @@ def detector_named(name: str = "centerface"):
     from affectlens.faces.detect import PHOTO_SCALES, CenterFace, make_detector
 
     return CenterFace(threshold=0.5, scale=PHOTO_SCALES) if name == "centerface" else make_detector(name)
-
-
-def default_detector():
-    """CenterFace, as ``detector_named()``."""
-    return detector_named("centerface")
 
 
 def to_crop(path: str | Path, detector=None) -> np.ndarray:

@@ -19,7 +19,7 @@ from affectlens.videotag import models as M
 from affectlens.videotag import text as T
 from affectlens.videotag.recipe import Split, TrainConfig, fit, fit_scores
 
-__all__ = ["TextData", "prepare_text", "run_ablation", "run_ensemble"]
+__all__ = ["TextData", "prepare_text", "run_ablation", "label_words_of"]
 
 
 class TextData:
@@ -38,13 +38,12 @@ class TextData:
             self.titles.append(title)
 
 
-def prepare_text(tr: D.VideoLevelData, ev: D.VideoLevelData, text_path: Path, vocabulary: Path | None,
-                 filter_labels: bool) -> tuple[TextData, TextData, bool]:
+def prepare_text(tr: D.VideoLevelData, ev: D.VideoLevelData, text_path: Path,
+                 words: list[set] | None) -> tuple[TextData, TextData, bool]:
+    """Both splits' text, with every word of a video's own label names removed when ``words``
+    (``label_words_of``) is given: the paper's "filter labels" variant."""
     texts = T.read_videotext(text_path)
     synthetic = any(r["synthetic"] for r in texts.values())
-    words = None
-    if filter_labels:
-        words = label_words_of(vocabulary)  # same pseudo-names as the generator for missing rows
     return TextData(tr.ids, tr.labels, texts, words), TextData(ev.ids, ev.labels, texts, words), synthetic
 
 
@@ -131,7 +130,8 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
     tr, ev = D.read_video_level(train_paths), D.read_video_level(eval_paths)
     if text_size not in ("paper", "small"):
         raise ValueError(f"text_size must be 'paper' or 'small', not {text_size!r}")
-    ttr, tev, synthetic = prepare_text(tr, ev, Path(text_path), vocabulary, filter_labels)
+    label_words = label_words_of(vocabulary)  # read once: for --filter-labels and the overlap
+    ttr, tev, synthetic = prepare_text(tr, ev, Path(text_path), label_words if filter_labels else None)
     wv = (T.load_word_vectors(word2vec) if word2vec else
           T.train_word_vectors([k for k in ttr.keywords if k] + [[w.lower() for w in t] for t in ttr.titles if t],
                                dim=vector_dim))
@@ -157,7 +157,7 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
            "eval_videos": len(ev), "word_vectors": str(word2vec) if word2vec else f"word2vec trained on corpus ({wv.dim}-d)",
            "min_class_count": min_class_count, "num_experts": num_experts, "epochs": epochs,
            "text_size": text_size, "vector_dim": wv.dim, "table5": table5, "table6": table6,
-           "label_overlap": T.label_overlap(tev.keywords, ev.labels, label_words_of(vocabulary))}
+           "label_overlap": T.label_overlap(tev.keywords, ev.labels, label_words)}
     write_json(out / ("ablation_filtered.json" if filter_labels else "ablation.json"), res)
     return res
 

@@ -325,11 +325,9 @@ def pr_curves(top: TopK, n: int = 20, points: int = 200) -> dict:
     """Precision-recall of the ``n`` classes with the most positives: ``{class: {"positives", "ap",
     "precision", "recall"}}``, each curve thinned to at most ``points`` points."""
     ap = top.ap_per_class()
+    frequent = [int(c) for c in np.argsort(-top.positives, kind="stable")[:n] if top.positives[c] > 0]
     out = {}
-    for c in np.argsort(-top.positives, kind="stable")[:n]:
-        if top.positives[c] == 0:
-            break
-        p, r = top.pr_curve(int(c))
+    for c, (p, r) in top.pr_curves(frequent).items():
         keep = np.unique(np.linspace(0, len(p) - 1, min(points, len(p))).round().astype(int)) if len(p) else []
         out[int(c)] = {"positives": int(top.positives[c]), "ap": float(ap[c]),
                        "precision": [round(float(x), 5) for x in p[keep]], "recall": [round(float(x), 5) for x in r[keep]]}
