@@ -390,7 +390,7 @@ def predict(checkpoint: Path, videos: Sequence[Path], out: Path, window: float =
     res = run_batch(videos, partial(predict_one, model=model, window=window, hop=hop, pngs=timeline_paths(videos, out)),
                     None, backend=backend, address=address, num_workers=num_workers, description="group predict",
                     progress=progress)
-    results, failed = [r for _, r in res.done], [reason for _, reason in res.failed]
+    results, failed = [r for _, r in res.done], res.failure_lines()
     for line in failed:
         log(f"failed: {line}")
     payload = {"checkpoint": str(checkpoint), "classes": list(CLASSES), "results": results, "failed": failed}

@@ -456,7 +456,7 @@ def generate_dataset(out: Path, count: int, spec: SynthSpec = SynthSpec(), balan
     counts = {CLASSES[c]: int((labels == c).sum()) for c in range(3)}
     return {"out": str(out), "clips": len(rows), "written_now": len(res.done), "class_counts": counts,
             "max_occlusion_written_now": max((d["occlusion"] for _, d in res.details), default=0.0),
-            "failed": [reason for _, reason in res.failed]}
+            "failed": res.failure_lines()}
 
 
 class ClipJob(NamedTuple):

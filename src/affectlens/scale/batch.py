@@ -65,18 +65,21 @@ class BatchResult:
         """What a batch command exits with: 1 when any item failed, else 0."""
         return 0 if self.ok else 1
 
+    def failure_lines(self) -> list[str]:
+        """One line per failed item, each naming it (errors that already name their file are kept)."""
+        return [reason if reason.startswith(str(item)) else f"{item}: {reason}" for item, reason in self.failed]
+
     def print_summary(self, console=None, title: str = "batch") -> None:
-        """One line of counts, then one line per failed item (to stderr)."""
+        """One line of counts, then the failures through the one failure printer
+        (:func:`affectlens.report.console.problem_lines`), to stderr."""
         from rich.text import Text
 
-        from affectlens.report.console import error_line, one_line, stderr
+        from affectlens.report.console import one_line, problem_lines, stderr
 
         console = console or stderr
         console.print(Text(f"{one_line(title)}: {len(self.done)} done, {len(self.skipped)} skipped (output exists), "
                            f"{len(self.failed)} failed — {self.seconds:.1f} s on {self.backend}"), soft_wrap=True)
-        for item, reason in self.failed:
-            line = reason if reason.startswith(str(item)) else f"{item}: {reason}"  # errors name their file
-            error_line(line, label="failed", console=console)
+        problem_lines(self.failure_lines(), "item(s)", label="failed", console=console)
 
 
 def run_one(fn: Callable[[Any], Any], item: Any, collect: bool = False, raise_errors: bool = False) -> tuple[str, Any]:
