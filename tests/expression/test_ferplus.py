@@ -90,3 +90,14 @@ def test_a_tiny_8_class_model_learns_each_protocol_through_the_engine(tmp_path, 
                    ferplus=votes)
     assert out["label_set"] == "ferplus" and out["n"] == len(part)
     assert len(out["reports"]["none"]["confusion_matrix"]) == len(FERPLUS_CLASSES)
+
+
+def test_map_probs_moves_columns_by_emotion_between_label_sets():
+    from affectlens.expression.data import CLASSES, map_probs
+
+    p7 = np.eye(7)[[3, 0, 6]] * 0.9 + 0.1 / 7          # happy, angry, neutral (FER2013 order)
+    p8 = map_probs(p7, CLASSES, FERPLUS_CLASSES)
+    assert p8.shape == (3, 8) and np.allclose(p8.sum(1), 1) and np.all(p8[:, FERPLUS_CLASSES.index("contempt")] == 0)
+    assert [FERPLUS_CLASSES[i] for i in p8.argmax(1)] == ["happiness", "anger", "neutral"]
+    back = map_probs(p8, FERPLUS_CLASSES, CLASSES)      # contempt has no FER2013 column
+    np.testing.assert_allclose(back, p7 / p7.sum(1, keepdims=True))

@@ -6,6 +6,7 @@ import torch
 
 from affectlens.training import count_parameters
 from affectlens.expression.model import (
+    AttentionPool,
     ExpressionConfig,
     build_model,
     expression_compact,
@@ -51,8 +52,34 @@ def test_shipped_size_fits_the_package_budget():
         ExpressionConfig(variant="transformer")
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_tiny_model_learns_a_tiny_task(variant):
+def test_attention_pool_is_a_convex_weighting_of_the_sequence():
+    torch.manual_seed(0)
+    pool = AttentionPool(6, 4)
+    seq = torch.randn(3, 5, 6)
+    w = pool.weights(seq)
+    assert w.shape == (3, 5) and torch.allclose(w.sum(1), torch.ones(3)) and (w > 0).all()
+    torch.testing.assert_close(pool(seq), (w[..., None] * seq).sum(1))
+    same = seq[:, :1].expand(3, 5, 6)                # a constant sequence pools to itself
+    torch.testing.assert_close(pool(same), seq[:, 0])
+
+
+def test_complete_model_reads_the_map_before_the_last_pool():
+    """--no-last-pool: the BiLSTM reads a map twice as wide and high; attention and the feature-
+    mapping layer change the head, not the convolutions' parameters."""
+    base = build_model(expression_compact())
+    full = build_model(expression_compact(pool="attention", last_pool=False, feature_map=32)).eval()
+    x = torch.randn(2, 1, 40, 40)
+    assert base.to_sequence(x).shape == (2, 4, 128) and full.to_sequence(x).shape == (2, 25, 128)
+    assert full(x).shape == (2, 7) and full.forward_video(torch.randn(2, 3, 1, 40, 40)).shape == (2, 7)
+    assert sum(p.numel() for p in full.cnn.parameters()) == sum(p.numel() for p in base.cnn.parameters())
+    assert full.head[1].out_features == 32
+    with pytest.raises(ValueError, match="pool"):
+        ExpressionConfig(pool="max")
+
+
+@pytest.mark.parametrize("variant,extra", [(v, {}) for v in VARIANTS]
+                         + [("cnn_bilstm", {"pool": "attention", "last_pool": False, "feature_map": 16})])
+def test_tiny_model_learns_a_tiny_task(variant, extra):
     """Bright band in the top vs the bottom half (with noise): each variant must fit it."""
     torch.manual_seed(0)
     n = 128
@@ -60,7 +87,7 @@ def test_tiny_model_learns_a_tiny_task(variant):
     x = torch.randn(n, 1, 24, 24) * 0.5
     x[y == 0, :, 3:8] += 2.0
     x[y == 1, :, 16:21] += 2.0
-    net = build_model(expression_tiny(variant=variant, num_classes=2, stage_dropout=0.0, head_dropout=0.0))
+    net = build_model(expression_tiny(variant=variant, num_classes=2, stage_dropout=0.0, head_dropout=0.0, **extra))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(40):
         loss = torch.nn.functional.cross_entropy(net(x), y)

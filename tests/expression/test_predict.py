@@ -14,6 +14,8 @@ from affectlens.expression.data import CLASSES
 from affectlens.expression.model import build_model, expression_tiny
 from affectlens.expression.predict import (
     DEFAULT_WEIGHTS,
+    SHIPPED,
+    ExpressionPredictor,
     FaceResult,
     link_tracks,
     predict_images,
@@ -77,8 +79,8 @@ def test_cli_predict_image_folder_video_and_bad_file(tmp_path, weights):
     assert dst.frame_count == src.frame_count and (dst.audio is None) == (src.audio is None)
 
 
-@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="shipped weights not built yet")
-def test_shipped_weights_read_real_fer_faces():
+@pytest.mark.skipif(not SHIPPED["fer2013"].is_file(), reason="shipped FER2013 weights not built yet")
+def test_shipped_fer2013_weights_read_real_fer_faces():
     import cv2
 
     root = shared_path("fer2013", "test")
@@ -87,9 +89,25 @@ def test_shipped_weights_read_real_fer_faces():
         for f in sorted((root / cls).glob("PrivateTest_*"))[:10]:
             faces.append(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE))
             labels.append(k)
-    out = predict_images(faces)
+    out = predict_images(faces, label_set="fer2013")
     acc = np.mean([CLASSES.index(o["label"]) == y for o, y in zip(out, labels)])
-    assert acc > 0.45 and DEFAULT_WEIGHTS.stat().st_size < 20e6
+    assert acc > 0.45 and SHIPPED["fer2013"].stat().st_size < 20e6
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="shipped FER+ weights not built yet")
+def test_default_model_is_the_ferplus_one_and_reads_real_faces():
+    """The default predicts FER+'s 8 classes and agrees with the ten annotators' majority on FER+ Test."""
+    from affectlens.expression.data import FERPLUS_CLASSES, ferplus_split, load_fer, read_ferplus
+
+    root = shared_path("fer2013")
+    pred = ExpressionPredictor(detector="none")
+    assert pred.label_set == "ferplus" and pred.classes == FERPLUS_CLASSES and "ferplus" in pred.model_name
+    part, _ = ferplus_split(load_fer(root), read_ferplus(root / "ferplus.csv"), "PrivateTest", "ferplus-majority")
+    pick = np.random.default_rng(0).choice(len(part), 400, replace=False)  # the split is ordered by class
+    out = predict_images(list(part.images[pick]))
+    acc = np.mean([FERPLUS_CLASSES.index(o["label"]) == y for o, y in zip(out, part.labels[pick])])
+    assert acc > 0.7 and set(out[0]["probs"]) == set(FERPLUS_CLASSES)
+    assert DEFAULT_WEIGHTS.stat().st_size < 20e6
 
 
 def test_crops_take_each_file_as_one_face_including_tiff(tmp_path, weights):
@@ -112,3 +130,25 @@ def test_crops_take_each_file_as_one_face_including_tiff(tmp_path, weights):
     assert all(len(x["rows"]) == 1 and x["rows"][0]["det_score"] == 1.0 for x in rows)
     found = invoke(["expression", "predict", files[0], "--weights", weights, "--out", tmp_path / "q"])
     assert found.code == 0 and json.loads((tmp_path / "q.json").read_text())["results"][0]["rows"] == []
+
+
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS.is_file() and SHIPPED["fer2013"].is_file()), reason="shipped weights not built yet")
+def test_label_set_picks_the_shipped_model_and_every_row_names_it(tmp_path):
+    """Default: the 8-class FER+ model; --label-set fer2013: the 7-class one. Rows, columns and the
+    JSON say which model and label set produced them; --weights wins over --label-set."""
+    from affectlens.expression.data import FERPLUS_CLASSES
+    from affectlens.media.image import write_image
+    from tests.reliability.conftest import invoke
+
+    face = write_image(tmp_path / "face.png", np.random.default_rng(1).integers(0, 255, (48, 48), dtype=np.uint8))
+    for label_set, classes in (("ferplus", FERPLUS_CLASSES), ("fer2013", CLASSES)):
+        r = invoke(["expression", "predict", face, "--crops", "--label-set", label_set, "--out", tmp_path / label_set])
+        assert r.code == 0, r.err
+        with (tmp_path / f"{label_set}.csv").open() as fh:
+            row = next(csv.DictReader(fh))
+        assert row["label_set"] == label_set and row["model"] == f"{SHIPPED[label_set].name} (shipped)"
+        assert row["label"] in classes and [c for c in row if c.startswith("p_")] == [f"p_{c}" for c in classes]
+        meta = json.loads((tmp_path / f"{label_set}.json").read_text())
+        assert meta["label_set"] == label_set and meta["classes"] == list(classes)
+    bad = invoke(["expression", "predict", face, "--crops", "--label-set", "affectnet", "--out", tmp_path / "x"])
+    assert bad.code != 0 and "label-set" in bad.err and "Traceback" not in bad.err

@@ -9,12 +9,13 @@ from affectlens.cli_options import (
     ADDRESS_OPTION, BACKEND_OPTION, REPORT_OPTION, WORKERS_OPTION, choice_option, hardware_options, real_option,
 )
 from affectlens.expression.data import LABEL_MODES, USAGES
-from affectlens.expression.predict import DETECTORS, TTA_MODES
+from affectlens.expression.model import POOLS
+from affectlens.expression.predict import DEFAULT_LABEL_SET, DETECTORS, LABEL_SETS, TTA_MODES
 from affectlens.report.console import one_line, problem_lines, stdout
 from affectlens.scale import check_output
 from affectlens.training.hardware import Hardware
 
-app = typer.Typer(help="7-class facial expression (CNN-BiLSTM, paper 002): train on FER2013, evaluate, predict.",
+app = typer.Typer(help="Facial expression (CNN-BiLSTM, paper 002): train on FER2013 or FER+, evaluate, predict.",
                   no_args_is_help=True)
 
 
@@ -25,6 +26,12 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
           out: str | None = typer.Option(None, help="Run folder (last.pt, best.pt, metrics.csv); resumes if present."),
           variant: str | None = typer.Option(None, help="cnn_bilstm | cnn | bilstm"),
           size: str | None = typer.Option(None, help="tiny | compact | small | base"),
+          pool: str | None = choice_option(None, "--pool", choices=POOLS,
+                                           help="How the BiLSTM's outputs are pooled: mean | attention."),
+          last_pool: bool | None = typer.Option(None, "--last-pool/--no-last-pool",
+                                                help="--no-last-pool: the BiLSTM reads the map before the last "
+                                                     "max-pool (5×5 = 25 steps instead of 2×2 for 40-px faces)."),
+          feature_map: int | None = typer.Option(None, min=0, help="Feature-mapping layer width before the classifier (0 = none)."),
           epochs: int | None = typer.Option(None, min=1, help="Total epochs (a resumed run may change it before its decay phase)."),
           threads: int | None = typer.Option(None, min=1, help="torch CPU threads."),
           labels: str | None = choice_option(None, "--labels", choices=LABEL_MODES,
@@ -41,7 +48,7 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
     from affectlens.expression.recipe import train as run
 
     cfg = load_train_config(config, data=data, out=out, variant=variant, size=size, epochs=epochs, threads=threads,
-                            labels=labels)
+                            labels=labels, pool=pool, last_pool=last_pool, feature_map=feature_map)
     res = run(cfg, hardware=hardware, resume=resume)
     if res.is_global_zero:
         typer.echo(f"best PublicTest accuracy {res.best['value']:.4f} at epoch {res.best['epoch']} -> {res.best_path}")
@@ -59,8 +66,14 @@ def ensemble(checkpoints: list[Path] = typer.Argument(..., help="Two or more bes
     stdout.print(f"wrote {one_line(combine(checkpoints, out))} ({len(checkpoints)} members)")
 
 
+LABEL_SET_OPTION = choice_option(DEFAULT_LABEL_SET, "--label-set", choices=LABEL_SETS,
+                                 help="Which shipped model: ferplus (8 classes, FER+ votes) or fer2013 (7 classes). "
+                                      "--weights wins.")
+
+
 @app.command("eval")
-def evaluate(weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
+def evaluate(weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped model of --label-set)."),
+             label_set: str = LABEL_SET_OPTION,
              data: str = typer.Option("../shared/data/fer2013", help="fer2013.csv or the image-folder layout."),
              out: Path = typer.Option(Path("runs/expression/eval"), help="Folder for metrics.json and the PNGs."),
              split: str = choice_option("PrivateTest", choices=USAGES, help="Training | PublicTest | PrivateTest"),
@@ -78,7 +91,7 @@ def evaluate(weights: Path | None = typer.Option(None, help="Checkpoint (default
     fer = load_fer(data)
     if not len(fer.split(split)):
         raise DataError(data, f"the {split} split is empty (nothing to evaluate)")
-    res = run(weights, data, out, split=split, tta=tta, fer=fer)
+    res = run(weights, data, out, split=split, tta=tta, fer=fer, label_set=label_set)
     for mode, rep in res["reports"].items():
         stdout.print(f"{split} TTA={mode:8s} accuracy {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}")
     stdout.print(f"wrote {one_line(out / 'metrics.json')}, {one_line(out / 'per_class.png')}, "
@@ -108,7 +121,8 @@ def _run_history(weights: Path | None) -> dict | None:
 @app.command()
 def predict(paths: list[Path] = typer.Argument(..., help="Images, videos or folders of them."),
             out: Path = typer.Option(Path("expression"), help="Output stem: writes OUT.csv and OUT.json."),
-            weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped weights)."),
+            weights: Path | None = typer.Option(None, help="Checkpoint (default: the shipped model of --label-set)."),
+            label_set: str = LABEL_SET_OPTION,
             detector: str = choice_option("centerface", choices=DETECTORS,
                                           help="Face detector; none = every input is already one face crop."),
             crops: bool = typer.Option(False, "--crops", help="Inputs are face crops (one face per file; = --detector none)."),
@@ -126,7 +140,7 @@ def predict(paths: list[Path] = typer.Argument(..., help="Images, videos or fold
     results, failures = predict_paths(paths, out, weights=weights, detector="none" if crops else detector,
                                       n_frames=frames, tta=tta,
                                       annotate=annotate, threshold=threshold, backend=backend, address=address,
-                                      num_workers=workers)
+                                      num_workers=workers, label_set=label_set)
     n_faces = sum(len(r["rows"]) for r in results)
     csv_path, json_path, _ = output_paths(out)
     stdout.print(f"{len(results)} files, {n_faces} face rows -> {one_line(csv_path)}, {one_line(json_path)}")

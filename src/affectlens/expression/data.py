@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,3 +307,19 @@ def ferplus_split(fer: FerSet, votes: FerPlusVotes, usage: str, mode: str) -> tu
         dist = dist[keep]
     out = FerSet(part.images[keep], major[keep], part.usage[keep], part.ids[keep])
     return out, dist
+
+
+# FER2013's names for the seven emotions both label sets share; FER+ adds contempt.
+_SAME_EMOTION = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
+
+
+def map_probs(probs: np.ndarray, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """Class probabilities ``(N, len(source))`` onto ``target``'s columns by emotion, so a model of
+    one label set can be scored on the other: FER2013's ``happy`` is FER+'s ``happiness``; a
+    target class the source lacks (FER+ ``contempt``) gets 0, a source class the target lacks is
+    dropped and the rest renormalised."""
+    name = {c: _SAME_EMOTION.get(c, c) for c in source}
+    where = {name[c]: i for i, c in enumerate(source)}
+    tgt = [_SAME_EMOTION.get(c, c) for c in target]
+    out = np.stack([probs[:, where[c]] if c in where else np.zeros(len(probs)) for c in tgt], axis=1)
+    return out / np.maximum(out.sum(1, keepdims=True), 1e-12)

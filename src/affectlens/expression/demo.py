@@ -1,4 +1,4 @@
-"""The expression room's demo step: the shipped FER2013 model on a real face and variants of it."""
+"""The expression room's demo step: the shipped FER+ model (the default) on a real face and variants of it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from affectlens.report.step import StepResult
 
 
 def demo_step(folder: Path) -> StepResult:
-    """The shipped FER2013 model on the astronaut's face and synthesized variants of it."""
+    """The shipped FER+ model (8 classes) on the astronaut's face and synthesized variants of it."""
     import cv2
     from skimage import data
 
@@ -24,5 +24,5 @@ def demo_step(folder: Path) -> StepResult:
     return StepResult(
         summary=", ".join(f"{r[0]}: {r[1]} ({r[2]:.2f})" for r in rows),
         metrics={name: p for name, p in zip(variants, preds)},
-        tables=[("Shipped expression model on synthesized faces", ["face", "expression", "confidence"], rows)],
+        tables=[("Shipped expression model (FER+, 8 classes) on synthesized faces", ["face", "expression", "confidence"], rows)],
     )

@@ -4,8 +4,12 @@ One family, three variants chosen by ``ExpressionConfig.variant``:
 
 * ``"cnn_bilstm"`` (the paper's model): convolution blocks (conv → batch-norm → ReLU, twice, then
   max-pool → dropout) turn a 48×48 grey face into a feature map ``(B, C, h, w)``; the map is read
-  row by row (raster order) as a sequence of ``h·w`` position embeddings by a bidirectional LSTM;
-  the BiLSTM outputs are averaged over the sequence and classified.
+  cell by cell (raster order) as a sequence of ``h·w`` position embeddings by a bidirectional LSTM;
+  the BiLSTM outputs are pooled over the sequence — averaged (``pool="mean"``) or weighted by an
+  additive attention layer (``pool="attention"``, the paper's attention) — optionally mapped by a
+  fully connected feature-mapping layer (``feature_map`` > 0), and classified.
+  ``last_pool=False`` drops the last stage's max-pool, so the BiLSTM reads a map twice as wide and
+  high (5×5 = 25 steps for a 40-px input instead of 2×2 = 4) at the same convolution cost.
   For a video, each frame's crop of one face goes through the CNN and the BiLSTM reads the
   position embeddings of all frames one after another: ``(B, T·h·w, C)``. With ``T = 1`` this is
   exactly the still-image model, so the same weights serve images and face tracks.
@@ -23,6 +27,7 @@ import torch
 from torch import nn
 
 VARIANTS = ("cnn_bilstm", "cnn", "bilstm")
+POOLS = ("mean", "attention")
 
 
 @dataclass(frozen=True)
@@ -37,12 +42,17 @@ class ExpressionConfig:
     lstm_layers: int = 1
     fc_hidden: int = 256               # CNN-only head width
     head_dropout: float = 0.4
+    pool: str = "mean"                 # how BiLSTM outputs become one vector: mean | attention
+    last_pool: bool = True             # False: no max-pool after the last stage (a 4× longer sequence)
+    feature_map: int = 0               # width of the feature-mapping layer before the classifier; 0 = none
     pixel_mean: float = 0.5            # inputs are (x/255 - mean) / std
     pixel_std: float = 0.25
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 
 
@@ -76,13 +86,29 @@ def normalise(images_uint8: torch.Tensor, cfg: ExpressionConfig) -> torch.Tensor
     return (images_uint8.float() / 255.0 - cfg.pixel_mean) / cfg.pixel_std
 
 
-def _stage(c_in: int, c_out: int, n_convs: int, dropout: float) -> nn.Sequential:
+def _stage(c_in: int, c_out: int, n_convs: int, dropout: float, pool: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n_convs):
         layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
                    nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-    layers += [nn.MaxPool2d(2), nn.Dropout(dropout)]
+    layers += [nn.MaxPool2d(2) if pool else nn.Identity(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
+
+
+class AttentionPool(nn.Module):
+    """Additive attention over a sequence: ``a = softmax_L(v·tanh(W h))``, output ``Σ a·h``.
+
+    ``forward(seq (B, L, D))`` → ``(B, D)``; ``weights(seq)`` → ``(B, L)`` for inspection."""
+
+    def __init__(self, dim: int, hidden: int | None = None):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(dim, hidden or dim), nn.Tanh(), nn.Linear(hidden or dim, 1, bias=False))
+
+    def weights(self, seq: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.score(seq).squeeze(-1), dim=1)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bl,bld->bd", self.weights(seq), seq)
 
 
 class ExpressionNet(nn.Module):
@@ -93,7 +119,9 @@ class ExpressionNet(nn.Module):
         self.cfg = cfg
         chans = (1,) + cfg.channels
         if cfg.variant != "bilstm":
-            self.cnn = nn.Sequential(*[_stage(chans[i], chans[i + 1], cfg.convs_per_stage, cfg.stage_dropout)
+            last = len(cfg.channels) - 1
+            self.cnn = nn.Sequential(*[_stage(chans[i], chans[i + 1], cfg.convs_per_stage, cfg.stage_dropout,
+                                              pool=cfg.last_pool or i < last)
                                        for i in range(len(cfg.channels))])
         side = self.feature_side()
         if cfg.variant == "cnn":
@@ -106,13 +134,19 @@ class ExpressionNet(nn.Module):
             self.lstm = nn.LSTM(lstm_in, cfg.lstm_hidden, num_layers=cfg.lstm_layers,
                                 batch_first=True, bidirectional=True)
             width = 2 * cfg.lstm_hidden
-        self.head = nn.Sequential(nn.Dropout(cfg.head_dropout), nn.Linear(width, cfg.num_classes))
+            if cfg.pool == "attention":
+                self.attention = AttentionPool(width, cfg.lstm_hidden)
+        mapping: list[nn.Module] = []
+        if cfg.feature_map and cfg.variant != "cnn":
+            mapping = [nn.Dropout(cfg.head_dropout), nn.Linear(width, cfg.feature_map), nn.ReLU(inplace=True)]
+            width = cfg.feature_map
+        self.head = nn.Sequential(*mapping, nn.Dropout(cfg.head_dropout), nn.Linear(width, cfg.num_classes))
 
     def feature_side(self) -> int:
         """Side of the last feature map (the CNN halves the input once per stage)."""
         if self.cfg.variant == "bilstm":
             return self.cfg.image_size
-        return self.cfg.image_size // (2 ** len(self.cfg.channels))
+        return self.cfg.image_size // (2 ** (len(self.cfg.channels) - (not self.cfg.last_pool)))
 
     def cnn_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` → feature map ``(B, C, h, w)``."""
@@ -132,9 +166,9 @@ class ExpressionNet(nn.Module):
         return self.read_sequence(self.to_sequence(x))
 
     def read_sequence(self, seq: torch.Tensor) -> torch.Tensor:
-        """BiLSTM over ``(B, L, D)`` → mean of its outputs over the sequence ``(B, 2·hidden)``."""
+        """BiLSTM over ``(B, L, D)`` → its outputs pooled over the sequence ``(B, 2·hidden)``."""
         out, _ = self.lstm(seq)                              # (B, L, 2·hidden)
-        return out.mean(dim=1)
+        return self.attention(out) if self.cfg.pool == "attention" else out.mean(dim=1)
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         return self.head(feats)

@@ -25,19 +25,36 @@ import torch.nn.functional as F
 
 from affectlens.errors import AffectlensError, DataError
 from affectlens.expression import model as M
-from affectlens.expression.data import CLASSES, SIDE
+from affectlens.expression.data import CLASSES, FERPLUS_CLASSES, SIDE
 from affectlens.faces.align import align_box, to_grey
 from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS, read_image
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "cnn_bilstm_fer2013.pt"
+# The shipped models, one per label set: FER+ (8 classes, trained on the ten annotators' votes; the
+# default) and FER2013 (7 classes, its single labels). The two sets disagree on a third of the
+# images, so each has its own model; docs/expression.md says how each was trained.
+SHIPPED = {"ferplus": WEIGHTS_DIR / "cnn_bilstm_ferplus.pt", "fer2013": WEIGHTS_DIR / "cnn_bilstm_fer2013.pt"}
+LABEL_SETS = tuple(SHIPPED)
+DEFAULT_LABEL_SET = "ferplus"
+DEFAULT_WEIGHTS = SHIPPED[DEFAULT_LABEL_SET]
 
 
-def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.ExpressionEnsemble:
-    """The net (or ensemble, see ``recipe.combine``) in a checkpoint; default: the shipped FER2013 weights."""
+def class_names(num_classes: int) -> tuple[str, ...]:
+    """The class names of a 7-class (FER2013) or 8-class (FER+) model."""
+    return {len(CLASSES): CLASSES, len(FERPLUS_CLASSES): FERPLUS_CLASSES}[num_classes]
+
+
+def label_set_of(num_classes: int) -> str:
+    return "ferplus" if num_classes == len(FERPLUS_CLASSES) else "fer2013"
+
+
+def load_model(path: str | Path | None = None, label_set: str = DEFAULT_LABEL_SET) -> M.ExpressionNet | M.ExpressionEnsemble:
+    """The net (or ensemble, see ``recipe.combine``) in a checkpoint; default: the shipped model of ``label_set``."""
     from affectlens.training import load_checkpoint
 
-    path = Path(path or DEFAULT_WEIGHTS)
+    if label_set not in SHIPPED:
+        raise AffectlensError(f"unknown label set {label_set!r}: choose {' or '.join(LABEL_SETS)}")
+    path = Path(path or SHIPPED[label_set])
     ck = load_checkpoint(path)
     extra = ck.get("extra") or {}
     config = ck.get("model") or ck.get("config") or {}  # format 2 names the model config "model"
@@ -49,6 +66,7 @@ def load_model(path: str | Path | None = None) -> M.ExpressionNet | M.Expression
         else:
             net = M.build_model(M.ExpressionConfig(**config))
         net.load_state_dict(ck["state_dict"])
+        class_names(net.cfg.num_classes)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:  # another room's net, or a damaged file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(path, f"not an expression checkpoint ({first[:160]})") from None
@@ -107,29 +125,32 @@ def predict_proba(model: M.ExpressionNet, images: np.ndarray | torch.Tensor, tta
 class FaceResult:
     box: np.ndarray          # (4,) x1, y1, x2, y2 in image pixels
     score: float             # detector confidence
-    probs: np.ndarray        # (7,) class probabilities
+    probs: np.ndarray        # (K,) class probabilities (K = 8 for FER+, 7 for FER2013)
     crop: np.ndarray         # (48, 48) uint8 aligned grey face
     track: int = -1
 
     @property
     def label(self) -> str:
-        return CLASSES[int(self.probs.argmax())]
+        return class_names(len(self.probs))[int(self.probs.argmax())]
 
 
 class ExpressionPredictor:
-    """Detector + aligner + classifier. ``tta``: ``none`` | ``flip`` | ``tencrop`` (see ``tta_views``)."""
+    """Detector + aligner + classifier. ``tta``: ``none`` | ``flip`` | ``tencrop`` (see ``tta_views``).
+
+    ``weights`` (a checkpoint) wins over ``label_set`` (which shipped model); ``classes``,
+    ``label_set`` and ``model_name`` say what the loaded model predicts and where it came from."""
 
     def __init__(self, weights: str | Path | None = None, detector: str = "centerface",
-                 threshold: float = 0.5, tta: str = "flip", margin: float = 1.15):
-        self.model = load_model(weights)
-        if self.model.cfg.num_classes != len(CLASSES):
-            raise DataError(weights, f"predicts {self.model.cfg.num_classes} classes; expression predict reads the "
-                                     f"{len(CLASSES)}-class FER2013 models for now (evaluate a FER+ model with 'expression eval')")
+                 threshold: float = 0.5, tta: str = "flip", margin: float = 1.15,
+                 label_set: str = DEFAULT_LABEL_SET):
+        self.model = load_model(weights, label_set)
+        self.classes = class_names(self.model.cfg.num_classes)
+        self.label_set = label_set_of(self.model.cfg.num_classes)
         self.detector_name, self.threshold, self.tta, self.margin = detector, threshold, tta, margin
-        self.model_name = Path(weights).name if weights else f"{DEFAULT_WEIGHTS.name} (shipped)"
+        self.model_name = Path(weights).name if weights else f"{SHIPPED[label_set].name} (shipped)"
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
-        """Aligned uint8 faces ``(N, 48, 48)`` → probabilities ``(N, 7)``."""
+        """Aligned uint8 faces ``(N, 48, 48)`` → probabilities ``(N, K)``."""
         return predict_proba(self.model, faces, tta=self.tta)
 
     def faces(self, rgb: np.ndarray, scale=None) -> list[FaceResult]:
@@ -154,21 +175,22 @@ class ExpressionPredictor:
 
     @torch.no_grad()
     def track_sequence(self, crops: np.ndarray) -> np.ndarray:
-        """One face track's crops ``(T, 48, 48)`` in time order → probabilities ``(7,)`` from the BiLSTM."""
+        """One face track's crops ``(T, 48, 48)`` in time order → probabilities ``(K,)`` from the BiLSTM."""
         x = fit_to_model(torch.from_numpy(np.asarray(crops))[:, None], self.model.cfg.image_size)  # (T, 1, S, S)
         logits = self.model.forward_video(M.normalise(x, self.model.cfg)[None])                   # (1, K)
         return torch.softmax(logits, dim=1)[0].numpy()
 
 
 def predict_images(images: Iterable[np.ndarray], detect: bool = False, weights: str | Path | None = None,
-                   tta: str = "flip") -> list[dict]:
-    """Run the shipped model on in-memory images (grey or RGB arrays, any size).
+                   tta: str = "flip", label_set: str = DEFAULT_LABEL_SET) -> list[dict]:
+    """Run a shipped model (``label_set``: ferplus | fer2013) or ``weights`` on in-memory images
+    (grey or RGB arrays, any size).
 
     ``detect=False``: each image is one face crop (resized to 48×48). ``detect=True``: faces are
     detected first and each result holds a ``faces`` list. Returns JSON-able dicts.
     """
     images = list(images)
-    pred = ExpressionPredictor(weights, tta=tta)
+    pred = ExpressionPredictor(weights, tta=tta, label_set=label_set)
     if not detect:
         import cv2
 
@@ -184,8 +206,9 @@ def predict_images(images: Iterable[np.ndarray], detect: bool = False, weights: 
 
 
 def _probs_dict(p: np.ndarray) -> dict:
-    return {"label": CLASSES[int(np.argmax(p))], "confidence": round(float(np.max(p)), 4),
-            "probs": {c: round(float(v), 4) for c, v in zip(CLASSES, p)}}
+    names = class_names(len(p))
+    return {"label": names[int(np.argmax(p))], "confidence": round(float(np.max(p)), 4),
+            "probs": {c: round(float(v), 4) for c, v in zip(names, p)}}
 
 
 # --------------------------------------------------------------------------- files
@@ -253,7 +276,7 @@ def _row(file: Path, frame: int, t: float | None, face: int, f: FaceResult) -> d
          "x1": round(float(f.box[0]), 1), "y1": round(float(f.box[1]), 1), "x2": round(float(f.box[2]), 1),
          "y2": round(float(f.box[3]), 1), "det_score": round(f.score, 3), "label": f.label,
          "confidence": round(float(f.probs.max()), 4)}
-    r.update({f"p_{c}": round(float(v), 4) for c, v in zip(CLASSES, f.probs)})
+    r.update({f"p_{c}": round(float(v), 4) for c, v in zip(class_names(len(f.probs)), f.probs)})
     return r
 
 
@@ -325,8 +348,10 @@ TTA_MODES = ("none", "flip", "tencrop")
 DETECTORS = ("centerface", "haar", "none")  # none: every input is already one face crop (--crops)
 
 
-def check_options(detector: str, n_frames: int, tta: str, threshold: float) -> None:
+def check_options(detector: str, n_frames: int, tta: str, threshold: float, label_set: str = DEFAULT_LABEL_SET) -> None:
     """Refuse option values the predictor cannot use, before any work (one line each)."""
+    if label_set not in LABEL_SETS:
+        raise AffectlensError(f"unknown label set {label_set!r}: choose {' or '.join(LABEL_SETS)}")
     if detector not in DETECTORS:
         raise AffectlensError(f"unknown detector {detector!r}: choose {' or '.join(DETECTORS)}")
     if tta not in TTA_MODES:
@@ -346,7 +371,7 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | P
                   detector: str = "centerface", n_frames: int = 16, tta: str = "flip",
                   annotate: bool = False, threshold: float = 0.5, *, backend: str = "local",
                   address: str | None = None, num_workers: int | None = None,
-                  progress: bool = True) -> tuple[list[dict], list[str]]:
+                  progress: bool = True, label_set: str = DEFAULT_LABEL_SET) -> tuple[list[dict], list[str]]:
     """Predict on images, folders and videos; write ``out.csv`` and ``out.json``. Returns (results, failures).
 
     Options and output locations are checked before any work; the files go through the one batch
@@ -355,7 +380,7 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | P
     from affectlens.scale import check_output, run_batch
 
     out = Path(out)
-    check_options(detector, n_frames, tta, threshold)
+    check_options(detector, n_frames, tta, threshold, label_set)
     files = list_inputs(paths)
     empty = [f"{p}: folder holds no image or video files" for p in map(Path, paths)
              if p.is_dir() and not list_inputs([p])]
@@ -367,12 +392,12 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | P
     targets = annotated_paths(files, annotate_dir) if annotate else {}
     if annotate:
         check_output(annotate_dir, kind="dir", inputs=files)
-    pred = ExpressionPredictor(weights, detector=detector, threshold=threshold, tta=tta)
+    pred = ExpressionPredictor(weights, detector=detector, threshold=threshold, tta=tta, label_set=label_set)
     res = run_batch(files, partial(predict_file, pred=pred, n_frames=n_frames, targets=targets), None,
                     backend=backend, address=address, num_workers=num_workers, description="expression",
                     progress=progress)
-    results, failures = [r for _, r in res.done], empty + [reason for _, reason in res.failed]
-    write_outputs(out, results, failures)
+    results, failures = [r for _, r in res.done], empty + res.failure_lines()
+    write_outputs(out, results, failures, pred)
     return results, failures
 
 
@@ -381,11 +406,11 @@ def predict_file(f: Path, pred: ExpressionPredictor, n_frames: int, targets: dic
     model and the label set that produced it."""
     res = predict_video_file(pred, f, n_frames, targets.get(f)) if _is_video(f) else predict_image_file(pred, f, targets.get(f))
     for row in res["rows"]:
-        row.update(model=pred.model_name, label_set="fer2013")
+        row.update(model=pred.model_name, label_set=pred.label_set)
     return res
 
 
-def write_outputs(out: Path, results: list[dict], failures: list[str]) -> None:
+def write_outputs(out: Path, results: list[dict], failures: list[str], pred: ExpressionPredictor) -> None:
     from affectlens.files import atomic_path, write_json
 
     rows = [r for res in results for r in res["rows"]]
@@ -395,4 +420,5 @@ def write_outputs(out: Path, results: list[dict], failures: list[str]) -> None:
             w = csv.DictWriter(fh, fieldnames=fields)
             w.writeheader()
             w.writerows(rows)
-    write_json(out.with_suffix(".json"), {"results": results, "failures": failures, "classes": list(CLASSES)})
+    write_json(out.with_suffix(".json"), {"results": results, "failures": failures, "classes": list(pred.classes),
+                                          "label_set": pred.label_set, "model": pred.model_name})

@@ -38,6 +38,9 @@ class TrainConfig:
     out: str = "runs/expression"
     size: str = "compact"               # tiny | compact | small | base (see model.py builders)
     variant: str = "cnn_bilstm"         # cnn_bilstm | cnn | bilstm
+    pool: str = "mean"                  # BiLSTM outputs pooled by mean | attention (model.AttentionPool)
+    last_pool: bool = True              # False: the BiLSTM reads the map before the last max-pool (4× longer)
+    feature_map: int = 0                # feature-mapping layer width before the classifier; 0 = none
     epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
@@ -66,6 +69,8 @@ class TrainConfig:
             raise ValueError(f"size must be one of {sorted(SIZES)}, got {self.size!r}")
         if self.variant not in ("cnn_bilstm", "cnn", "bilstm"):
             raise ValueError(f"variant must be cnn_bilstm, cnn or bilstm, got {self.variant!r}")
+        if self.pool not in M.POOLS:
+            raise ValueError(f"pool must be one of {', '.join(M.POOLS)}, got {self.pool!r}")
         if self.eval_tta not in ("none", "flip", "tencrop"):
             raise ValueError(f"eval_tta must be none, flip or tencrop, got {self.eval_tta!r}")
         if self.labels not in LABEL_MODES:
@@ -73,7 +78,8 @@ class TrainConfig:
 
     def model_config(self) -> M.ExpressionConfig:
         classes = len(CLASSES) if self.labels == "fer2013" else len(FERPLUS_CLASSES)
-        return SIZES[self.size](variant=self.variant, num_classes=classes)
+        return SIZES[self.size](variant=self.variant, num_classes=classes, pool=self.pool,
+                                last_pool=self.last_pool, feature_map=self.feature_map)
 
     def ferplus_path(self) -> Path:
         return Path(self.ferplus) if self.ferplus else Path(self.data) / "ferplus.csv"
@@ -268,22 +274,23 @@ def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
 
 def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, split: str = "PrivateTest",
              tta: Sequence[str] = ("none", "flip", "tencrop"), fer: FerSet | None = None,
-             threads: int = 2, ferplus: str | Path | None = None) -> dict:
+             threads: int = 2, ferplus: str | Path | None = None, label_set: str = "ferplus") -> dict:
     """Score a checkpoint on one split with each TTA mode; write ``metrics.json`` and, for the last
     mode, ``per_class.png`` (the paper's Fig. 6) and ``confusion_matrix.png`` (Fig. 7, counts).
 
-    An 8-class (FER+) model is scored against the FER+ majority label of the images that have one
+    ``weights=None`` scores the shipped model of ``label_set``. An 8-class (FER+) model is scored
+    against the FER+ majority label of the images that have one
     (``ferplus``: the votes file, default ``<data>/ferplus.csv``); PrivateTest is then FER+ Test."""
-    from affectlens.expression.predict import load_model
+    from affectlens.expression.predict import label_set_of, load_model
     from affectlens.metrics.classification import classification_report
     from affectlens.report.plots import confusion_matrix_png, per_class_png
     from affectlens.files import write_json
 
     torch.set_num_threads(threads)
     out = Path(out)
-    model = load_model(weights)
+    model = load_model(weights, label_set)
     fer = fer if fer is not None else load_fer(data)
-    label_set = "ferplus" if model.cfg.num_classes == len(FERPLUS_CLASSES) else "fer2013"
+    label_set = label_set_of(model.cfg.num_classes)
     if label_set == "ferplus":
         part, _ = ferplus_split(fer, read_ferplus(ferplus or Path(data) / "ferplus.csv"), split, "ferplus-majority")
         names = FERPLUS_CLASSES
