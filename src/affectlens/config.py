@@ -18,6 +18,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import yaml
+
 from affectlens.errors import DataError
 
 T = TypeVar("T")
@@ -25,8 +27,6 @@ T = TypeVar("T")
 
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from ``path``; a missing file, bad syntax, a tag or a non-mapping is one line."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "config file not found")

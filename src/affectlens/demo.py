@@ -15,12 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from affectlens.expression import demo as expression_demo
+from affectlens.files import write_json
 from affectlens.group import demo as group_demo
 from affectlens.media import demo as media_demo
 from affectlens.privacy import demo as privacy_demo
+from affectlens.report.console import progress as progress_display
+from affectlens.report.html import Report
 from affectlens.report.step import StepResult
 from affectlens.spontaneity import demo as spontaneity_demo
-from affectlens.files import write_json
 from affectlens.videotag import demo as videotag_demo
 
 
@@ -33,8 +35,6 @@ def demo_steps() -> list[tuple[str, Callable[[Path], StepResult]]]:
 
 def run_demo(out: Path, console: Console | None = None, only: list[str] | None = None) -> dict:
     """Run every step (or those named in ``only``), write ``metrics.json`` and ``report.html``."""
-    from affectlens.report.console import progress as progress_display
-
     console = console or Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,8 +63,6 @@ def run_demo(out: Path, console: Console | None = None, only: list[str] | None =
 
 
 def _write_report(path: Path, results: dict[str, StepResult]) -> Path:
-    from affectlens.report.html import Report
-
     report = Report("affectlens demo")
     for name, r in results.items():
         report.section(name)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from affectlens.interrupt import stop_if_interrupted
+
 
 class AffectlensError(Exception):
     """Base class: a one-line, user-facing message about bad input or a failed step."""
@@ -41,8 +43,6 @@ def failure_line(item: object, error: Exception) -> str:
     a Ctrl-C that a library turned into an ``Exception`` is raised again as ``KeyboardInterrupt``
     here (``affectlens.interrupt``) instead of being blamed on the file.
     """
-    from affectlens.interrupt import stop_if_interrupted
-
     stop_if_interrupted(error)
     if isinstance(error, AffectlensError):
         line = str(error)

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 TEMP_CHARS = 8  # the random part of a ``tempfile.mkstemp`` name: 8 of [a-z0-9_]
 
 
@@ -80,8 +82,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def _jsonable(o: Any):
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

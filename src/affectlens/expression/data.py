@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from affectlens.errors import DataError
+from affectlens.files import atomic_path
 from affectlens.media.image import IMAGE_EXTS, read_grey
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -210,7 +211,6 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None) -> FerSet:
         z = np.load(cache)
         return FerSet(z["images"], z["labels"], z["usage"], z["ids"])
     fer = read_fer_folder(path)
-    from affectlens.files import atomic_path
 
     with atomic_path(cache) as tmp:
         np.savez(tmp, images=fer.images, labels=fer.labels, usage=fer.usage, ids=fer.ids)

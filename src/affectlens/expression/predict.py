@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,14 @@ from affectlens.errors import AffectlensError, DataError
 from affectlens.expression import model as M
 from affectlens.expression.data import CLASSES, FERPLUS_CLASSES, SIDE
 from affectlens.faces.align import align_box, to_grey
-from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS, read_image
+from affectlens.faces.detect import PHOTO_SCALES, detect_faces
+from affectlens.faces.track import TrackerConfig, link_ids
+from affectlens.files import atomic_path, write_json
+from affectlens.media import frame_times, probe, sample_frames
+from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS, read_image, write_image
+from affectlens.media.pipeline import transform_video
+from affectlens.scale import check_output, run_batch
+from affectlens.training import load_checkpoint
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # The shipped models, one per label set: FER+ (8 classes, trained on the ten annotators' votes; the
@@ -50,8 +58,6 @@ def label_set_of(num_classes: int) -> str:
 
 def load_model(path: str | Path | None = None, label_set: str = DEFAULT_LABEL_SET) -> M.ExpressionNet | M.ExpressionEnsemble:
     """The net (or ensemble, see ``recipe.combine``) in a checkpoint; default: the shipped model of ``label_set``."""
-    from affectlens.training import load_checkpoint
-
     if label_set not in SHIPPED:
         raise AffectlensError(f"unknown label set {label_set!r}: choose {' or '.join(LABEL_SETS)}")
     path = Path(path or SHIPPED[label_set])
@@ -156,11 +162,7 @@ class ExpressionPredictor:
     def faces(self, rgb: np.ndarray, scale=None) -> list[FaceResult]:
         """Detect, align and classify every face in one RGB uint8 image. With ``detector="none"``
         the whole image is one face crop (grey or RGB, any size), resized the FER way."""
-        from affectlens.faces.detect import PHOTO_SCALES, detect_faces
-
         if self.detector_name == "none":
-            import cv2
-
             crop = cv2.resize(to_grey(rgb), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
             h, w = rgb.shape[:2]
             return [FaceResult(np.array([0, 0, w, h], np.float32), 1.0, self.classify(crop[None])[0], crop)]
@@ -192,8 +194,6 @@ def predict_images(images: Iterable[np.ndarray], detect: bool = False, weights: 
     images = list(images)
     pred = ExpressionPredictor(weights, tta=tta, label_set=label_set)
     if not detect:
-        import cv2
-
         faces = np.stack([cv2.resize(to_grey(im), (SIDE, SIDE), interpolation=cv2.INTER_AREA) for im in images]) \
             if images else np.zeros((0, SIDE, SIDE), np.uint8)
         return [_probs_dict(p) for p in pred.classify(faces)]
@@ -284,8 +284,6 @@ def predict_image_file(pred: ExpressionPredictor, path: Path, annotate_to: Path 
     rgb = read_image(path)
     faces = pred.faces(rgb)
     if annotate_to is not None:
-        from affectlens.media.image import write_image
-
         write_image(annotate_to, draw_faces(rgb, faces))
     return {"file": str(path), "kind": "image", "rows": [_row(path, 0, None, i, f) for i, f in enumerate(faces)]}
 
@@ -293,8 +291,6 @@ def predict_image_file(pred: ExpressionPredictor, path: Path, annotate_to: Path 
 def predict_video_file(pred: ExpressionPredictor, path: Path, n_frames: int, annotate_to: Path | None,
                        scale: float = 0.5) -> dict:
     """Split the video into ``n_frames`` frames, classify every face, link faces into tracks."""
-    from affectlens.media import frame_times, probe, sample_frames
-
     info = probe(path)
     times = frame_times(info.duration, n_frames)
     frames = sample_frames(path, n_frames).transpose(0, 2, 3, 1)       # (n, H, W, 3)
@@ -315,8 +311,6 @@ def predict_video_file(pred: ExpressionPredictor, path: Path, n_frames: int, ann
 def link_tracks(per_frame: list[list[FaceResult]], min_iou: float = 0.1) -> None:
     """Give each face a track id with the one tracker's linking (``faces.track.link_ids``): greedy
     best overlap with each track's last box; a face missed in a few sampled frames keeps its id."""
-    from affectlens.faces.track import TrackerConfig, link_ids
-
     boxes = [np.stack([f.box for f in faces]) if faces else np.zeros((0, 4)) for faces in per_frame]
     for faces, ids in zip(per_frame, link_ids(boxes, TrackerConfig(iou=min_iou, max_gap=len(per_frame)))):
         for f, i in zip(faces, ids):
@@ -325,8 +319,6 @@ def link_tracks(per_frame: list[list[FaceResult]], min_iou: float = 0.1) -> None
 
 def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
     """A copy of ``rgb`` with each face's box and ``label confidence`` drawn on it."""
-    import cv2
-
     out = np.ascontiguousarray(rgb).copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:
@@ -339,8 +331,6 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
 
 def annotate_video(src: Path, dst: Path, times: np.ndarray, per_frame: list[list[FaceResult]]) -> Path:
     """Every source frame, with the faces of the nearest analysed frame drawn; timing and audio kept."""
-    from affectlens.media.pipeline import transform_video
-
     return transform_video(src, dst, lambda rgb, t: draw_faces(rgb, per_frame[int(np.argmin(np.abs(times - t)))]))
 
 
@@ -377,8 +367,6 @@ def predict_paths(paths: Sequence[str | Path], out: str | Path, weights: str | P
     Options and output locations are checked before any work; the files go through the one batch
     runner (:func:`affectlens.scale.run_batch`, locally or over Ray), so a file that fails is one
     line naming it and the others go on."""
-    from affectlens.scale import check_output, run_batch
-
     out = Path(out)
     check_options(detector, n_frames, tta, threshold, label_set)
     files = list_inputs(paths)
@@ -411,8 +399,6 @@ def predict_file(f: Path, pred: ExpressionPredictor, n_frames: int, targets: dic
 
 
 def write_outputs(out: Path, results: list[dict], failures: list[str], pred: ExpressionPredictor) -> None:
-    from affectlens.files import atomic_path, write_json
-
     rows = [r for res in results for r in res["rows"]]
     fields = list(rows[0]) if rows else ["file", "frame", "time", "face", "track", "label"]
     with atomic_path(out.with_suffix(".csv")) as tmp:

@@ -21,11 +21,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from affectlens.config import load_config
+from affectlens.errors import DataError
 from affectlens.expression import model as M
-from affectlens.expression.data import (CLASSES, FERPLUS_CLASSES, LABEL_MODES, FerSet, ferplus_split, load_fer,
-                                       read_ferplus)
-from affectlens.expression.predict import fit_to_model, predict_proba, tta_views  # noqa: F401 (recipe API)
-from affectlens.training import count_parameters
+from affectlens.expression.data import (
+    CLASSES,
+    FERPLUS_CLASSES,
+    LABEL_MODES,
+    FerSet,
+    ferplus_split,
+    load_fer,
+    read_ferplus,
+)
+from affectlens.expression.predict import fit_to_model, label_set_of, load_model, predict_proba, tta_views  # noqa: F401 (recipe API)
+from affectlens.files import write_json
+from affectlens.metrics.classification import classification_report
+from affectlens.report.plots import confusion_matrix_png, per_class_png
+from affectlens.training import count_parameters, load_checkpoint, save_checkpoint
 from affectlens.training.engine import FitResult, TrainModule, fit, loader
 from affectlens.training.hardware import Hardware
 
@@ -87,8 +99,6 @@ class TrainConfig:
 
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     """A flat YAML recipe file plus keyword overrides (``None`` values are ignored)."""
-    from affectlens.config import load_config
-
     return load_config(TrainConfig, path, **overrides)
 
 
@@ -247,9 +257,6 @@ def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
 
     The nets may differ in width or variant but must read the same input and predict the same
     classes (``model.input_contract``)."""
-    from affectlens.errors import DataError
-    from affectlens.training import load_checkpoint, save_checkpoint
-
     if len(checkpoints) < 2:
         raise ValueError("combine needs at least two checkpoints")
     cks = [load_checkpoint(p) for p in checkpoints]
@@ -281,11 +288,6 @@ def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, spli
     ``weights=None`` scores the shipped model of ``label_set``. An 8-class (FER+) model is scored
     against the FER+ majority label of the images that have one
     (``ferplus``: the votes file, default ``<data>/ferplus.csv``); PrivateTest is then FER+ Test."""
-    from affectlens.expression.predict import label_set_of, load_model
-    from affectlens.metrics.classification import classification_report
-    from affectlens.report.plots import confusion_matrix_png, per_class_png
-    from affectlens.files import write_json
-
     torch.set_num_threads(threads)
     out = Path(out)
     model = load_model(weights, label_set)

@@ -19,6 +19,7 @@ non-maximum suppression.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -122,8 +123,6 @@ def _dynamic_model_bytes() -> bytes:
     source file's size and mtime) so later processes skip importing ``onnx`` and rewriting the graph
     (~0.1 s of every run); an unwritable cache only costs that time again.
     """
-    import os
-
     src = centerface_onnx_path()
     st = src.stat()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "affectlens"

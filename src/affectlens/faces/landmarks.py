@@ -8,11 +8,15 @@ Point indices (iBUG 300-W): jaw 0-16, eyebrows 17-26, nose 27-35, eyes 36-47, mo
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
+
+from affectlens.errors import AffectlensError, ShapeError
 
 N_LANDMARKS = 68
 JAW = slice(0, 17)
@@ -25,12 +29,9 @@ CHIN = 8
 def _model_paths() -> tuple[str, str]:
     # Locate the files without importing face_recognition_models: its __init__ imports
     # pkg_resources, which newer setuptools no longer ship.
-    import importlib.util
 
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        from affectlens.errors import AffectlensError
-
         raise AffectlensError("face-recognition-models is not installed (pip install face-recognition-models)")
     models = Path(next(iter(spec.submodule_search_locations))) / "models"
     return (str(models / "shape_predictor_68_face_landmarks.dat"),
@@ -55,8 +56,6 @@ def dlib_model_paths() -> dict:
 def as_rgb(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        from affectlens.errors import ShapeError
-
         raise ShapeError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
     return np.ascontiguousarray(image)
 
@@ -129,8 +128,6 @@ def face_ellipse(points: np.ndarray, margin: float = 1.08) -> Ellipse:
 
 def ellipse_mask(hw: tuple[int, int], points: np.ndarray, margin: float = 1.08) -> np.ndarray:
     """``(H, W)`` uint8 mask, 1 inside the face ellipse drawn from the landmarks, else 0."""
-    import cv2
-
     e = face_ellipse(points, margin)
     mask = np.zeros(hw, np.uint8)
     cv2.ellipse(mask, (int(round(e.cx)), int(round(e.cy))), (max(1, int(np.ceil(e.a))), max(1, int(np.ceil(e.b)))),

@@ -4,12 +4,13 @@ printed beside the paper's figures."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
+from affectlens.files import write_json
 from affectlens.group.recipe import Log, TrainConfig, train
 from affectlens.training.hardware import Hardware
-
 
 # ----------------------------------------------------------------------------- Table 2 ablation
 # (input name, model modality, uses real clips, uses synthetic clips)
@@ -34,10 +35,6 @@ def ablation(cfg: TrainConfig, data: Path, val: Path, synthetic: Path, out: Path
     """Train and evaluate Table 2's seven input combinations for each frame count; resumable
     (a run whose ``eval/eval.json`` exists is read back, not retrained). Under DDP every process
     trains every run; rank 0 alone evaluates and writes the table (other ranks return ``{}``)."""
-    import json
-
-    from affectlens.files import write_json
-
     out = Path(out)
     results: Dict[str, Dict[int, float]] = {}
     zero = True
@@ -86,10 +83,6 @@ def sweep(cfg: TrainConfig, data: Path, val: Path, synthetic: Path, out: Path,
     """Table 1: train ``cfg`` (the paper: the video model) on the real clips plus synthetic ones making
     up each ``ratio`` of the training set, evaluate each on ``val``; resumable like ``ablation``.
     Writes ``sweep.json`` and ``sweep.txt`` (ours beside the paper's); other DDP ranks return ``{}``."""
-    import json
-
-    from affectlens.files import write_json
-
     out = Path(out)
     results: Dict[float, float] = {}
     zero = True

@@ -18,13 +18,19 @@ made with other options (or by an older version, without ``spec``) is made again
 """
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
+import torch
 
 from affectlens.errors import DataError
+from affectlens.files import atomic_path
+from affectlens.media import audio_windows, frame_times, load_audio, log_mel, probe, sample_frames
+from affectlens.scale import run_batch
 
 CLASSES = ("Positive", "Neutral", "Negative")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -145,8 +151,6 @@ class FeatureSpec:
 
     def as_text(self) -> str:
         """What an entry records of the options (and the feature format) that made it."""
-        import json
-
         return json.dumps({"n_video": self.n_video, "n_audio": self.n_audio, "size": self.size,
                            "missing_audio": self.missing_audio, "format": FEATURE_FORMAT}, sort_keys=True)
 
@@ -162,8 +166,6 @@ def iter_window_features(path: Path, starts: Sequence[float], length: float, n_v
     the audio once; windows come in chunks of ``chunk`` (arrays with a leading window axis) so
     a long video's log-mels never sit in memory at once. Feed them to a model with ``to_model_inputs``.
     """
-    from affectlens.media import audio_windows, frame_times, load_audio, log_mel, sample_frames
-
     starts = np.asarray(starts, np.float64)
     audio = load_audio(path, missing=missing_audio)
     v_times = np.concatenate([s + frame_times(length, n_video) for s in starts])
@@ -178,16 +180,12 @@ def iter_window_features(path: Path, starts: Sequence[float], length: float, n_v
 def to_model_inputs(video: np.ndarray, audio: np.ndarray):
     """uint8 frames and float16 log-mels (as ``iter_window_features`` makes and the cache keeps) →
     the float32 tensors the model reads: video in [0, 1], audio as it was."""
-    import torch
-
     return torch.from_numpy(np.ascontiguousarray(video)).float().div_(255.0), torch.from_numpy(audio.astype(np.float32))
 
 
 def clip_features(path: Path, spec: FeatureSpec) -> dict:
     """One training clip: ``video`` (T, 3, S, S) uint8 and ``audio`` (F, 1, 128, 251) float16 over the
     whole clip (one window of the container's duration), and that ``duration``."""
-    from affectlens.media import probe
-
     duration = probe(path).duration
     feats = next(iter_window_features(path, [0.0], duration, spec.n_video, spec.n_audio, spec.size,
                                       spec.missing_audio))
@@ -216,8 +214,6 @@ def cache_clip(item: VgafItem, cache: Path, spec: FeatureSpec) -> Path:
 
     Module level and free of state, so :func:`affectlens.scale.run_batch` can ship it to Ray workers.
     """
-    from affectlens.files import atomic_path
-
     out = cache_path(cache, spec, item.name)
     feats = clip_features(item.path, spec)
     with atomic_path(out) as tmp:
@@ -232,10 +228,6 @@ def extract_features(items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, 
                      resume: bool = True) -> dict:
     """Fill the cache for ``items`` through :func:`affectlens.scale.run_batch` (in this process or over
     Ray): entries already there are skipped when ``resume``; bad clips are reported, not fatal."""
-    import functools
-
-    from affectlens.scale import run_batch
-
     res = run_batch(items, functools.partial(cache_clip, cache=cache, spec=spec),
                     functools.partial(_cache_entry, cache=cache, spec=spec), backend=backend, address=address,
                     num_workers=workers, resume=resume, description=f"features {spec.key}", progress=progress,

@@ -2,9 +2,12 @@
 evaluate them and draw a timeline (``demo_run``), shown as one step of ``affectlens demo``."""
 from __future__ import annotations
 
+import dataclasses as dc
 from pathlib import Path
 
 from affectlens.group.recipe import Log, TrainConfig, predict, train
+from affectlens.group.synth import SynthSpec, generate_dataset, write_long_video
+from affectlens.report.plots import curves_png
 from affectlens.report.step import StepResult
 
 
@@ -15,11 +18,6 @@ def demo_run(out: Path, n_train: int = 240, n_test: int = 60, epochs: int = 7, l
 
     64-px frames with 3–4 faces (the paper's 3–9 made each face 14–19 px and needed ~300 clips);
     the tiny hybrid ViT (conv stem, max over tokens). About 2.5 min on one loaded CPU core."""
-    import dataclasses as dc
-
-    from affectlens.group.synth import SynthSpec, generate_dataset, write_long_video
-    from affectlens.report.plots import curves_png
-
     out = Path(out)
     spec = SynthSpec(width=64, height=64, fps=10, cues="split", min_faces=3, max_faces=4)
     generate_dataset(out / "data" / "train", n_train, spec, seed=1, progress=False)

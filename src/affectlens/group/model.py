@@ -12,6 +12,7 @@ With T = 75 and F = 5 the video embeddings are mean-pooled into 5 segments of 15
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from affectlens.config import from_dict
 from affectlens.errors import DataError, ShapeError
 
 PAPER_AUDIO_CHANNELS = ((32, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512))
@@ -321,8 +323,6 @@ class ConvStemEmbed(nn.Module):
 
 
 def _create_vit(cfg: GroupConfig) -> nn.Module:
-    import functools
-
     import timm
 
     kwargs = dict(pretrained=False, num_classes=0, global_pool=cfg.vit_pool, img_size=cfg.img_size)
@@ -367,6 +367,4 @@ def build_model(cfg: GroupConfig, vit_weights: str | Path | None = None) -> Grou
 def config_from_dict(d: dict) -> GroupConfig:
     """Rebuild a config from a checkpoint's JSON dict (``affectlens.config.from_dict``: lists back to
     tuples, an unknown or mistyped field is an error)."""
-    from affectlens.config import from_dict
-
     return from_dict(GroupConfig, d)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,12 +26,29 @@ from typing import Callable, Dict, List, Literal, Optional, Sequence
 import numpy as np
 import torch
 
-from affectlens.errors import DataError
-from affectlens.group.data import (CLASSES, FeatureSpec, GroupClips, VgafItem, extract_features, iter_window_features,
-                                   read_vgaf, to_model_inputs)
+from affectlens.config import from_dict
+from affectlens.config import load_config as load
+from affectlens.errors import AffectlensError, DataError
+from affectlens.files import atomic_path, write_json
+from affectlens.group.data import (
+    CLASSES,
+    FeatureSpec,
+    GroupClips,
+    VgafItem,
+    extract_features,
+    iter_window_features,
+    read_vgaf,
+    to_model_inputs,
+)
 from affectlens.group.model import BUILDERS, GroupConfig, build_model, config_from_dict
+from affectlens.group.train_module import GroupModule
+from affectlens.media import probe
+from affectlens.metrics.classification import classification_report
+from affectlens.report.plots import confusion_matrix_png, curves_png, per_class_png, timeline_png
+from affectlens.scale import check_output, run_batch
+from affectlens.training.checkpoint import load_checkpoint
+from affectlens.training.engine import fit, loader
 from affectlens.training.hardware import Hardware
-from affectlens.files import write_json
 
 Log = Callable[[str], None]
 
@@ -80,8 +98,6 @@ class TrainConfig:
 def load_config(path: Optional[Path] = None, **overrides) -> TrainConfig:
     """A TrainConfig from a flat YAML file, then ``overrides`` (None values are ignored); any mistake,
     a model the numbers cannot make included, is one line naming the file."""
-    from affectlens.config import load_config as load
-
     cfg = load(TrainConfig, path, **overrides)
     try:
         cfg.model_config()
@@ -150,9 +166,6 @@ def predict_probs(model, loader) -> tuple:
 def load_model(checkpoint: Path):
     """``(model, TrainConfig)`` from a checkpoint of :func:`train` (``best.pt``/``last.pt``, or a file
     written before the engine), on the CPU in eval mode."""
-    from affectlens.config import from_dict
-    from affectlens.training.checkpoint import load_checkpoint
-
     ck = load_checkpoint(checkpoint)
     model_cfg, train_cfg = ck["model"], ck["train"]
     if {"model", "train"} <= set(model_cfg):  # format 1 kept both configs under "config"
@@ -177,10 +190,6 @@ def train(cfg: TrainConfig, data: Optional[Path], out: Path, val: Optional[Path]
     ``data`` may be None when training on synthetic clips only (Table 2's ``synt_video`` rows).
     Every DDP process runs this; only rank 0 (``result["is_global_zero"]``) evaluates and plots.
     """
-    from affectlens.group.train_module import GroupModule
-    from affectlens.report.plots import curves_png
-    from affectlens.training.engine import fit, loader
-
     torch.set_num_threads(cfg.threads)
     out = Path(out)
     train_ds, select_ds, val_ds, problems = _datasets(cfg, data, val, synthetic, cache, on_error, progress, log)
@@ -273,10 +282,6 @@ class _MultiCache:
 
 def evaluate_dataset(checkpoint: Path, ds, out: Path, device: str = "cpu") -> dict:
     """Accuracy, per-class P/R/F1 and the confusion matrix (JSON + PNG) of a checkpoint on ``ds``."""
-    from affectlens.metrics.classification import classification_report
-    from affectlens.report.plots import confusion_matrix_png, per_class_png
-    from affectlens.files import write_json
-
     model, cfg = load_model(checkpoint)
     p, y, ids = predict_probs(model.to(device), torch.utils.data.DataLoader(ds, batch_size=8))
     report = classification_report(y, p.argmax(1), CLASSES)
@@ -313,10 +318,6 @@ def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5,
                   timeline_min: Optional[float] = None) -> dict:
     """Class probabilities of one clip, or a timeline over sliding ``window``-s windows when the
     video is longer than ``timeline_min`` seconds (default 1.5 windows, e.g. 7.5 s)."""
-    import torch
-
-    from affectlens.media import probe
-
     check_window(window, hop)
     cfg = model.cfg
     duration = probe(path).duration
@@ -338,10 +339,6 @@ def predict_video(model, path: Path, window: float = 5.0, hop: float = 2.5,
 
 def check_window(window: float, hop: float) -> None:
     """Refuse a timeline that cannot be laid out (before any work)."""
-    import math
-
-    from affectlens.errors import AffectlensError
-
     for name, v in (("window", window), ("hop", hop)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise AffectlensError(f"{name} must be a finite number of seconds > 0, not {v!r}")
@@ -349,8 +346,6 @@ def check_window(window: float, hop: float) -> None:
 
 def predict_one(video: Path, model, window: float, hop: float, pngs: Dict[Path, Path]) -> dict:
     """One video's prediction, with its timeline PNG when it is long (module level, for Ray)."""
-    from affectlens.report.plots import timeline_png
-
     r = predict_video(model, video, window, hop)
     if r["mode"] == "timeline":
         centres = [(w["start"] + w["end"]) / 2 for w in r["windows"]]
@@ -379,9 +374,6 @@ def predict(checkpoint: Path, videos: Sequence[Path], out: Path, window: float =
     long video. The videos go through the one batch runner (:func:`affectlens.scale.run_batch`,
     locally or over Ray): a bad file is reported and skipped; ``window``/``hop`` and ``out`` are
     checked first."""
-    from affectlens.files import atomic_path, write_json
-    from affectlens.scale import check_output, run_batch
-
     check_window(window, hop)
     out = Path(out)
     videos = list(dict.fromkeys(Path(v) for v in videos))  # a video named twice is predicted once

@@ -22,7 +22,11 @@ import cv2
 import numpy as np
 
 from affectlens.errors import DataError
+from affectlens.files import atomic_path
+from affectlens.group.data import find_label_file, read_vgaf
+from affectlens.media import load_audio, write_video
 from affectlens.media.image import read_image
+from affectlens.scale import run_batch
 
 CLASSES = ("Positive", "Neutral", "Negative")  # VGAF labels 1, 2, 3
 FER_TO_GROUP = {"happy": 0, "neutral": 1, "angry": 2, "disgust": 2, "fear": 2, "sad": 2,
@@ -247,8 +251,6 @@ def procedural_sound(cls: int, seconds: float, sr: int, rng: np.random.Generator
 
 
 def _audio_from_file(path: Path, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
-    from affectlens.media import load_audio
-
     a = load_audio(path, sr=sr)
     n = int(round(seconds * sr))
     if len(a) == 0:
@@ -398,8 +400,6 @@ def load_sources(faces: Optional[Path] = None, backgrounds: Optional[Path] = Non
             raise DataError(backgrounds, "no background images found")
     audio_map = None
     if audio is not None:
-        from affectlens.group.data import find_label_file, read_vgaf
-
         if find_label_file(Path(audio), required=False) is not None:
             audio_map = {}
             for item in read_vgaf(Path(audio), on_error="skip").items:
@@ -423,8 +423,6 @@ def plan_labels(count: int, balance: Sequence[float], seed: int) -> np.ndarray:
 
 
 def write_clip(path: Path, clip: ClipRender, spec: SynthSpec) -> Path:
-    from affectlens.media import write_video
-
     return write_video(path, clip.frames, spec.fps, audio=clip.audio, sample_rate=spec.sample_rate)
 
 
@@ -439,8 +437,6 @@ def generate_dataset(out: Path, count: int, spec: SynthSpec = SynthSpec(), balan
     skipping the clips already on disk and a clip that fails costs only itself. Returns a summary
     with class counts and the largest hidden share of any face.
     """
-    from affectlens.scale import run_batch
-
     out = Path(out)
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
@@ -483,8 +479,6 @@ def render_one(item: ClipJob, clip_dir: Path, spec: SynthSpec, sources: Optional
 
 
 def _write_labels(path: Path, rows: List[str]) -> None:
-    from affectlens.files import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text("Vid_name Label\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
 
@@ -492,8 +486,6 @@ def _write_labels(path: Path, rows: List[str]) -> None:
 def write_long_video(path: Path, labels: Sequence[int], spec: SynthSpec = SynthSpec(),
                      sources: Optional[Sources] = None, seed: int = 0) -> Path:
     """One continuous video made of ``spec.seconds``-long segments of the given classes (for timelines)."""
-    from affectlens.media import write_video
-
     clips = [render_clip(int(c), spec, np.random.default_rng([seed, 10_000 + i]), sources) for i, c in enumerate(labels)]
     frames = np.concatenate([c.frames for c in clips])
     audio = np.concatenate([c.audio for c in clips])

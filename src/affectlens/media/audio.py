@@ -13,6 +13,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import torch
 
 from affectlens.errors import MediaError, ShapeError
 from affectlens.media.video import open_media, probe
@@ -98,7 +99,6 @@ def audio_windows(audio: np.ndarray, centres, sr: int = SAMPLE_RATE, seconds: fl
 @functools.lru_cache(maxsize=4)
 def _mel_basis(sr: int):
     import librosa
-    import torch
 
     return torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS)).float()  # (128, 513)
 
@@ -110,8 +110,6 @@ def log_mel(windows: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     hop_length=64, n_mels=128, center=True))`` (tested to 1e-3 dB), computed with ``torch.stft``,
     which is several times faster than librosa's STFT on many windows.
     """
-    import torch
-
     windows = np.asarray(windows, dtype=np.float32)
     if windows.ndim != 2:
         raise ShapeError(f"windows must be (n, samples), got shape {windows.shape}")

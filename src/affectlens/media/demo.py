@@ -3,17 +3,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from affectlens.files import atomic_path
+from affectlens.media import (
+    audio_windows,
+    frame_times,
+    load_audio,
+    log_mel,
+    probe,
+    sample_frames,
+    write_video,
+)
 from affectlens.report.step import StepResult
 
 
 def _synthetic_clip(path: Path, seconds: float = 4.0, fps: int = 25) -> Path:
     """A clip with a moving disc whose colour changes each second, and a rising tone."""
-    import cv2
-
-    from affectlens.media import write_video
-
     n, h, w = int(seconds * fps), 180, 320
     frames = np.zeros((n, h, w, 3), np.uint8)
     colours = [(230, 60, 60), (60, 200, 90), (70, 110, 230), (240, 200, 40)]
@@ -32,16 +39,6 @@ def demo_step(folder: Path) -> StepResult:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from affectlens.media import (
-        audio_windows,
-        frame_times,
-        load_audio,
-        log_mel,
-        probe,
-        sample_frames,
-    )
-    from affectlens.files import atomic_path
 
     clip = _synthetic_clip(folder / "synthetic_clip.mp4")
     info = probe(clip)

@@ -13,9 +13,12 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from affectlens.errors import MediaError
+from affectlens.files import atomic_path
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts"})
@@ -29,8 +32,6 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     Raises ``MediaError`` naming the file for a missing, empty, unreadable, truncated or
     over-``max_pixels`` image (the last one before anything is decoded).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "is a folder, not an image" if path.is_dir() else "file not found")
@@ -57,8 +58,6 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def read_grey(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """``(H, W)`` uint8 grey: ``read_image`` (same checks, same one-line errors), then RGB → grey."""
-    import cv2
-
     rgb = read_image(path, max_pixels)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
@@ -78,10 +77,6 @@ def _to_rgb8(im) -> np.ndarray:
 def write_image(path: str | Path, rgb: np.ndarray) -> Path:
     """Write ``(H, W, 3)`` uint8 RGB or ``(H, W)`` grey atomically, in the format of ``path``'s
     extension (one of ``IMAGE_EXTS``); metadata such as EXIF/GPS is not carried over."""
-    import cv2
-
-    from affectlens.files import atomic_path
-
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTS:
         raise MediaError(path, f"cannot write an image as {path.suffix or 'a file without extension'!r}: "

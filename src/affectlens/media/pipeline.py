@@ -16,8 +16,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import cv2
+from av.video.frame import PictureType
+
+from affectlens.media.video import decoded_frames, probe, target_hw, to_rgb
+from affectlens.media.writer import VideoWriter
 
 END = object()  # the last item a queue carries
 FRAME_QUEUE = 8  # decoded frames waiting for the caller; finished frames waiting for the encoder
@@ -52,16 +59,12 @@ def encode_frame(writer, frame) -> None:
     """Encode a decoded (or rebuilt) ``av.VideoFrame`` with ``writer`` (a ``VideoWriter``), keeping
     its ``pts``. The decoder's picture type is cleared so the encoder picks frame types itself (as
     ``ffmpeg`` does); PyAV converts a frame whose pixel format differs from the stream's."""
-    from av.video.frame import PictureType
-
     frame.pict_type = PictureType.NONE
     writer.write_frame(frame)
 
 
 def decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
     """Every decoded frame of ``src`` onto ``q``, then ``END``."""
-    from affectlens.media.video import decoded_frames
-
     def run() -> None:
         try:
             for frame in decoded_frames(src):
@@ -140,8 +143,6 @@ class Background:
 
     def __init__(self, fn: Callable, workers: int, nice: int = 0, patience: float | None = None,
                  name: str = "background"):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.fn, self.patience = fn, patience
         self.starved, self.quickest = False, None  # seconds one job took, at best
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=lower_priority(nice))
@@ -164,8 +165,6 @@ class Background:
         return args, self.pool.submit(self._run, *args)
 
     def result(self, job: tuple):
-        from concurrent.futures import wait
-
         args, fut = job
         if not wait([fut], timeout=self._wait()).done:
             fut.cancel()  # dropped if it has not started
@@ -183,8 +182,6 @@ def opencv_single_threaded() -> Iterator[None]:
     """OpenCV's own thread pool off for the block, restored after. A video's stages already keep the
     cores busy; OpenCV splitting each small face crop across threads only doubled the masking's CPU
     time at no gain in wall time (720p, 6 faces a frame: 9.7 vs 5.7 CPU ms a frame)."""
-    import cv2
-
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -202,9 +199,6 @@ def transform_video(src: str | Path, dst: str | Path, fn: Callable, **writer_opt
     exists only when the whole video went through. ``writer_options`` go to the ``VideoWriter``
     (``crf``, …). Anonymization drives the same stages itself, to hold frames back for its tracker.
     """
-    from affectlens.media.video import probe, target_hw, to_rgb
-    from affectlens.media.writer import VideoWriter
-
     src, dst = Path(src), Path(dst)
     info = probe(src)
     hw = target_hw(None, info.rotation, info.width, info.height)

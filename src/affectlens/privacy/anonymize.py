@@ -37,9 +37,18 @@ import numpy as np
 from affectlens.errors import AffectlensError, MediaError
 from affectlens.faces.detect import PHOTO_SCALES, Detections
 from affectlens.files import stale_temps, write_json
+from affectlens.media import probe
 from affectlens.media.image import IMAGE_EXTS, VIDEO_EXTS, read_image, write_image
-from affectlens.privacy.masking import (METHODS, MaskShape, Method, anonymize_frame, get_method, method_name,
-                                       register_method)
+from affectlens.media.writer import writable_video_exts
+from affectlens.privacy.masking import (
+    METHODS,
+    MaskShape,
+    Method,
+    anonymize_frame,
+    get_method,
+    method_name,
+    register_method,
+)
 from affectlens.privacy.options import (
     AnonymizeConfig,
     FileResult,
@@ -50,6 +59,7 @@ from affectlens.privacy.options import (
 )
 from affectlens.privacy.video import anonymize_video
 from affectlens.report.console import progress as progress_bar
+from affectlens.scale import check_output, run_batch
 
 __all__ = ["IMAGE_EXTS", "METHODS", "VIDEO_EXTS", "AnonymizeConfig", "FileResult", "Method", "anonymize",
            "anonymize_batch", "anonymize_image", "anonymize_video", "plan_outputs", "register_method",
@@ -137,8 +147,6 @@ def plan_outputs(srcs: Sequence[str | Path], dst: str | Path) -> list[tuple[Path
 def _check_output(src: Path, dst: Path) -> None:
     """Refuse, naming the input, an output whose extension cannot hold it: an image needs one of
     ``IMAGE_EXTS``, a video one of the containers ``VideoWriter`` writes."""
-    from affectlens.media.writer import writable_video_exts
-
     ext = dst.suffix.lower()
     if _kind(src) == "image":
         if ext not in IMAGE_EXTS:
@@ -151,8 +159,6 @@ def _prepare_outputs(pairs: Sequence[tuple[Path, Path]], before: float) -> None:
     """Before any work: refuse, in one line, an output folder that cannot be written (a file in its
     way, no permission); then remove what a killed run left beside these outputs, temporary files
     of our own pattern older than this run (a file being written now is never touched)."""
-    from affectlens.scale import check_output
-
     for folder in sorted({d.parent for _, d in pairs}):
         check_output(folder, "dir")
     for p in stale_temps([f for _, d in pairs for f in (d, sidecar_path(d))], before):
@@ -165,7 +171,6 @@ def _run_one(src: Path, dst: Path, cfg: AnonymizeConfig, bar, detector) -> FileR
     on_frame = None
     task = None
     if bar is not None and not bar.disable:  # shown: a bar per video, counting its frames
-        from affectlens.media import probe
 
         task = bar.add_task(f"  {src.name}", total=probe(src).frame_count)
         on_frame = lambda n: bar.advance(task, n)  # noqa: E731
@@ -209,8 +214,6 @@ def anonymize(src: str | Path | Sequence[str | Path], dst: str | Path, *, method
     Ray task (``setup`` runs in each task first, e.g. registering a method whose models must be
     loaded in the worker); the outputs, sidecars, resume and results are the same.
     """
-    from affectlens.scale import run_batch
-
     started = time.time()
     cfg = AnonymizeConfig(method=method_name(method), mask=mask, margin=margin, detector=detector, threshold=threshold,
                           **options)

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from affectlens.faces.landmarks import as_rgb, detect_boxes, dlib_model_paths, shape_from_box
+from affectlens.privacy.celeba import Arrays, as_batch
 from affectlens.privacy.model import PersonRecognizer, RecognizerConfig
-from affectlens.training.engine import FitResult, TrainModule
+from affectlens.training.engine import FitResult, TrainModule, fit, loader
 
 MATCH_THRESHOLD = 0.6
 
@@ -29,15 +32,11 @@ MATCH_THRESHOLD = 0.6
 def _encoder():
     import dlib
 
-    from affectlens.faces.landmarks import dlib_model_paths
-
     return dlib.face_recognition_model_v1(dlib_model_paths()["face_recognition_resnet"])
 
 
 def encode_faces(rgb: np.ndarray, boxes: np.ndarray | None = None, upsample: int = 1) -> np.ndarray:
     """128-d dlib descriptors of the faces in an RGB image → ``(k, 128)`` (boxes default to dlib HOG)."""
-    from affectlens.faces.landmarks import as_rgb, detect_boxes, shape_from_box
-
     rgb = as_rgb(rgb)
     boxes = detect_boxes(rgb, upsample) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
     enc = _encoder()
@@ -75,8 +74,6 @@ def match_scores(probe: np.ndarray, probe_ids: np.ndarray, gallery: np.ndarray, 
 
 
 def _to_input(images: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
-    import cv2
-
     ims = [cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_AREA) for im in images]
     x = torch.as_tensor(np.stack(ims)).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
     return (x - 0.5) / 0.25
@@ -119,9 +116,6 @@ def train_recognizer(config: RecognizerConfig, images: np.ndarray, labels: np.nd
                      resume: bool = True, progress: bool | None = None) -> tuple[PersonRecognizer, FitResult]:
     """Fit the recogniser on ``(n, H, W, 3)`` uint8 photos through the engine into ``out``; returns
     the last epoch's net (eval mode) and the engine's result (``history["train_loss"]``)."""
-    from affectlens.privacy.celeba import Arrays, as_batch
-    from affectlens.training.engine import fit, loader
-
     x = _to_input(images, config.image_hw)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     digest = hashlib.sha1(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from affectlens.privacy.celeba import Arrays, as_batch, load_images
+from affectlens.files import write_json
+from affectlens.privacy.celeba import Arrays, as_batch, load_celeba, load_images, subsample
 from affectlens.privacy.model import AttributeConfig, AttributeNet, load_model, to_input
-from affectlens.training.engine import TrainModule
+from affectlens.report.plots import curves_png
+from affectlens.training.engine import TrainModule, fit, loader
 
 
 def bce_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,8 +71,6 @@ def predict(model: AttributeNet, images: np.ndarray, batch_size: int = 256) -> n
 
 
 def _split_idx(ds, split: str, limit: int, fraction: float = 1.0) -> np.ndarray:
-    from affectlens.privacy.celeba import subsample
-
     idx = subsample(ds.indices(split), fraction)
     return idx[:limit] if limit else idx
 
@@ -111,10 +111,6 @@ def train_attributes(cfg: AttributeTrainConfig, hardware=None, resume: bool = Tr
 
     Trains through the engine into ``cfg.out`` (``last.pt``, ``best.pt``, ``metrics.csv``); rank 0
     adds the test figures to ``metrics.json`` and draws the plots; other ranks return None."""
-    from affectlens.privacy.celeba import load_celeba
-    from affectlens.training.engine import fit, loader
-    from affectlens.files import write_json
-
     torch.set_num_threads(cfg.threads)
     ds = load_celeba(cfg.data, seed=cfg.seed)
     split = {s: _split_idx(ds, s, cfg.limit, cfg.fraction) for s in ("train", "val", "test")}
@@ -144,8 +140,6 @@ def _plots(out: Path, history: dict, names, per, base_per) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from affectlens.report.plots import curves_png
 
     curves_png({k: v for k, v in history.items() if k != "epoch_seconds"}, out / "curves.png")
     fig, ax = plt.subplots(figsize=(12, 4))

@@ -17,11 +17,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from affectlens.errors import DataError
+from affectlens.faces.landmarks import N_LANDMARKS, landmarks
+from affectlens.files import atomic_path
+from affectlens.media.image import read_image
 from affectlens.privacy.model import as_tensor
+from affectlens.report.console import track
 
 N_ATTRIBUTES = 40
 SPLITS = ("train", "val", "test")
@@ -146,11 +151,6 @@ def celeba_landmarks(ds: CelebA, cache: str | Path | None = None, progress: bool
 
     Images where dlib finds no face are marked ``found=False`` (the paper filters them away).
     """
-    from affectlens.faces.landmarks import N_LANDMARKS, landmarks
-    from affectlens.media.image import read_image
-    from affectlens.report.console import track
-    from affectlens.files import atomic_path
-
     path = landmark_cache_path(ds, cache)
     if path.is_file():
         z = np.load(path)
@@ -170,11 +170,6 @@ def celeba_landmarks(ds: CelebA, cache: str | Path | None = None, progress: bool
 
 def load_images(ds, idx: np.ndarray, hw: tuple[int, int], progress: bool = True) -> np.ndarray:
     """Decode and resize the chosen images → ``(n, H, W, 3)`` uint8 (kept in memory)."""
-    import cv2
-
-    from affectlens.media.image import read_image
-    from affectlens.report.console import track
-
     out = np.zeros((len(idx), hw[0], hw[1], 3), np.uint8)
     for k, i in enumerate(track(idx, "decoding images", enabled=progress)):
         im = read_image(ds.path(int(i)))

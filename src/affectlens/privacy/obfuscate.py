@@ -14,14 +14,19 @@ For a face anywhere in an image or video frame:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
-from pathlib import Path
-
+import cv2
 import numpy as np
 import torch
 
 from affectlens.errors import AffectlensError
+from affectlens.faces.landmarks import detect_boxes, ellipse_mask, landmarks
+from affectlens.privacy.attributes import load_attribute_model, predict
+from affectlens.privacy.masking import blur, register_method
+from affectlens.privacy.options import file_stamp
+from affectlens.privacy.reconstruct import build_input, load_recon_model, prepare_crops
 
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
@@ -81,8 +86,6 @@ class FaceResult:
 
 def feather(mask: np.ndarray, px: float) -> np.ndarray:
     """0/1 mask → float alpha in [0, 1] with a soft edge of about ``px`` pixels inside the ellipse."""
-    import cv2
-
     if px <= 0:
         return mask.astype(np.float32)
     k = int(2 * round(px) + 1)
@@ -119,10 +122,6 @@ class Obfuscator:
     @torch.no_grad()
     def attributes(self, crops: np.ndarray) -> np.ndarray:
         """``(n, H0, W0, 3)`` aligned crops → ``(n, 40)`` 0/1 from the classifier."""
-        import cv2
-
-        from affectlens.privacy.attributes import predict
-
         h, w = self.attr_model.config.image_hw
         x = np.stack([c if c.shape[:2] == (h, w) else cv2.resize(c, (w, h), interpolation=cv2.INTER_AREA) for c in crops])
         return (predict(self.attr_model, x) >= 0.5).astype(np.uint8)
@@ -134,11 +133,6 @@ class Obfuscator:
 
         ``attrs`` default to the classifier's; ``flip`` (40,) defaults to this obfuscator's mask.
         """
-        import cv2
-
-        from affectlens.faces.landmarks import ellipse_mask
-        from affectlens.privacy.reconstruct import build_input, prepare_crops
-
         before = self.attributes(crops) if attrs is None else np.asarray(attrs, np.uint8)
         after = manipulate(before, self.mask if flip is None else flip)
         ims, masks, pts = prepare_crops(crops, points, self.recon.config.hw, self.margin)
@@ -157,8 +151,6 @@ class Obfuscator:
 
     def align(self, rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Warp a face onto the template → (crop, its points, 2×3 frame→crop matrix)."""
-        import cv2
-
         m, _ = cv2.estimateAffinePartial2D(points.astype(np.float32), self.template, method=cv2.LMEDS)
         if m is None:
             raise AffectlensError("could not align the face to the landmark template")
@@ -169,10 +161,6 @@ class Obfuscator:
 
     def __call__(self, rgb: np.ndarray, boxes: np.ndarray | None = None) -> tuple[np.ndarray, list[FaceResult]]:
         """Obfuscate every face of an RGB frame → (new frame, per-face results); boxes default to dlib HOG."""
-        import cv2
-
-        from affectlens.faces.landmarks import ellipse_mask, landmarks
-
         out = np.array(rgb, np.uint8, copy=True)
         all_pts = landmarks(out, boxes)
         results = []
@@ -193,9 +181,6 @@ class Obfuscator:
 
 def load_obfuscator(recon_path, attr_path, flip: Sequence[str] | str = DEFAULT_FLIP, **kw) -> Obfuscator:
     """Both trained checkpoints (``best.pt`` of train-reconstruct and train-attributes) → an Obfuscator."""
-    from affectlens.privacy.attributes import load_attribute_model
-    from affectlens.privacy.reconstruct import load_recon_model
-
     return Obfuscator(load_recon_model(recon_path), load_attribute_model(attr_path), flip, **kw)
 
 
@@ -204,8 +189,6 @@ def as_anonymize_method(obf: Obfuscator, box_margin: float = 0.25, fallback=None
     box grown by ``box_margin`` per side; the face inside it is regenerated. If no landmarks can be
     placed (a profile, a tiny face), ``fallback`` (default: anonymize's blur) is used instead, so a
     detected face is never left as it was."""
-    from affectlens.faces.landmarks import detect_boxes
-
     def method(region: np.ndarray, mask: np.ndarray) -> np.ndarray:
         h, w = region.shape[:2]
         f = box_margin / (1 + 2 * box_margin)  # where the detector's box sits inside the region
@@ -220,7 +203,6 @@ def as_anonymize_method(obf: Obfuscator, box_margin: float = 0.25, fallback=None
             pass
         if fallback is not None:
             return fallback(region, mask)
-        from affectlens.privacy.masking import blur
 
         return blur(region, mask)
 
@@ -231,9 +213,6 @@ def register_obfuscate(recon_path, attr_path, flip: Sequence[str] | str = DEFAUL
                        output: str = "blended") -> None:
     """Make ``method="obfuscate"`` available to ``affectlens.privacy.anonymize`` with these checkpoints
     (``output``: see ``Obfuscator``; part of the resume key with the checkpoints and the flips)."""
-    from affectlens.privacy.masking import register_method
-    from affectlens.privacy.options import file_stamp
-
     obf = load_obfuscator(recon_path, attr_path, flip, output=output)
     settings = {"output": output, "reconstruct": {"path": str(Path(recon_path).resolve()), **file_stamp(recon_path)},
                 "attributes": {"path": str(Path(attr_path).resolve()), **file_stamp(attr_path)},

@@ -16,12 +16,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
+from affectlens.faces.landmarks import ellipse_mask
+from affectlens.files import write_json
+from affectlens.media.image import read_image
 from affectlens.metrics.image import ssim
+from affectlens.privacy.celeba import Arrays, as_batch, celeba_landmarks, load_celeba, load_images, subsample
 from affectlens.privacy.model import IN_HW, N_ATTR, ReconConfig, ReconNet, as_tensor, load_model
-from affectlens.training.engine import TrainModule
+from affectlens.report.plots import curves_png
+from affectlens.training.engine import TrainModule, fit, loader
+
 
 # ------------------------------------------------------------------------------- the 111 channels
 def heatmaps_torch(points: torch.Tensor, hw: tuple[int, int], sigma: float) -> torch.Tensor:
@@ -63,10 +70,6 @@ class Stage2Data:
 def prepare_crops(images: np.ndarray, points: np.ndarray, hw=IN_HW, margin: float = 1.08):
     """Squash ``(n, H0, W0, 3)`` crops and their points to ``hw``; the ellipse mask is drawn in the
     original geometry and then resized (nearest) so it stays an ellipse over the face."""
-    import cv2
-
-    from affectlens.faces.landmarks import ellipse_mask
-
     n, h0, w0 = images.shape[:3]
     out_im = np.zeros((n, hw[0], hw[1], 3), np.uint8)
     out_mask = np.zeros((n, hw[0], hw[1]), np.uint8)
@@ -80,8 +83,6 @@ def prepare_crops(images: np.ndarray, points: np.ndarray, hw=IN_HW, margin: floa
 
 def prepare_stage2(ds, idx: np.ndarray, points: np.ndarray, found: np.ndarray, margin: float = 1.08) -> Stage2Data:
     """Keep the images of ``idx`` where dlib found a face (the paper filters the rest away)."""
-    from affectlens.privacy.celeba import load_images
-
     idx = np.asarray([i for i in idx if found[i]], np.int64)
     h0, w0 = native_hw(ds)
     raw = load_images(ds, idx, (h0, w0))
@@ -90,8 +91,6 @@ def prepare_stage2(ds, idx: np.ndarray, points: np.ndarray, found: np.ndarray, m
 
 
 def native_hw(ds) -> tuple[int, int]:
-    from affectlens.media.image import read_image
-
     return read_image(ds.path(0)).shape[:2]
 
 
@@ -120,8 +119,6 @@ def template_from(points: np.ndarray) -> tuple[float, ...]:
 
 
 def _stage2_splits(cfg: ReconTrainConfig):
-    from affectlens.privacy.celeba import celeba_landmarks, load_celeba, subsample
-
     ds = load_celeba(cfg.data, seed=cfg.seed)
     points, found = celeba_landmarks(ds, cfg.landmark_cache)
     data = {}
@@ -189,8 +186,6 @@ class ReconModule(TrainModule):
 
 def stage2_arrays(d: Stage2Data):
     """The prepared crops as an engine dataset (uint8 images and masks: the input is built per batch)."""
-    from affectlens.privacy.celeba import Arrays
-
     return Arrays(image=d.images, mask=d.masks, points=d.points, attrs=d.attrs)
 
 
@@ -200,11 +195,6 @@ def train_reconstruct(cfg: ReconTrainConfig, hardware=None, resume: bool = True,
 
     Trains through the engine into ``cfg.out``; rank 0 adds the test figures to ``metrics.json``
     and draws the curves; other ranks return None."""
-    from affectlens.privacy.celeba import as_batch
-    from affectlens.report.plots import curves_png
-    from affectlens.training.engine import fit, loader
-    from affectlens.files import write_json
-
     torch.set_num_threads(cfg.threads)
     ds, data, template, native_hw = _stage2_splits(cfg)
     mcfg = ReconConfig(widths=cfg.widths, sigma=cfg.sigma, template_hw=tuple(native_hw), template_points=template)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 from affectlens.errors import MediaError
 from affectlens.faces.detect import MAX_STRETCH, CenterFace, Detections
 from affectlens.faces.track import FaceTracker, TrackedFrame, TrackerConfig
+from affectlens.media import VideoWriter, probe, writable_planes
 from affectlens.media.pipeline import (
     END,
     FRAME_QUEUE,
@@ -33,6 +34,8 @@ from affectlens.media.pipeline import (
     put,
     stage_items,
 )
+from affectlens.media.video import target_hw, to_rgb
+from affectlens.media.writer import container_for
 from affectlens.privacy.masking import anonymize_frame, anonymize_planes, get_method
 from affectlens.privacy.options import (
     AnonymizeConfig,
@@ -42,7 +45,6 @@ from affectlens.privacy.options import (
     sidecar_head,
     sidecar_path,
 )
-
 
 DETECT_AHEAD = 2  # detections in flight per worker
 DETECT_PATIENCE = 0.05  # seconds to wait for a background detection before running it in the main thread
@@ -72,8 +74,6 @@ class _FrameDetector:
         return f"CenterFace(threshold={self.detector.threshold}, scale={round(self.scale, 4)})"
 
     def rgb(self, frame, width: int | None = None, height: int | None = None) -> np.ndarray:
-        from affectlens.media.video import to_rgb
-
         if width is None:
             return to_rgb(frame, (frame.height, frame.width), self.rotation)
         return to_rgb(frame, (height, width), self.rotation, interpolation="AREA")
@@ -111,8 +111,6 @@ def _frame_detector(cfg: AnonymizeConfig, custom, info) -> _FrameDetector:
 def _tracker_config(cfg: AnonymizeConfig) -> TrackerConfig:
     """``cfg.tracker``, stretched so the frames skipped by ``detect_every`` are always bridged: a gap
     of ``detect_every - 1`` frames is filled and a new face is masked that many frames early."""
-    from dataclasses import replace
-
     skip = cfg.detect_every - 1
     t = cfg.tracker
     return replace(t, max_gap=max(t.max_gap, skip), pre_roll=max(t.pre_roll, skip))
@@ -156,9 +154,6 @@ def _video_writer(src: Path, dst: Path, info, cfg: AnonymizeConfig):
     """The output's ``VideoWriter`` (as ``VideoWriter.like(src, ...)``, without probing ``src``
     again), refusing first what would not come out whole: a cut-short input, or a variable frame
     rate the output container cannot hold. Every refusal names the input."""
-    from affectlens.media import VideoWriter
-    from affectlens.media.writer import container_for
-
     if info.frames_missing:
         declared = info.frame_count + info.frames_missing
         raise MediaError(src, f"truncated: {info.frames_missing} of the {declared} frames its container declares "
@@ -186,9 +181,6 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     output is stored upright) or one of odd width or height (4:2:0 planes need even sizes) is masked
     on RGB frames instead. An output is kept only if every frame the input has was decoded.
     """
-    from affectlens.media import probe, writable_planes
-    from affectlens.media.video import target_hw, to_rgb
-
     t0 = time.perf_counter()
     info = probe(src)
     custom = detector is not None  # a caller's detector may keep state: call it in frame order

@@ -7,6 +7,7 @@ screenshot::
 """
 from __future__ import annotations
 
+import html as _html
 import json
 import re
 import shutil
@@ -80,7 +81,6 @@ def check_images(html_path: str | Path, timeout: float = 120) -> tuple[int, list
     m = re.search(r'<div id="affectlens-img-check" data-total="(\d+)">(.*?)</div>', dom, re.DOTALL)
     if m is None:
         raise AffectlensError(f"{html_path}: the image check did not run (page never fired `load`)")
-    import html as _html
 
     return int(m.group(1)), json.loads(_html.unescape(m.group(2))), dom
 

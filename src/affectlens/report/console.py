@@ -19,6 +19,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 __all__ = ["make_console", "stdout", "stderr", "one_line", "error_line", "warning_line", "problem_lines",
@@ -82,15 +90,6 @@ def progress(*columns: Any, transient: bool = False, enabled: bool = True, conso
     ~5 % of the work. ``AFFECTLENS_PROGRESS=plain`` forces the lines, ``off`` silences both;
     ``enabled=False`` (a caller's ``progress=False``) silences both too.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     console = console or stderr
     mode = os.environ.get(PROGRESS_ENV, "auto").strip().lower()
     show = enabled and mode != "off"

@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from affectlens.errors import DataError
 from affectlens.files import atomic_path
+from affectlens.report import plots
 
 __all__ = ["Report", "image_data_uri", "write_eval_report"]
 
@@ -83,8 +85,6 @@ def _inline_md(text: str) -> str:
 
 
 def _array_to_png(arr: np.ndarray, max_side: int | None) -> bytes:
-    from PIL import Image
-
     a = np.asarray(arr)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):  # (C, H, W) → (H, W, C)
         a = a.transpose(1, 2, 0)
@@ -255,8 +255,6 @@ class Report:
     def metrics(self, report: Mapping[str, Any], title: str | None = None) -> Report:
         """Summary, per-class table, confusion matrix and P/R/F1 bars from a
         ``metrics.classification.classification_report`` dict."""
-        from affectlens.report import plots
-
         names = list(report.get("class_names") or report["per_class"])
         if title:
             self.heading(title)
@@ -277,8 +275,6 @@ class Report:
     def curves(self, history: Mapping[str, Sequence[float]], caption: str = "training curves",
                xlabel: str = "epoch") -> Report:
         """Training curves; losses and [0, 1] scores go on separate plots so neither is squashed."""
-        from affectlens.report import plots
-
         history = {k: list(v) for k, v in history.items() if len(v)}
         losses = {k: v for k, v in history.items() if "loss" in k}
         others = {k: v for k, v in history.items() if k not in losses}
@@ -292,8 +288,6 @@ class Report:
     def timeline(self, times: Sequence[float], probabilities, class_names: Sequence[str],
                  caption: str = "class probabilities over time", title: str = "Timeline") -> Report:
         """A stacked probability timeline (e.g. group emotion over a video)."""
-        from affectlens.report import plots
-
         return self.image(self._plot(plots.timeline_png, times, probabilities, class_names, title=title), caption)
 
     # --- output ----------------------------------------------------------------------------

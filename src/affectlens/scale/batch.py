@@ -33,12 +33,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from affectlens.errors import AffectlensError, failure_line
 from affectlens.files import stale_temps
+from affectlens.report.console import one_line, problem_lines, stderr
+from affectlens.report.console import progress as progress_display
+from affectlens.scale.ray import run_on_ray
 
 BACKENDS = ("local", "ray")
 
@@ -72,10 +78,6 @@ class BatchResult:
     def print_summary(self, console=None, title: str = "batch") -> None:
         """One line of counts, then the failures through the one failure printer
         (:func:`affectlens.report.console.problem_lines`), to stderr."""
-        from rich.text import Text
-
-        from affectlens.report.console import one_line, problem_lines, stderr
-
         console = console or stderr
         console.print(Text(f"{one_line(title)}: {len(self.done)} done, {len(self.skipped)} skipped (output exists), "
                            f"{len(self.failed)} failed — {self.seconds:.1f} s on {self.backend}"), soft_wrap=True)
@@ -165,9 +167,6 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
         p.unlink(missing_ok=True)
     done: list[tuple[int, Any]] = []
     details: list[tuple[int, dict]] = []
-    from contextlib import nullcontext
-
-    from affectlens.report.console import progress as progress_display
 
     with nullcontext(display) if display is not None else progress_display(enabled=progress, failed_column=True) as bar:
         task = bar.add_task(description, total=len(items), failed=len(failed))
@@ -189,8 +188,6 @@ def run_batch(items: Iterable[Any], fn: Callable[[Any], Any], out_path_of: Calla
             for k in todo:
                 record(k, *run_one(fn, items[k], collect, fail_fast))
         elif todo:
-            from affectlens.scale.ray import run_on_ray
-
             run_on_ray([(k, items[k]) for k in todo], fn, record, run_one, collect=collect, address=address,
                        num_workers=num_workers)
 

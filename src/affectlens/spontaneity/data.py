@@ -35,8 +35,11 @@ import numpy as np
 
 from affectlens.errors import DataError, MediaError
 from affectlens.faces.align import align_eyes
+from affectlens.faces.detect import PHOTO_SCALES, CenterFace, make_detector
+from affectlens.files import atomic_path
 from affectlens.media.image import IMAGE_EXTS, read_grey, write_image
 from affectlens.media.image import read_image as read_rgb
+from affectlens.scale import run_batch
 
 MANIFEST_FIELDS = ("subject", "onset", "apex", "label")
 LABELS = {"posed": 0, "spontaneous": 1, "0": 0, "1": 1}
@@ -96,8 +99,6 @@ def _parse_row(path: Path, line: int, row: dict) -> PairSample:
 
 def write_manifest(path: str | Path, samples: Sequence[PairSample]) -> Path:
     """Write samples atomically with paths relative to the manifest's folder where possible."""
-    from affectlens.files import atomic_path
-
     path = Path(path)
     base = path.parent.resolve()
 
@@ -251,8 +252,6 @@ def detect_and_align(rgb: np.ndarray, detector=None, name: str = "image") -> np.
 def detector_named(name: str = "centerface"):
     """The face detector ``preprocess`` uses, built once per process (and per Ray worker):
     CenterFace over the photo scales, or OpenCV's Haar cascade as in the paper."""
-    from affectlens.faces.detect import PHOTO_SCALES, CenterFace, make_detector
-
     return CenterFace(threshold=0.5, scale=PHOTO_SCALES) if name == "centerface" else make_detector(name)
 
 
@@ -290,8 +289,6 @@ def preprocess_manifest(manifest: str | Path, out: str | Path, detector: str = "
     are skipped (resume), a bad file costs only its pair, and ``backend="ray"`` spreads the pairs
     over a cluster. Returns ``(manifest path, BatchResult)``.
     """
-    from affectlens.scale import run_batch
-
     samples = read_manifest(manifest)
     crops = Path(out) / "crops"
     res = run_batch(samples, partial(preprocess_pair, crops=crops, detector=detector),

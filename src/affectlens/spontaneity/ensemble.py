@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Sequence
 
 import numpy as np
+import torch
 
 ENSEMBLES = {"CompCNN-Sub-SVM": ("CompCNN-Sub@1", "CompCNN-Sub@2", "CompCNN-Sub@3"),
              "CompCNN-Comb-SVM": ("CompCNN-Comb@1", "CompCNN-Comb@2", "CompCNN-Comb@3")}
@@ -76,8 +77,6 @@ class LinearSVMEnsemble:
 
     def state(self) -> dict:
         """Tensors and plain numbers only, so a ``weights_only=True`` load can read it back."""
-        import torch
-
         return {"mean": torch.as_tensor(self.mean), "scale": torch.as_tensor(self.scale),
                 "coef": torch.as_tensor(self.coef), "intercept": float(self.intercept),
                 "platt": list(self.platt), "constant": int(self.constant), "C": float(self.C),

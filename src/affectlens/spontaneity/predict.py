@@ -6,20 +6,20 @@ from typing import Tuple
 
 import numpy as np
 
-from affectlens.errors import DataError
+from affectlens.config import from_dict
+from affectlens.errors import DataError, MediaError
+from affectlens.media import iter_frames
 from affectlens.spontaneity.data import LABEL_NAMES, detect_and_align, to_crop
 from affectlens.spontaneity.ensemble import LinearSVMEnsemble, concat_features
+from affectlens.spontaneity.model import SpontaneityNet, SpontaneityNetConfig
 from affectlens.spontaneity.recipe import net_outputs, to_tensor
+from affectlens.training import load_checkpoint
 
 
 def load_model(path: str | Path):
     """The spontaneity room's one checkpoint reader: a net file (``SpontaneityNet`` in eval mode; any
     engine ``best.pt``/``last.pt`` too) or an -SVM file (``LinearSVMEnsemble`` whose ``members`` name
     the three net files beside it)."""
-    from affectlens.config import from_dict
-    from affectlens.spontaneity.model import SpontaneityNet, SpontaneityNetConfig
-    from affectlens.training import load_checkpoint
-
     ck = load_checkpoint(path)
     try:
         if "svm" in ck["extra"]:
@@ -53,9 +53,6 @@ def predict_pair(onset: np.ndarray, apex: np.ndarray, checkpoint: str | Path,
 
 def video_pair(path: str | Path, onset_frame: int, apex_frame: int, detector=None) -> Tuple[np.ndarray, np.ndarray]:
     """Two frames of a video (0-based indices in decoding order) → aligned 44 × 44 crops."""
-    from affectlens.errors import MediaError
-    from affectlens.media import iter_frames
-
     wanted = {onset_frame: None, apex_frame: None}
     last = max(wanted)
     for i, (_, _, rgb) in enumerate(iter_frames(path)):

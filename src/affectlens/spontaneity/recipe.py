@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
+import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
@@ -23,11 +25,19 @@ from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+from torch import nn
 
+from affectlens.config import load_config
 from affectlens.errors import DataError
+from affectlens.files import atomic_path, write_json
+from affectlens.report.console import progress, track
+from affectlens.report.plots import lines_png
 from affectlens.spontaneity.data import load_pairs, read_manifest
 from affectlens.spontaneity.ensemble import ENSEMBLES, LinearSVMEnsemble, concat_features
 from affectlens.spontaneity.model import SpontaneityNet, SpontaneityNetConfig, table_configs
+from affectlens.training import load_checkpoint, save_checkpoint
 from affectlens.training.engine import FitResult, TrainModule, fit, loader
 from affectlens.training.hardware import Hardware
 
@@ -75,8 +85,6 @@ class CVConfig(TrainConfig):
 
 def load_cv_config(path: str | Path | None = None, **overrides) -> CVConfig:
     """Defaults ← the YAML file (if any) ← overrides that are not None; a bad key or value is one line."""
-    from affectlens.config import load_config
-
     return load_config(CVConfig, path, **overrides)
 
 
@@ -213,8 +221,6 @@ def net_outputs(net: SpontaneityNet, onset: torch.Tensor, apex: torch.Tensor, ba
 def _quiet():
     """Hide the engine's start-up and per-epoch lines (and Lightning's warnings) inside a CV: they
     would be thousands of lines; the fold progress bar says how far the CV is."""
-    import io
-
     with contextlib.redirect_stderr(io.StringIO()):
         yield
 
@@ -228,8 +234,6 @@ def fit_fold(onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor, trai
     The predictions are kept in ``out/fold.json`` with the settings that made them and reused when
     those match (a finished fold is not trained again). Any other change trains the fold anew:
     the engine then continues nets whose folders differ only in ``epochs`` and refuses the rest."""
-    from affectlens.files import write_json
-
     tr, te = torch.from_numpy(train), torch.from_numpy(test)
     settings = {**asdict(tc), "seed": int(seed), "train": fingerprint(onset[tr], apex[tr], labels[tr]),
                 "test": fingerprint(onset[te], apex[te], labels[te])}
@@ -259,8 +263,6 @@ def fit_fold(onset: torch.Tensor, apex: torch.Tensor, labels: torch.Tensor, trai
 @contextlib.contextmanager
 def _run_root(out: str | Path | None):
     """The CV's run folder, or a temporary one for a run that keeps nothing (the demo)."""
-    import tempfile
-
     if out is not None:
         yield Path(out)
         return
@@ -271,8 +273,6 @@ def _run_root(out: str | Path | None):
 @contextlib.contextmanager
 def _fold_progress(enabled: bool, total: int, label: str):
     """A progress bar over the folds (rank 0, on a terminal) whose ``tick()`` advances it."""
-    from affectlens.report.console import progress
-
     with progress(enabled=enabled and is_global_zero()) as bar:
         task = bar.add_task(f"{label}: folds done", total=total)
         yield lambda: bar.advance(task)
@@ -335,9 +335,6 @@ def learning_curve(manifest: str | Path, out: Path, counts: Sequence[int], proto
     """Fig. 4: the CV error of every method against the number of training subjects per fold.
     One ``cross_validate``-style run per count under ``out/subjects<n>/`` (resumable); writes
     ``curve.json`` and ``fig4.png`` (rank 0)."""
-    from affectlens.files import write_json
-    from affectlens.report.plots import lines_png
-
     onset, apex, labels, subjects = load_dataset(manifest, progress and is_global_zero())
     runs = {int(n): run_cv(onset, apex, labels, subjects, protocol, folds, seeds, tc, progress=progress,
                            out=Path(out) / f"subjects{int(n)}", hardware=hardware, resume=resume, train_subjects=int(n))
@@ -372,9 +369,6 @@ def table_rows(result: dict) -> List[Tuple[str, str, str, str]]:
 
 def print_table(result: dict, console=None, title: str = "") -> None:
     """Table 1's layout (Table 2's for leave-one-subject-out) with the paper's numbers beside ours."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     loso = result["protocol"] == "loso"
     paper_col = "paper SPOS (LOSO)" if loso else "paper subset / full"
@@ -393,8 +387,6 @@ def error_bars_png(result: dict, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from affectlens.files import atomic_path
 
     loso = result["protocol"] == "loso"
     ours = [result["summary"][m]["mean"] for m in METHODS]
@@ -419,7 +411,6 @@ def load_dataset(manifest: str | Path, progress: bool = False):
     samples = read_manifest(manifest)
     if not progress:
         return load_pairs(samples)
-    from affectlens.report.console import track
 
     it = iter(track(range(len(samples)), "reading pairs"))
     return load_pairs(samples, progress=lambda: next(it, None))
@@ -430,8 +421,6 @@ def cross_validate(manifest: str | Path, out: Optional[Path], protocol: str = "k
                    on_fold=None, hardware=None, resume: bool = True) -> dict:
     """Read, cross-validate all nine methods (the nets' run folders under ``out/runs/``), write
     ``results.json`` and ``errors.png`` into ``out`` (rank 0 only)."""
-    from affectlens.files import write_json
-
     onset, apex, labels, subjects = load_dataset(manifest, progress and is_global_zero())
     if len(np.unique(labels)) < 2:
         raise DataError(manifest, "needs both posed and spontaneous samples")
@@ -453,10 +442,6 @@ def train_all(manifest: str | Path, out: str | Path, tc: TrainConfig = TrainConf
     is not trained again) whose final weights become ``out/<net name>.pt``; ``out/<ensemble>.pt``
     holds the SVM and the names of its three member nets. Files are written by rank 0 only.
     """
-    from torch import nn
-
-    from affectlens.training import load_checkpoint, save_checkpoint
-
     torch.set_num_threads(max(1, min(tc.threads, 2)))
     out = Path(out)
     onset, apex, labels, _ = load_dataset(manifest, progress and is_global_zero())

@@ -31,9 +31,12 @@ from typing import Dict, Iterator, Tuple
 import cv2
 import numpy as np
 
+from affectlens.errors import AffectlensError
 from affectlens.faces.align import EYE_DIST, EYE_Y
-from affectlens.spontaneity.data import MANIFEST_FIELDS
 from affectlens.files import atomic_path
+from affectlens.media.image import write_image
+from affectlens.scale import run_batch
+from affectlens.spontaneity.data import MANIFEST_FIELDS
 
 EXPRESSIONS = ("happiness", "surprise", "sadness")
 SS = 4  # supersampling factor: draw at 4× and downsample with area averaging (sub-pixel cues)
@@ -231,9 +234,6 @@ def write_synthetic(out: str | Path, n_subjects: int = 40, per_subject: int = 8,
 
     The pairs are written through the one batch runner (:func:`affectlens.scale.run_batch`): a pair
     already on disk is skipped, each image is written atomically (the apex last)."""
-    from affectlens.errors import AffectlensError
-    from affectlens.scale import run_batch
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pairs = [SynthPair(r) for r in generate_pairs(n_subjects, per_subject, seed, difficulty)]
@@ -271,8 +271,6 @@ def pair_folder(pair: SynthPair, out: Path) -> Path:
 
 def write_pair(pair: SynthPair, out: Path) -> Path:
     """Write one pair's onset and apex crops (the apex last: the batch runner's output)."""
-    from affectlens.media.image import write_image
-
     folder = pair_folder(pair, out)
     for name in ("onset", "apex"):
         write_image(folder / f"{name}.png", pair.row[name])

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,9 +61,6 @@ def _from_format_1(ck: dict) -> dict:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read any affectlens checkpoint (safe: ``weights_only=True``) as a format-2 payload."""
-    import pickle
-    import zipfile
-
     import torch
 
     path = Path(path)

@@ -47,10 +47,10 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from affectlens.errors import AffectlensError
+from affectlens.files import stale_temps, write_json
 from affectlens.training.checkpoint import FORMAT, load_checkpoint, write_payload
 from affectlens.training.hardware import Hardware
 from affectlens.training.seed import seed_everything
-from affectlens.files import stale_temps
 
 __all__ = ["EpochSampler", "FitResult", "TrainModule", "fit", "loader"]
 
@@ -321,8 +321,6 @@ def fit(module: TrainModule, train_loader: DataLoader, val_loader: DataLoader | 
     result = FitResult(out, {k: list(v) for k, v in module.history.items()}, dict(module.best),
                        len(next(iter(module.history.values()), [])), trainer.is_global_zero, trainer.world_size)
     if trainer.is_global_zero:
-        from affectlens.files import write_json
-
         write_json(out / "metrics.json", {"epochs": result.epochs, "best": result.best, "history": result.history,
                                           "world_size": result.world_size})
     return result

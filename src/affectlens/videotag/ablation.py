@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
-from affectlens.metrics.multilabel import all_metrics
 from affectlens.files import write_json
+from affectlens.metrics.multilabel import all_metrics
 from affectlens.videotag import data as D
 from affectlens.videotag import models as M
 from affectlens.videotag import text as T
 from affectlens.videotag.recipe import Split, TrainConfig, fit, fit_scores
+from affectlens.videotag.synth import label_lexicon
 
 __all__ = ["TextData", "prepare_text", "run_ablation", "label_words_of"]
 
@@ -48,8 +50,6 @@ def prepare_text(tr: D.VideoLevelData, ev: D.VideoLevelData, text_path: Path,
 
 
 def _features(model, x: np.ndarray, batch: int = 512) -> np.ndarray:
-    import torch
-
     model.eval()
     with torch.no_grad():
         return np.concatenate([model.forward_features(torch.from_numpy(x[s:s + batch])).numpy()
@@ -69,8 +69,6 @@ def _train_text_model(model, x: np.ndarray, y: np.ndarray, keep: np.ndarray, cfg
 
 
 def _scores(model, x: np.ndarray, classes: np.ndarray, num_classes: int, batch: int = 512) -> np.ndarray:
-    import torch
-
     model.eval()
     out = np.zeros((len(x), num_classes), np.float32)
     with torch.no_grad():
@@ -165,8 +163,6 @@ def run_ablation(train_paths: Sequence[Path], eval_paths: Sequence[Path], text_p
 def label_words_of(vocabulary: Path | None) -> list[set]:
     """Each class's name words, with the synthetic generator's pseudo-names for classes the
     vocabulary lacks (so synthetic text is measured against the words it was made from)."""
-    from affectlens.videotag.synth import label_lexicon
-
     names, _ = label_lexicon(vocabulary)
     return T.label_words([" ".join(n) for n in names])
 

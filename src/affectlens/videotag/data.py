@@ -8,8 +8,9 @@ feature lists ``rgb``/``audio`` holding one quantised uint8 byte string per fram
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
 import glob
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -19,8 +20,20 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from affectlens.errors import DataError
 from affectlens.videotag.tfrecord import (  # noqa: F401  (re-exported: the room's one data module)
-    MAX_RECORD_BYTES, TFRecordWriter, count_records, crc32c, crc32c_batch, dequantize, encode_example,
-    encode_sequence_example, iter_records, masked_crc, parse_example, parse_sequence_example, quantize)
+    MAX_RECORD_BYTES,
+    TFRecordWriter,
+    count_records,
+    crc32c,
+    crc32c_batch,
+    dequantize,
+    encode_example,
+    encode_sequence_example,
+    iter_records,
+    masked_crc,
+    parse_example,
+    parse_sequence_example,
+    quantize,
+)
 
 __all__ = [
     "crc32c", "crc32c_batch", "masked_crc", "iter_records", "TFRecordWriter",
@@ -222,7 +235,6 @@ def read_vocabulary(path: str | Path | None, num_classes: int = NUM_CLASSES, fie
     names: list[str | None] = [None] * num_classes
     if path is None:
         return names
-    import csv
 
     path = Path(path)
     if not path.is_file():
@@ -243,8 +255,6 @@ def read_vocabulary(path: str | Path | None, num_classes: int = NUM_CLASSES, fie
 
 def vocabulary_size(path: str | Path) -> int:
     """Classes of a vocabulary file: its largest ``Index`` + 1 (3,862 for 2018's, 4,716 for 2017's)."""
-    import csv
-
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "vocabulary file not found")

@@ -5,19 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from affectlens.files import write_json
+from affectlens.metrics.multilabel import all_metrics
 from affectlens.report.step import StepResult
 from affectlens.videotag import data as D
+from affectlens.videotag import ensemble as E
 from affectlens.videotag.recipe import TrainConfig, fit_scores
+from affectlens.videotag.synth import synth_video_level
 
 
 def demo_run(out_dir: str | Path, epochs: int = 4, log: Callable[[str], None] = print) -> dict:
     """Sub-minute demo on synthetic class-prototype features written as real TFRecords:
     logistic vs MoE, visual vs visual+audio, and mean/max ensembles. Returns JSON-able metrics."""
-    from affectlens.metrics.multilabel import all_metrics
-    from affectlens.files import write_json
-    from affectlens.videotag import ensemble as E
-    from affectlens.videotag.synth import synth_video_level
-
     out_dir = Path(out_dir)
     paths = synth_video_level(out_dir / "shards", num_shards=4, videos_per_shard=150, num_classes=40)
     tr, ev = D.read_video_level(paths[:3]), D.read_video_level(paths[3:])

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from affectlens.config import from_dict
+
 __all__ = ["LogisticConfig", "MoEConfig", "DBoFConfig", "LSTMConfig", "MoEHead", "LogisticModel",
            "MoEModel", "DBoFModel", "LSTMModel", "build_model", "init_prior", "FRAME_KINDS", "config_from_dict",
            "BUILDERS", "KINDS", "TextCNNConfig", "TextCNN", "KeywordClassifier", "textcnn_paper", "textcnn_small", "moe_a", "moe_b", "dbof_a", "dbof_b", "lstm_a", "lstm_b", "dbof_tiny", "lstm_tiny"]
@@ -291,8 +293,6 @@ BUILDERS = {f.__name__: f for f in (moe_a, moe_b, dbof_a, dbof_b, lstm_a, lstm_b
 def config_from_dict(d: dict):
     """Rebuild a model config from its ``dataclasses.asdict`` form (as stored in checkpoints and
     configs); an unknown field is an error, never silently dropped."""
-    from affectlens.config import from_dict
-
     kind = d.get("kind")
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r} (expected one of {sorted(KINDS)})")

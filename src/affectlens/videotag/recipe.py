@@ -16,16 +16,26 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 
-from affectlens.errors import AffectlensError, DataError
-from affectlens.metrics.multilabel import TopK
+from affectlens.config import from_dict, read_yaml
+from affectlens.errors import AffectlensError, DataError, failure_line
+from affectlens.files import atomic_path, write_json
+from affectlens.metrics.multilabel import TopK, all_metrics, top_k_by_video
+from affectlens.report.plots import curves_png
+from affectlens.training import load_checkpoint, seed_everything
+from affectlens.training.engine import fit as engine_fit
+from affectlens.training.engine import loader
 from affectlens.videotag import data as D
+from affectlens.videotag import ensemble as E
 from affectlens.videotag import models as M
+from affectlens.videotag.train_module import VideotagModule
 
 __all__ = ["TrainConfig", "load_config", "Split", "load_split", "fit", "predict_scores", "train",
            "evaluate", "predict", "stream_of", "score_stream", "run_ensemble"]
@@ -71,8 +81,6 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     ``moe``...) or a named size (``moe_a``, ``dbof_tiny``...) names the model, and every other key
     is a field of that model's config, overriding the size's (checked: ``num_expert: 8`` is an
     error, not a silently ignored key)."""
-    from affectlens.config import from_dict, read_yaml
-
     raw = read_yaml(path) if path is not None else {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
@@ -129,8 +137,6 @@ def _batches(n: int, size: int, rng: np.random.Generator | None):
 
 
 def _inputs(split: Split, idx: np.ndarray):
-    import torch
-
     x = torch.from_numpy(split.x[idx])
     lengths = torch.from_numpy(split.lengths[idx]) if split.lengths is not None else None
     return x, lengths
@@ -147,8 +153,6 @@ class SplitSet:
         return len(self.split.ids)
 
     def __getitems__(self, idx: list[int]) -> dict:
-        import torch
-
         idx = np.sort(np.asarray(idx))
         x, lengths = _inputs(self.split, idx)
         batch = {"x": x, "y": torch.from_numpy(self.y[idx].astype(np.float32))}
@@ -171,12 +175,6 @@ def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Pat
 def _fit(model, train_set, val_set, classes: np.ndarray, cfg: TrainConfig, prior: np.ndarray,
          out_dir: Path | None, hardware, resume: bool, callbacks: Sequence):
     """The one call into the engine for both the in-memory and the streaming paths."""
-    import tempfile
-
-    from affectlens.training.engine import fit as engine_fit
-    from affectlens.training.engine import loader
-    from affectlens.videotag.train_module import VideotagModule
-
     module = VideotagModule(model, classes, cfg, prior)
     streaming = isinstance(train_set, D.ShardStream)
     kw = {} if streaming else {"collate_fn": _as_batch}
@@ -199,8 +197,6 @@ def predict_scores(model, split: Split, classes: np.ndarray, num_classes: int = 
                    batch_size: int = 512) -> np.ndarray:
     """Probabilities (N, num_classes) float32 of an in-memory split; classes the model does not
     know score 0."""
-    import torch
-
     model.eval()
     out = np.zeros((len(split.ids), num_classes), np.float32)
     with torch.no_grad():
@@ -215,8 +211,6 @@ def _model_config(cfg: TrainConfig, input_dim: int, num_classes: int):
 
 
 def _metrics(scores: np.ndarray, y: np.ndarray, top_k: int = 20) -> dict:
-    from affectlens.metrics.multilabel import all_metrics
-
     return all_metrics(scores, y, top_k)
 
 
@@ -234,10 +228,6 @@ def stream_of(cfg: TrainConfig, paths: Sequence[Path], *, shuffle: bool = False,
 def score_stream(model, classes: np.ndarray, stream: D.ShardStream, num_workers: int = 0
                  ) -> Iterator[tuple[list, np.ndarray, np.ndarray]]:
     """``(ids, probabilities (B, classes of the release), labels bool (B, ...))`` batch by batch."""
-    import torch
-
-    from affectlens.training.engine import loader
-
     model.eval()
     with torch.no_grad():
         for batch in loader(stream, stream.batch_size, num_workers=num_workers):
@@ -253,11 +243,6 @@ def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
     GAP on ``val_paths``, ``last.pt``, ``metrics.json``, ``metrics.csv``; see the training engine),
     then evaluate ``best.pt`` on ``val_paths`` (the split it was selected on, reported as such) and,
     when given, once on ``test_paths``. Returns ``{"val": metrics, "test": metrics, ...}``."""
-    import torch
-
-    from affectlens.training.seed import seed_everything
-    from affectlens.files import write_json
-
     out_dir = Path(out_dir)
     torch.set_num_threads(cfg.threads)
     tr = stream_of(cfg, train_paths, shuffle=True)
@@ -281,8 +266,6 @@ def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
     summary = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     write_json(out_dir / "metrics.json", {**summary, **result})  # the engine's summary + best.pt's scores
     try:
-        from affectlens.report.plots import curves_png
-
         curves_png({k: v for k, v in res.history.items() if k != "epoch_seconds"}, out_dir / "curves.png")
     except Exception as e:  # a plot must never fail a finished training run
         log(f"(no curve plot: {e})")
@@ -291,9 +274,6 @@ def train(cfg: TrainConfig, train_paths: Sequence[Path], out_dir: str | Path,
 
 def load_model(checkpoint: str | Path):
     """(model, classes, TrainConfig) from a ``best.pt``/``last.pt`` written by :func:`train`."""
-    from affectlens.config import from_dict
-    from affectlens.training import load_checkpoint
-
     state = load_checkpoint(checkpoint)
     extra = state.get("extra") or {}
     try:
@@ -336,8 +316,6 @@ def pr_curves(top: TopK, n: int = 20, points: int = 200) -> dict:
 
 def _write_per_class(path: str | Path, top: TopK) -> None:
     """``class,positives,ap`` for every class with positives, by AP (the starter code's per-class AP)."""
-    from affectlens.files import atomic_path
-
     ap = top.ap_per_class()
     rows = sorted((i for i in range(len(ap)) if np.isfinite(ap[i])), key=lambda i: -ap[i])
     with atomic_path(path) as tmp:
@@ -358,8 +336,6 @@ def evaluate(checkpoint: str | Path, paths: Sequence[Path], per_class: str | Pat
 def _kaggle_rows(w, ids: Sequence[str], scores: np.ndarray, top_k: int, names: list | None = None) -> None:
     """The starter code's submission rows: ``VideoId``, the top ``top_k`` as "label score ..."
     (best first), and the class names when ``names`` is given."""
-    from affectlens.metrics.multilabel import top_k_by_video
-
     idx, val = top_k_by_video(scores, top_k)  # best first
     for vid, ii, vv in zip(ids, idx, val):
         row = [vid, " ".join(f"{i:d} {v:.6f}" for i, v in zip(ii, vv))]
@@ -374,9 +350,6 @@ def predict(checkpoint: str | Path, paths: Sequence[Path], out_csv: str | Path, 
     (``VideoId,LabelConfidencePairs``: the top ``top_k`` as "label score" pairs); with
     ``vocabulary`` a third column ``Labels`` names them. A shard that cannot be read costs only its
     own videos: returns ``(csv, videos written, failure lines)``; no readable video → ``DataError``."""
-    from affectlens.errors import failure_line
-    from affectlens.files import atomic_path
-
     model, classes, cfg = load_model(checkpoint)
     names = D.read_vocabulary(vocabulary, cfg.num_classes) if vocabulary is not None else None
     videos, failed = 0, []
@@ -409,10 +382,6 @@ def run_ensemble(checkpoints: Sequence[Path], eval_paths: Sequence[Path], out: s
 
     Video-level models read ``eval_paths`` and frame-level ones (DBoF, LSTM) ``frame_paths``; their
     scores are joined on the video id, over the videos every model scored."""
-    from affectlens.metrics.multilabel import all_metrics
-    from affectlens.files import write_json
-    from affectlens.videotag import ensemble as E
-
     per_model, names, num_classes = [], [], None
     for ckpt in checkpoints:
         model, classes, cfg = load_model(ckpt)
@@ -454,10 +423,6 @@ def fit_scores(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, cfg
     probabilities (N_eval, classes of y_train).
 
     Only classes with at least ``min_class_count`` training videos are modelled (others score 0)."""
-    import torch
-
-    from affectlens.training import seed_everything
-
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     classes = np.flatnonzero(y_train.sum(0) >= max(min_class_count, 1))

@@ -23,6 +23,7 @@ import numpy as np
 
 from affectlens.files import write_json
 from affectlens.videotag import data as D
+from affectlens.videotag.text import write_videotext
 
 __all__ = ["label_lexicon", "synth_videotext", "synth_frame_level", "synth_video_level"]
 
@@ -91,8 +92,6 @@ def _text_for(labels, names, related, rng, leak: float) -> tuple[str, list[str]]
 def synth_videotext(shards: Sequence[Path], out: str | Path, vocabulary: str | Path | None = None,
                     leak: float = 0.3, coverage: float = 0.67, seed: int = 0) -> Path:
     """Write ``out`` (JSON lines) with a synthetic title and keywords for each real video id."""
-    from affectlens.videotag.text import write_videotext
-
     rng = np.random.default_rng(seed)
     names, related = label_lexicon(vocabulary)
     rows = []

@@ -16,6 +16,7 @@ by default, are trained offline with gensim's Word2Vec on the training corpus it
 """
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from affectlens.errors import DataError
+from affectlens.files import atomic_path
 
 __all__ = ["preprocess_keywords", "preprocess_title", "is_english", "filter_label_words",
            "label_words", "UnigramModel", "WordVectors", "load_word_vectors", "train_word_vectors",
@@ -228,10 +230,6 @@ def title_ids(docs: Sequence[Sequence[str]], wv: WordVectors, max_len: int = 32)
 
 def write_videotext(path: str | Path, rows: Iterable[dict], synthetic: bool) -> Path:
     """JSON lines ``{"id", "title", "keywords": [...], "synthetic"}`` (atomic)."""
-    import json
-
-    from affectlens.files import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for r in rows:
@@ -243,8 +241,6 @@ def write_videotext(path: str | Path, rows: Iterable[dict], synthetic: bool) -> 
 
 def read_videotext(path: str | Path) -> dict[str, dict]:
     """id → {"title", "keywords", "synthetic"}; a malformed line raises DataError naming the line."""
-    import json
-
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "video text file not found")
