@@ -84,3 +84,33 @@ def test_no_import_cycle_anywhere():
     graph = {m: _imports(p, set(paths)) - {m} for m, p in paths.items()}
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the checker works
     assert not _cycles(graph), f"modules that import each other: {_cycles(graph)}"
+
+
+# Packages a module outside the CLI may import inside a function: heavy or optional ones that only
+# one feature needs (docs/architecture.md, "Imports"); torch where every CLI would load it at start-up.
+LAZY_OK = {"matplotlib", "sklearn", "scipy", "librosa", "timm", "lightning", "ray", "dlib", "gensim", "onnx",
+           "onnxruntime", "h5py", "safetensors", "torchvision", "pytorch_msssim", "skimage"}
+LAZY_TORCH_OK = {"training/hardware.py", "training/checkpoint.py", "training/seed.py", "metrics/multilabel.py"}
+
+
+def test_imports_sit_at_the_top_outside_cli_modules():
+    offenders = []
+    for p in SRC.rglob("*.py"):
+        rel = p.relative_to(SRC).as_posix()
+        if p.name in ("cli.py", "research_cli.py", "__init__.py", "__main__.py"):
+            continue
+        for fn in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in LAZY_OK and not (top == "torch" and rel in LAZY_TORCH_OK):
+                        offenders.append(f"{rel}:{node.lineno} {name}")
+    assert not offenders, f"imports inside functions (move them to the top of the module): {sorted(set(offenders))}"
