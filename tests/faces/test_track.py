@@ -97,3 +97,34 @@ def test_link_ids_is_the_trackers_linking_and_survives_a_missed_frame():
     ids = link_ids(frames, TrackerConfig(max_gap=2))
     assert [list(i) for i in ids] == [[0, 1], [1, 0], [1], [0, 1]]   # face a missed in frame 2 keeps id 0
     assert [list(i) for i in link_ids(frames, TrackerConfig(max_gap=0))][3] == [2, 1]  # a gap too long: a new track
+
+
+def test_a_face_seen_for_thousands_of_frames_keeps_a_short_history_and_the_same_boxes():
+    """Memory on long videos: a track's old boxes are dropped as the stream moves on, and the
+    returned boxes are exactly those of a tracker that keeps everything."""
+
+    class KeepAll(FaceTracker):
+        def _forget(self):
+            pass
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(3000):  # one face drifting, missed now and then (gaps of 1-4 frames); a second one comes and goes
+        boxes = [[100 + i * 0.05, 80, 160 + i * 0.05, 150]] if rng.random() > 0.2 else []
+        if (i // 300) % 2:
+            boxes.append([300, 40 + (i % 300) * 0.1, 360, 110 + (i % 300) * 0.1])
+        frames.append(np.asarray(boxes, np.float32).reshape(-1, 4))
+    trimmed, full = FaceTracker(), KeepAll()
+    got, want, longest = [], [], 0
+    for d in frames:
+        got += trimmed.push(d)
+        want += full.push(d)
+        longest = max(longest, max((len(t.frames) for t in trimmed._tracks), default=0))
+    got += trimmed.flush()
+    want += full.flush()
+    assert longest < 64 and max(len(t.frames) for t in full._tracks) > 2000
+    assert len(got) == len(want) == len(frames)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.track_ids, b.track_ids)
+        np.testing.assert_array_equal(a.detected, b.detected)

@@ -124,9 +124,16 @@ class FaceTracker:
         return ids
 
     def _forget(self) -> None:
-        """Drop tracks that can no longer affect a frame still to be returned."""
+        """Drop tracks that can no longer affect a frame still to be returned, and the old history
+        of those that go on: a face seen for an hour would otherwise keep every box it had (about
+        170 bytes a frame). Entries before ``horizon`` are never read again except the latest of them
+        (the detection before a gap), which is kept, so trimming changes no returned box."""
         horizon = self._emitted - self.config.max_gap - self.config.smooth - 1
         self._tracks = [t for t in self._tracks if t.frames[-1] >= horizon]
+        for t in self._tracks:
+            k = bisect.bisect_left(t.frames, horizon) - 1
+            if k >= 32:  # trim in steps, not every frame
+                del t.frames[:k], t.boxes[:k]
 
     def _box_at(self, t: _Track, index: int) -> tuple[np.ndarray | None, bool]:
         cfg = self.config
