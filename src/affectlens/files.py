@@ -15,6 +15,15 @@ import numpy as np
 TEMP_CHARS = 8  # the random part of a ``tempfile.mkstemp`` name: 8 of [a-z0-9_]
 
 
+def cache_dir(*parts: str) -> Path:
+    """The user cache every room keeps derived data in (decoded datasets, landmarks, the dynamic
+    CenterFace graph): ``$AFFECTLENS_CACHE``, else ``$XDG_CACHE_HOME/affectlens``, else
+    ``~/.cache/affectlens``; ``parts`` name a sub-folder. Nothing in it is needed: deleting it only
+    costs the time to derive it again."""
+    root = os.environ.get("AFFECTLENS_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "affectlens"
+    return Path(root, *parts)
+
+
 def temp_beside(path: str | Path, suffix: str | None = None) -> Path:
     """Create an empty temporary file ``.{stem}.<8 random characters>{suffix}`` in ``path``'s folder.
 

@@ -143,3 +143,27 @@ def test_one_gpu_epoch_streams_and_writes_one_checkpoint(shards, tmp_path):
     res = recipe.train(cfg, shards[:4], tmp_path / "gpu", shards[4:], log=lambda s: None,
                        hardware=Hardware(accelerator="gpu"))
     assert res["epochs"] == 1 and load_checkpoint(tmp_path / "gpu" / "last.pt")["epoch"] == 1
+
+
+def test_decoded_shard_cache_gives_the_same_batches_and_follows_changes(shards, tmp_path):
+    """--shard-cache: the stream through decoded shards equals the parsed one, batch for batch; a
+    second read loads the .npz without parsing; an edited shard is decoded again, and a label
+    outside the vocabulary is still an error naming the shard."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    plain = list(DataLoader(D.ShardStream(shards, batch_size=16, shuffle=True, buffer=40, seed=3), batch_size=None))
+    for _ in range(2):  # first decodes and writes the cache, second reads it
+        cached = list(DataLoader(D.ShardStream(shards, batch_size=16, shuffle=True, buffer=40, seed=3, cache=cache),
+                                 batch_size=None))
+        assert [b["ids"] for b in cached] == [b["ids"] for b in plain]
+        assert all(torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"]) for a, b in zip(cached, plain))
+    assert len(list(cache.glob("*.npz"))) == len(shards)
+    copy = tmp_path / "copy.tfrecord"
+    shutil.copy(shards[0], copy)
+    first = D.decoded_shard(copy, D.NUM_CLASSES, cache)
+    shutil.copy(shards[1], copy)  # replaced: another size or time, another key
+    os.utime(copy, ns=(1, 1))
+    assert D.decoded_shard(copy, D.NUM_CLASSES, cache).ids == D.read_video_level([shards[1]]).ids != first.ids
+    with pytest.raises(DataError, match="copy.tfrecord"):
+        D.decoded_shard(copy, 2, cache)  # its labels are outside a 2-class vocabulary

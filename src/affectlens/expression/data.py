@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from affectlens.errors import DataError
 from affectlens.files import atomic_path
+from affectlens.files import cache_dir as user_cache_dir
 from affectlens.media.image import IMAGE_EXTS, read_grey
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -193,10 +193,6 @@ def read_fer_folder(root: str | Path) -> FerSet:
     return FerSet(images, labels, usage, ids)
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("AFFECTLENS_CACHE", Path.home() / ".cache" / "affectlens"))
-
-
 def load_fer(path: str | Path, cache_dir: str | Path | None = None) -> FerSet:
     """Read FER2013 from a csv or a folder; folders are cached as ``.npz`` (keyed by path and file list)."""
     path = Path(path)
@@ -206,7 +202,7 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None) -> FerSet:
         raise DataError(path, "not found (give fer2013.csv or the folder with train/ and test/)")
     entries = folder_entries(path)
     key = hashlib.sha1("\n".join(f"{e[0]}:{e[0].stat().st_size}" for e in entries).encode()).hexdigest()[:16]
-    cache = Path(cache_dir or default_cache_dir()) / f"fer2013_{key}.npz"
+    cache = Path(cache_dir or user_cache_dir()) / f"fer2013_{key}.npz"
     if cache.is_file():
         z = np.load(cache)
         return FerSet(z["images"], z["labels"], z["usage"], z["ids"])

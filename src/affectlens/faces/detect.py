@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from affectlens.errors import AffectlensError, ShapeError
+from affectlens.files import cache_dir
 
 __all__ = [
     "CenterFace",
@@ -119,14 +120,13 @@ def centerface_onnx_path() -> Path:
 def _dynamic_model_bytes() -> bytes:
     """The CenterFace graph with symbolic batch and spatial dims, serialized.
 
-    Made once with ``onnx`` and kept in the user cache (``$XDG_CACHE_HOME/affectlens``, keyed by the
+    Made once with ``onnx`` and kept in the user cache (``files.cache_dir()``, keyed by the
     source file's size and mtime) so later processes skip importing ``onnx`` and rewriting the graph
     (~0.1 s of every run); an unwritable cache only costs that time again.
     """
     src = centerface_onnx_path()
     st = src.stat()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "affectlens"
-    cached = cache / f"centerface-dynamic-{st.st_size}-{st.st_mtime_ns}.onnx"
+    cached = cache_dir() / f"centerface-dynamic-{st.st_size}-{st.st_mtime_ns}.onnx"
     try:
         return cached.read_bytes()
     except OSError:
@@ -146,7 +146,7 @@ def _dynamic_model_bytes() -> bytes:
                     d.dim_param = name
     data = model.SerializeToString()
     try:
-        cache.mkdir(parents=True, exist_ok=True)
+        cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, cached)  # atomic: a concurrent reader sees all or nothing

@@ -13,7 +13,6 @@ A landmark cache (dlib, 68 points per image) is computed once and stored outside
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 from affectlens.errors import DataError
 from affectlens.faces.landmarks import N_LANDMARKS, landmarks
-from affectlens.files import atomic_path
+from affectlens.files import atomic_path, cache_dir
 from affectlens.media.image import read_image
 from affectlens.privacy.model import as_tensor
 from affectlens.report.console import track
@@ -134,16 +133,11 @@ def load_celeba(root: str | Path, seed: int = 0) -> CelebA:
     return CelebA(root, image_dir, files, names, attrs, identities, split)
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "affectlens" / "privacy"
-
-
 def landmark_cache_path(ds: CelebA, cache: str | Path | None = None) -> Path:
     if cache is not None:
         return Path(cache)
     key = hashlib.sha1(f"{ds.image_dir.resolve()}|{len(ds.files)}".encode()).hexdigest()[:12]
-    return default_cache_dir() / f"celeba_landmarks_{key}.npz"
+    return cache_dir("privacy") / f"celeba_landmarks_{key}.npz"
 
 
 def celeba_landmarks(ds: CelebA, cache: str | Path | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,9 @@ def train(data: List[Path] = _DATA,
                                                  help="YouTube-8M release: 2018 (3,862 classes) or 2017 (4,716)."),
           num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, max=64,
                                                     help="Shard readers per process (DataLoader workers)."),
+          shard_cache: Optional[bool] = typer.Option(None, "--shard-cache/--no-shard-cache",
+                                                     help="Video level: keep decoded shards in the user cache, so "
+                                                          "epochs after the first skip parsing (as much disk as the shards)."),
           train_shards: int = _TRAIN_SHARDS,
           resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last.pt."),
           hardware: Hardware = None):
@@ -71,7 +74,8 @@ def train(data: List[Path] = _DATA,
     from affectlens.videotag.data import expand_shards
 
     mods = modalities.split(",") if modalities else None
-    cfg = recipe.load_config(config, epochs=epochs, lr=lr, modalities=mods, release=release, num_workers=num_workers)
+    cfg = recipe.load_config(config, epochs=epochs, lr=lr, modalities=mods, release=release, num_workers=num_workers,
+                             shard_cache=shard_cache)
     if val:
         tr, va = expand_shards(data), expand_shards(val)
     else:

@@ -62,6 +62,7 @@ class TrainConfig:
     release: str = "2018"        # 2018: 3,862 classes, key "id"; 2017: 4,716, key "video_id"
     num_workers: int = 1         # stream readers (DataLoader workers) per process
     shuffle_buffer: int = 0      # videos; 0 = 8,192 video level, 256 frame level
+    shard_cache: bool = False    # video level: read shards through the decoded-shard cache (data.decoded_shard)
     seed: int = 0
     threads: int = 2
     max_frames: int = 300  # frame level only
@@ -222,7 +223,8 @@ def stream_of(cfg: TrainConfig, paths: Sequence[Path], *, shuffle: bool = False,
     ranks, for training and its validation; evaluation and prediction read every shard)."""
     return D.ShardStream(paths, modalities=cfg.modalities, frame_level=cfg.frame_level, max_frames=cfg.max_frames,
                          num_classes=cfg.num_classes, batch_size=batch_size or cfg.batch_size,
-                         shuffle=shuffle, buffer=cfg.shuffle_buffer, seed=cfg.seed, distributed=distributed)
+                         shuffle=shuffle, buffer=cfg.shuffle_buffer, seed=cfg.seed, distributed=distributed,
+                         cache=cfg.shard_cache)
 
 
 def score_stream(model, classes: np.ndarray, stream: D.ShardStream, num_workers: int = 0

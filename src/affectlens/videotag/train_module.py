@@ -29,7 +29,7 @@ class VideotagModule(TrainModule):
     figure."""
 
     monitor, mode = "val_gap", "max"
-    resume_may_change = ("epochs", "threads", "num_workers", "patience")
+    resume_may_change = ("epochs", "threads", "num_workers", "patience", "shard_cache")
 
     def __init__(self, model: torch.nn.Module, classes: np.ndarray, cfg: TrainConfig, prior: np.ndarray):
         super().__init__(getattr(model, "config", None), cfg, seed=cfg.seed, extra={"classes": classes.tolist()})
