@@ -1,5 +1,5 @@
 """Video tagging on the real YouTube-8M shards with the starter code's recipe, streamed from disk:
-logistic, MoE with 2 / 4 / 8 mixtures, and the mean ensemble of the models, on the split of issue
+logistic, MoE with 2 / 4 / 8 mixtures, the video-level MLP, and the mean ensemble of the models, on the split of issue
 "Videotag at scale" (train: video_level/ 0000-0029 + video_level_more/ 0030-0069, ~20k videos;
 choose the epoch and evaluate on 0070-0079, 2,839 videos, said in the docs).
 
@@ -7,7 +7,7 @@ Each model is trained with the same command a user runs (``videotag train --data
 here through ``recipe.train``), resumes from its run folder, and the table prints GAP, mAP, Hit@1,
 PERR, the epoch chosen and the training wall time, with each model's GAP minus the logistic's.
 
-    .venv/bin/python bench/videotag_scale.py [--models logistic moe2 moe4 moe8] [--out runs/videotag/scale]
+    .venv/bin/python bench/videotag_scale.py [--models logistic moe2 moe4 moe8 mlp] [--out runs/videotag/scale]
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ MODELS = {  # name -> (config file, overrides)
     "moe2": ("configs/videotag_moe.yaml", {}),
     "moe4": ("configs/videotag_moe4.yaml", {}),
     "moe8": ("configs/videotag_moe_a.yaml", {}),
+    "mlp": ("configs/videotag_mlp.yaml", {}),
 }
 
 

@@ -20,12 +20,18 @@ def test_moe_logit_is_logit_of_mixture():
     torch.testing.assert_close(torch.sigmoid(head(x)), p, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cfg", [M.LogisticConfig(input_dim=12, num_classes=5),
-                                 M.MoEConfig(input_dim=12, num_classes=5, num_experts=3)])
-def test_video_level_shapes(cfg):
+@pytest.mark.parametrize("cfg,width", [(M.LogisticConfig(input_dim=12, num_classes=5), 12),
+                                       (M.MoEConfig(input_dim=12, num_classes=5, num_experts=3), 12),
+                                       (M.MLPConfig(input_dim=12, num_classes=5, hidden=7), 7),
+                                       (M.MLPConfig(input_dim=12, num_classes=5, hidden=7, num_experts=2), 7)])
+def test_video_level_shapes(cfg, width):
     model = M.build_model(cfg)
     x = torch.randn(4, 12)
-    assert model(x).shape == (4, 5) and model.forward_features(x).shape == (4, 12)
+    assert model(x).shape == (4, 5) and model.forward_features(x).shape == (4, width)
+    M.init_prior(model, torch.full((5,), 0.1))  # heads start at the label prior (MoE: up to its random gates)
+    zero = torch.sigmoid(model.eval().forward_head(torch.zeros(1, width)))
+    exact = isinstance(model.head, torch.nn.Linear)
+    torch.testing.assert_close(zero, torch.full((1, 5), 0.1), atol=1e-5 if exact else 0.03, rtol=1e-4)
 
 
 @pytest.mark.parametrize("cfg", [M.dbof_tiny(input_dim=12, num_classes=5), M.lstm_tiny(input_dim=12, num_classes=5),
@@ -72,6 +78,7 @@ def _task(frame_level: bool, n=160, d=16, c=6, seed=0):
 @pytest.mark.parametrize("cfg,frame_level", [
     (M.LogisticConfig(input_dim=16, num_classes=6), False),
     (M.MoEConfig(input_dim=16, num_classes=6, num_experts=2), False),
+    (M.MLPConfig(input_dim=16, num_classes=6, hidden=32, dropout=0.2), False),
     (M.dbof_tiny(input_dim=16, num_classes=6), True),
     (M.lstm_tiny(input_dim=16, num_classes=6), True)])
 def test_tiny_models_learn(cfg, frame_level):
