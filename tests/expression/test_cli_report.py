@@ -30,7 +30,7 @@ def _fer_csv(path, n=21, seed=0, usages=("PrivateTest",)):
 def test_eval_report_has_sections_and_embedded_images(tmp_path):
     data = _fer_csv(tmp_path / "fer2013.csv")
     report = tmp_path / "r" / "expression.html"
-    r = runner.invoke(app, ["expression", "eval", "--data", str(data), "--out", str(tmp_path / "ev"),
+    r = runner.invoke(app, ["expression", "eval", "--data", str(data), "--out", str(tmp_path / "ev"), "--label-set", "fer2013",
                             "--tta", "none", "--tta", "flip", "--report", str(report)])
     assert r.exit_code == 0, r.output
     html = report.read_text()
@@ -63,3 +63,10 @@ def test_train_on_two_cpu_processes_writes_one_run_folder(tmp_path):
     ck = load_checkpoint(out / "last.pt")
     assert ck["epoch"] == 1 and ck["model"]["variant"] == "cnn" and len(ck["history"]["train_loss"]) == 1
     assert "2 device(s)" in done.stderr
+
+
+def test_eval_of_the_default_ferplus_model_needs_the_votes_beside_the_data(tmp_path):
+    data = _fer_csv(tmp_path / "fer2013.csv")
+    r = runner.invoke(app, ["expression", "eval", "--data", str(data), "--out", str(tmp_path / "ev")])
+    assert r.exit_code != 0 and isinstance(r.exception, Exception)
+    assert str(tmp_path / "ferplus.csv") in str(r.exception) and "FER+ votes not found" in str(r.exception)

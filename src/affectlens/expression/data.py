@@ -229,6 +229,13 @@ class FerPlusVotes:
     votes: np.ndarray
 
 
+def ferplus_beside(data: str | Path) -> Path:
+    """Where the FER+ votes of a FER2013 copy are expected: ``ferplus.csv`` in the image folder, or
+    beside ``fer2013.csv``."""
+    data = Path(data)
+    return (data.parent if data.suffix.lower() == ".csv" else data) / "ferplus.csv"
+
+
 def read_ferplus(path: str | Path) -> FerPlusVotes:
     """``ferplus.csv`` (``path, Usage, ferplus_image, match_mad`` and the ten vote counts). A row whose
     counts are not whole numbers from 0 to 10 summing to 1-12, or whose path appears twice, is one

@@ -29,6 +29,7 @@ from affectlens.expression.data import (
     FERPLUS_CLASSES,
     LABEL_MODES,
     FerSet,
+    ferplus_beside,
     ferplus_split,
     load_fer,
     read_ferplus,
@@ -94,7 +95,7 @@ class TrainConfig:
                                 last_pool=self.last_pool, feature_map=self.feature_map)
 
     def ferplus_path(self) -> Path:
-        return Path(self.ferplus) if self.ferplus else Path(self.data) / "ferplus.csv"
+        return Path(self.ferplus) if self.ferplus else ferplus_beside(self.data)
 
 
 def load_train_config(path: str | Path | None = None, **overrides) -> TrainConfig:
@@ -294,7 +295,7 @@ def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, spli
     fer = fer if fer is not None else load_fer(data)
     label_set = label_set_of(model.cfg.num_classes)
     if label_set == "ferplus":
-        part, _ = ferplus_split(fer, read_ferplus(ferplus or Path(data) / "ferplus.csv"), split, "ferplus-majority")
+        part, _ = ferplus_split(fer, read_ferplus(ferplus or ferplus_beside(data)), split, "ferplus-majority")
         names = FERPLUS_CLASSES
     else:
         part, names = fer.split(split), CLASSES
