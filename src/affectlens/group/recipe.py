@@ -41,13 +41,11 @@ from affectlens.group.data import (
     to_model_inputs,
 )
 from affectlens.group.model import BUILDERS, GroupConfig, build_model, config_from_dict
-from affectlens.group.train_module import GroupModule
 from affectlens.media import probe
 from affectlens.metrics.classification import classification_report
 from affectlens.report.plots import confusion_matrix_png, curves_png, per_class_png, timeline_png
 from affectlens.scale import check_output, run_batch
 from affectlens.training.checkpoint import load_checkpoint
-from affectlens.training.engine import fit, loader
 from affectlens.training.hardware import Hardware
 
 Log = Callable[[str], None]
@@ -190,6 +188,11 @@ def train(cfg: TrainConfig, data: Optional[Path], out: Path, val: Optional[Path]
     ``data`` may be None when training on synthetic clips only (Table 2's ``synt_video`` rows).
     Every DDP process runs this; only rank 0 (``result["is_global_zero"]``) evaluates and plots.
     """
+    # Lightning only when training: evaluating and predicting never import it (what it pulls in is
+    # outside the group room's privacy rule; tests/group/test_privacy.py)
+    from affectlens.group.train_module import GroupModule
+    from affectlens.training.engine import fit, loader
+
     torch.set_num_threads(cfg.threads)
     out = Path(out)
     train_ds, select_ds, val_ds, problems = _datasets(cfg, data, val, synthetic, cache, on_error, progress, log)

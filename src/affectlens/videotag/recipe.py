@@ -30,12 +30,9 @@ from affectlens.files import atomic_path, write_json
 from affectlens.metrics.multilabel import TopK, all_metrics, top_k_by_video
 from affectlens.report.plots import curves_png
 from affectlens.training import load_checkpoint, seed_everything
-from affectlens.training.engine import fit as engine_fit
-from affectlens.training.engine import loader
 from affectlens.videotag import data as D
 from affectlens.videotag import ensemble as E
 from affectlens.videotag import models as M
-from affectlens.videotag.train_module import VideotagModule
 
 __all__ = ["TrainConfig", "load_config", "Split", "load_split", "fit", "predict_scores", "train",
            "evaluate", "predict", "stream_of", "score_stream", "run_ensemble"]
@@ -176,6 +173,11 @@ def fit(model, split: Split, classes: np.ndarray, cfg: TrainConfig, out_dir: Pat
 def _fit(model, train_set, val_set, classes: np.ndarray, cfg: TrainConfig, prior: np.ndarray,
          out_dir: Path | None, hardware, resume: bool, callbacks: Sequence):
     """The one call into the engine for both the in-memory and the streaming paths."""
+    # Lightning only when training: evaluating and predicting a trained model never import it
+    from affectlens.training.engine import fit as engine_fit
+    from affectlens.training.engine import loader
+    from affectlens.videotag.train_module import VideotagModule
+
     module = VideotagModule(model, classes, cfg, prior)
     streaming = isinstance(train_set, D.ShardStream)
     kw = {} if streaming else {"collate_fn": _as_batch}
@@ -230,6 +232,8 @@ def stream_of(cfg: TrainConfig, paths: Sequence[Path], *, shuffle: bool = False,
 def score_stream(model, classes: np.ndarray, stream: D.ShardStream, num_workers: int = 0
                  ) -> Iterator[tuple[list, np.ndarray, np.ndarray]]:
     """``(ids, probabilities (B, classes of the release), labels bool (B, ...))`` batch by batch."""
+    from affectlens.training.engine import loader  # the engine (and Lightning) only when a stream is read
+
     model.eval()
     with torch.no_grad():
         for batch in loader(stream, stream.batch_size, num_workers=num_workers):
