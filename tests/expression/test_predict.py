@@ -106,7 +106,7 @@ def test_default_model_is_the_ferplus_one_and_reads_real_faces():
     pick = np.random.default_rng(0).choice(len(part), 400, replace=False)  # the split is ordered by class
     out = predict_images(list(part.images[pick]))
     acc = np.mean([FERPLUS_CLASSES.index(o["label"]) == y for o, y in zip(out, part.labels[pick])])
-    assert acc > 0.7 and set(out[0]["probs"]) == set(FERPLUS_CLASSES)
+    assert acc > 0.78 and set(out[0]["probs"]) == set(FERPLUS_CLASSES)
     assert DEFAULT_WEIGHTS.stat().st_size < 20e6
 
 
