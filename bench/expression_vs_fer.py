@@ -25,6 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from affectlens.expression.data import CLASSES, FERPLUS_CLASSES, ferplus_split, load_fer, map_probs, read_ferplus
@@ -59,6 +60,9 @@ def main() -> None:
     fer2013 = fer.split("PrivateTest")
     ferplus, _ = ferplus_split(fer, read_ferplus(Path(args.data) / "ferplus.csv"), "PrivateTest", "ferplus-majority")
     protocols = {"FER2013 PrivateTest": (fer2013, CLASSES), "FER+ Test": (ferplus, FERPLUS_CLASSES)}
+    # FER+ Test is a subset of PrivateTest's images: each model runs once, on PrivateTest
+    row_of = {i: k for k, i in enumerate(fer2013.ids)}
+    rows_in = {"FER2013 PrivateTest": np.arange(len(fer2013)), "FER+ Test": np.array([row_of[i] for i in ferplus.ids])}
     sub = fer2013.images[:256]
 
     peer = load_fer_model()
@@ -75,8 +79,9 @@ def main() -> None:
     for name, classes, proba in scorers:
         ms = 1000 * _timed(lambda: proba(sub), args.runs) / len(sub)
         row = {"model": name, "ms_per_face": ms}
+        probs = proba(fer2013.images)
         for proto, (part, names) in protocols.items():
-            p = map_probs(proba(part.images), classes, names)
+            p = map_probs(probs[rows_in[proto]], classes, names)
             rep = classification_report(part.labels, p.argmax(1), names)
             row[proto] = {"n": len(part), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
         rows.append(row)

@@ -152,3 +152,13 @@ def test_label_set_picks_the_shipped_model_and_every_row_names_it(tmp_path):
         assert meta["label_set"] == label_set and meta["classes"] == list(classes)
     bad = invoke(["expression", "predict", face, "--crops", "--label-set", "affectnet", "--out", tmp_path / "x"])
     assert bad.code != 0 and "label-set" in bad.err and "Traceback" not in bad.err
+
+
+def test_a_checkpoint_of_another_class_count_is_one_clear_error(tmp_path):
+    from affectlens.errors import DataError
+    from affectlens.expression.predict import load_model
+
+    cfg = expression_tiny(num_classes=5)
+    path = save_checkpoint(tmp_path / "five.pt", build_model(cfg), cfg)
+    with pytest.raises(DataError, match="predicts 5 classes"):
+        load_model(path)

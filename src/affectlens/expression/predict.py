@@ -72,10 +72,12 @@ def load_model(path: str | Path | None = None, label_set: str = DEFAULT_LABEL_SE
         else:
             net = M.build_model(M.ExpressionConfig(**config))
         net.load_state_dict(ck["state_dict"])
-        class_names(net.cfg.num_classes)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:  # another room's net, or a damaged file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(path, f"not an expression checkpoint ({first[:160]})") from None
+    if net.cfg.num_classes not in (len(CLASSES), len(FERPLUS_CLASSES)):
+        raise DataError(path, f"predicts {net.cfg.num_classes} classes; an expression model predicts "
+                              f"FER2013's {len(CLASSES)} or FER+'s {len(FERPLUS_CLASSES)}")
     return net.eval()
 
 

@@ -34,7 +34,7 @@ from affectlens.expression.data import (
     load_fer,
     read_ferplus,
 )
-from affectlens.expression.predict import fit_to_model, label_set_of, load_model, predict_proba, tta_views  # noqa: F401 (recipe API)
+from affectlens.expression.predict import class_names, fit_to_model, label_set_of, load_model, predict_proba, tta_views  # noqa: F401 (recipe API)
 from affectlens.files import write_json
 from affectlens.metrics.classification import classification_report
 from affectlens.report.plots import confusion_matrix_png, per_class_png
@@ -293,12 +293,11 @@ def evaluate(weights: str | Path | None, data: str | Path, out: str | Path, spli
     out = Path(out)
     model = load_model(weights, label_set)
     fer = fer if fer is not None else load_fer(data)
-    label_set = label_set_of(model.cfg.num_classes)
+    label_set, names = label_set_of(model.cfg.num_classes), class_names(model.cfg.num_classes)
     if label_set == "ferplus":
         part, _ = ferplus_split(fer, read_ferplus(ferplus or ferplus_beside(data)), split, "ferplus-majority")
-        names = FERPLUS_CLASSES
     else:
-        part, names = fer.split(split), CLASSES
+        part = fer.split(split)
     reports = {}
     for mode in tta:
         probs = predict_proba(model, part.images, tta=mode)

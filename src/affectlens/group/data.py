@@ -232,7 +232,7 @@ def extract_features(items: Sequence[VgafItem], cache: Path, spec: FeatureSpec, 
                     functools.partial(_cache_entry, cache=cache, spec=spec), backend=backend, address=address,
                     num_workers=workers, resume=resume, description=f"features {spec.key}", progress=progress,
                     up_to_date=functools.partial(_entry_is_current, spec=spec))
-    failed = [r if r.startswith(str(it.path)) else f"{it.path}: {r}" for it, r in res.failed]
+    failed = res.failure_lines(lambda it: it.path)
     return {"cache": str(Path(cache) / spec.key), "written": len(res.done), "skipped_existing": len(res.skipped),
             "failed": failed, "backend": res.backend, "seconds": res.seconds}
 

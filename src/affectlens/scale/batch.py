@@ -71,9 +71,10 @@ class BatchResult:
         """What a batch command exits with: 1 when any item failed, else 0."""
         return 0 if self.ok else 1
 
-    def failure_lines(self) -> list[str]:
-        """One line per failed item, each naming it (errors that already name their file are kept)."""
-        return [reason if reason.startswith(str(item)) else f"{item}: {reason}" for item, reason in self.failed]
+    def failure_lines(self, name: Callable[[Any], object] = str) -> list[str]:
+        """One line per failed item, each naming it by ``name(item)`` (errors that already name their
+        file are kept as they are)."""
+        return [reason if reason.startswith(str(name(item))) else f"{name(item)}: {reason}" for item, reason in self.failed]
 
     def print_summary(self, console=None, title: str = "batch") -> None:
         """One line of counts, then the failures through the one failure printer

@@ -395,11 +395,8 @@ class ShardStream(IterableDataset):
         if not self.frame_level and self.cache:
             folder = None if self.cache is True else self.cache
             for shard in shards:
-                data = decoded_shard(shard, self.num_classes, folder)
-                feats = data.features(self.modalities)
-                if not len(data):
-                    raise DataError(shard, _EMPTY)
-                yield from zip(data.ids, data.labels, feats)
+                data = decoded_shard(shard, self.num_classes, folder)  # an empty shard is an error there
+                yield from zip(data.ids, data.labels, data.features(self.modalities))
         elif not self.frame_level:
             for vid, lab, rgb, audio in iter_video_level(shards, num_classes=self.num_classes):
                 parts = {"rgb": rgb, "audio": audio}
