@@ -8,6 +8,7 @@ RGB ``uint8`` with the container's rotation applied (what a person sees).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple, Union
@@ -230,10 +231,26 @@ def target_hw(size: Size, rotation: int, width: int, height: int) -> Tuple[int, 
     return (w, h) if rotation in (90, 270) else (h, w)
 
 
+_scalers = threading.local()  # one libswscale context per thread, reused frame after frame
+
+
+def _reformatter() -> av.video.reformatter.VideoReformatter:
+    """The calling thread's ``VideoReformatter``, kept from frame to frame. ``frame.to_ndarray(width=...)``
+    makes a new one, and a new libswscale context, for every frame; reusing one (``sws_getCachedContext``
+    rebuilds it only when sizes or formats change) made a 640×360 yuv420p frame into RGB in 0.19 vs
+    1.13 ms, and into the detector's 448×256 RGB in 1.33 vs 2.89 ms (medians of 5 × 100 frames).
+    One per thread because a context is not safe to share between threads."""
+    rf = getattr(_scalers, "reformatter", None)
+    if rf is None:
+        rf = _scalers.reformatter = av.video.reformatter.VideoReformatter()
+    return rf
+
+
 def to_rgb(frame: av.VideoFrame, hw: Tuple[int, int], rotation: int, interpolation: Optional[str] = None) -> np.ndarray:
     """The frame as upright RGB; ``hw`` is the (height, width) to scale to before rotation
     (``target_hw``); ``interpolation`` is libswscale's (e.g. ``"AREA"`` for downscaling)."""
-    img = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0], interpolation=interpolation)  # (H, W, 3)
+    rgb = _reformatter().reformat(frame, format="rgb24", width=hw[1], height=hw[0], interpolation=interpolation)
+    img = rgb.to_ndarray()  # (H, W, 3)
     if rotation:
         img = np.ascontiguousarray(np.rot90(img, k=-rotation // 90))  # clockwise
     return img
