@@ -102,7 +102,7 @@ def test_ensemble_checkpoint_averages_its_members_probabilities(tmp_path):
     from affectlens.expression.model import ExpressionEnsemble
     from affectlens.expression.predict import load_model
     from affectlens.expression.recipe import combine
-    from affectlens.training import save_checkpoint
+    from affectlens.training import load_checkpoint, save_checkpoint
 
     cfg = expression_tiny()
     nets, paths = [], []
@@ -119,6 +119,17 @@ def test_ensemble_checkpoint_averages_its_members_probabilities(tmp_path):
         torch.testing.assert_close(torch.softmax(ens(x), 1), want)
         torch.testing.assert_close(torch.softmax(ens.forward_video(clip), 1), want_video)
     assert not torch.allclose(want, torch.softmax(nets[0](x), 1))  # the members really differ
+    # an ensemble grows by a net: its members join one by one, each weighing a third
+    torch.manual_seed(2)
+    nets.append(build_model(cfg).eval())
+    third = save_checkpoint(tmp_path / "net2.pt", nets[-1], cfg, epoch=5, public_test_acc=0.6)
+    triple = combine([tmp_path / "pair.pt", third], tmp_path / "triple.pt")
+    ens3 = load_model(triple)
+    assert len(ens3.members) == 3
+    assert [s["epoch"] for s in load_checkpoint(triple)["extra"]["sources"]] == [3, 3, 5]
+    with torch.no_grad():
+        want3 = sum(torch.softmax(n(x), 1) for n in nets) / 3
+        torch.testing.assert_close(torch.softmax(ens3(x), 1), want3)
 
 
 def test_combine_mixes_widths_and_variants_but_refuses_a_different_input(tmp_path):

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,26 +257,30 @@ def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool | None = N
 def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     """Write one checkpoint holding the nets of ``checkpoints`` as an averaging ensemble.
 
-    The nets may differ in width or variant but must read the same input and predict the same
-    classes (``model.input_contract``)."""
+    A checkpoint that is itself an ensemble adds each of its members (so a shipped ensemble grows
+    by one net with ``combine([shipped, new])``). The nets may differ in width or variant but must
+    read the same input and predict the same classes (``model.input_contract``)."""
     if len(checkpoints) < 2:
         raise ValueError("combine needs at least two checkpoints")
-    cks = [load_checkpoint(p) for p in checkpoints]
-    configs = [M.ExpressionConfig(**ck["model"]) for ck in cks]
-    for p, ck, cfg in zip(checkpoints, cks, configs):
-        if ck["extra"].get("members"):
-            raise DataError(p, "is already an ensemble; combine single nets")
-        if M.input_contract(cfg) != M.input_contract(configs[0]):
+    nets, sources = [], []
+    for p in checkpoints:
+        net, ck = load_model(p), load_checkpoint(p)
+        if M.input_contract(net.cfg) != M.input_contract(nets[0].cfg if nets else net.cfg):
             raise DataError(p, f"input differs from {checkpoints[0]}'s (image_size, pixel_mean, pixel_std, "
-                               f"num_classes {M.input_contract(cfg)} vs {M.input_contract(configs[0])})")
+                               f"num_classes {M.input_contract(net.cfg)} vs {M.input_contract(nets[0].cfg)})")
+        if isinstance(net, M.ExpressionEnsemble):
+            nets += list(net.members)
+            sources += ck["extra"].get("sources") or [{"file": Path(p).name}] * len(net.members)
+        else:
+            nets.append(net)
+            sources.append({"file": Path(p).name, "epoch": ck["epoch"],
+                            "public_test_acc": ck["best"].get("value", ck["extra"].get("public_test_acc"))})
+    configs = [n.cfg for n in nets]
     ens = M.ExpressionEnsemble(configs)
-    for member, ck in zip(ens.members, cks):
-        member.load_state_dict(ck["state_dict"])
-    sources = [{"file": Path(p).name, "epoch": ck["epoch"],
-                "public_test_acc": ck["best"].get("value", ck["extra"].get("public_test_acc"))}
-               for p, ck in zip(checkpoints, cks)]
-    return save_checkpoint(out, ens, configs[0], members=len(cks), sources=sources,
-                           member_configs=[ck["model"] for ck in cks])
+    for member, net in zip(ens.members, nets):
+        member.load_state_dict(net.state_dict())
+    return save_checkpoint(out, ens, configs[0], members=len(nets), sources=sources,
+                           member_configs=[dataclasses.asdict(c) for c in configs])
 
 
 # --------------------------------------------------------------------------- evaluation
