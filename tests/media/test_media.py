@@ -333,3 +333,42 @@ def test_transform_video_keeps_timing_and_audio_and_never_leaves_half_an_output(
     with pytest.raises(RuntimeError, match="boom"):
         transform_video(src, tmp_path / "half.mp4", broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]  # nothing half-written left
+
+
+def test_video_jobs_keep_large_buffers_out_of_the_arenas(tmp_path, monkeypatch):
+    import platform
+
+    from affectlens.media import pipeline, transform_video, write_video
+    from affectlens.privacy import video as anonymizer
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert pipeline.steady_heap() is True                      # glibc took the fixed threshold
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert pipeline.steady_heap() is False                         # the user's own choice stands
+    calls = []
+    monkeypatch.setattr(pipeline, "steady_heap", lambda: calls.append("transform"))
+    monkeypatch.setattr(anonymizer, "steady_heap", lambda: calls.append("anonymize"))
+    src = write_video(tmp_path / "in.mp4", np.zeros((3, 32, 32, 3), np.uint8), 10)
+    transform_video(src, tmp_path / "out.mp4", lambda rgb, t: rgb)
+    anonymizer.anonymize_video(src, tmp_path / "anon.mp4", detector=lambda img: anonymizer.Detections.empty())
+    assert calls == ["transform", "anonymize"]
+
+
+def test_to_rgb_reuses_one_scaler_per_thread_across_sizes_and_formats():
+    import threading
+
+    import av
+
+    from affectlens.media.video import _reformatter, to_rgb
+
+    rng = np.random.default_rng(0)
+    frames = [av.VideoFrame.from_ndarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), format="rgb24").reformat(format=f)
+              for h, w, f in [(48, 64, "yuv420p"), (32, 32, "yuv444p"), (48, 64, "yuv420p"), (36, 20, "rgb24")]]
+    for frame, hw in zip(frames, [(48, 64), (16, 16), (24, 32), (36, 20)]):
+        got = to_rgb(frame, hw, 0, interpolation="AREA")
+        want = frame.to_ndarray(format="rgb24", width=hw[1], height=hw[0], interpolation="AREA")
+        np.testing.assert_array_equal(got, want)                      # the same pixels as a fresh scaler
+    other = []
+    t = threading.Thread(target=lambda: other.append(_reformatter()))
+    t.start(), t.join()
+    assert other[0] is not _reformatter() and _reformatter() is _reformatter()

@@ -33,6 +33,7 @@ from affectlens.media.pipeline import (
     opencv_single_threaded,
     put,
     stage_items,
+    steady_heap,
 )
 from affectlens.media.video import target_hw, to_rgb
 from affectlens.media.writer import container_for
@@ -186,6 +187,7 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     custom = detector is not None  # a caller's detector may keep state: call it in frame order
     frame_detector = _frame_detector(cfg, detector, info)  # slow (loads the network): before any output exists
     method = get_method(cfg.method)
+    steady_heap()  # memory stays flat however long the video
     writer = _video_writer(src, dst, info, cfg)  # from here on, any exit aborts it (no temporary file left)
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
