@@ -70,3 +70,21 @@ def test_eval_of_the_default_ferplus_model_needs_the_votes_beside_the_data(tmp_p
     r = runner.invoke(app, ["expression", "eval", "--data", str(data), "--out", str(tmp_path / "ev")])
     assert r.exit_code != 0 and isinstance(r.exception, Exception)
     assert str(tmp_path / "ferplus.csv") in str(r.exception) and "FER+ votes not found" in str(r.exception)
+
+
+def test_ensemble_command_counts_the_members_it_wrote(tmp_path):
+    import torch
+
+    from affectlens.expression.model import build_model, expression_tiny
+    from affectlens.training import save_checkpoint
+
+    cfg = expression_tiny()
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        paths.append(str(save_checkpoint(tmp_path / f"n{seed}.pt", build_model(cfg), cfg, epoch=1)))
+    r = runner.invoke(app, ["expression", "ensemble", paths[0], paths[1], "--out", str(tmp_path / "pair.pt")])
+    assert r.exit_code == 0 and "(2 members)" in r.output, r.output
+    r = runner.invoke(app, ["expression", "ensemble", str(tmp_path / "pair.pt"), paths[2], "--out", str(tmp_path / "three.pt")])
+    assert r.exit_code == 0 and "(3 members)" in r.output, r.output
+    assert load_checkpoint(tmp_path / "three.pt")["extra"]["members"] == 3

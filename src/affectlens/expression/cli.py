@@ -55,15 +55,18 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
 
 
 @app.command()
-def ensemble(checkpoints: list[Path] = typer.Argument(..., help="Two or more best.pt that read the same input (widths and variants may differ)."),
+def ensemble(checkpoints: list[Path] = typer.Argument(..., help="Two or more best.pt that read the same input (widths and variants may differ); an ensemble adds its members."),
              out: Path = typer.Option(..., "--out", "-o", help="The combined checkpoint to write.")):
     """Combine trained nets into one checkpoint whose prediction is their mean class probability."""
     from affectlens.expression.recipe import combine
+    from affectlens.training import load_checkpoint
 
     if len(checkpoints) < 2:
         raise typer.BadParameter("give two or more checkpoints to combine")
     check_output(out, inputs=checkpoints)
-    stdout.print(f"wrote {one_line(combine(checkpoints, out))} ({len(checkpoints)} members)")
+    written = combine(checkpoints, out)
+    members = load_checkpoint(written)["extra"]["members"]
+    stdout.print(f"wrote {one_line(written)} ({members} members)")
 
 
 LABEL_SET_OPTION = choice_option(DEFAULT_LABEL_SET, "--label-set", choices=LABEL_SETS,
