@@ -46,7 +46,11 @@ def steady_heap() -> bool:
     30-minute clip), though Python's own heap (tracemalloc) stayed flat. Fixing the threshold made
     it flat (anonymous RSS at each tenth of that run 435 434 436 436 436 435 436 436 436 MB); calling
     ``malloc_trim`` every 2 s instead only halved the growth. ``bench/long_video_memory.py``
-    measures it. Setting it once a process is enough; the setting is process-wide.
+    measures it. The price is speed: freed memory goes back to the system and is faulted in again,
+    and anonymize ran at a median 164 vs 180 fps without it (3-minute 640×360 10 fps clip, seven
+    interleaved runs each; a 1 MiB threshold cost as much). Whoever prefers the speed sets
+    ``MALLOC_MMAP_THRESHOLD_`` (e.g. to glibc's dynamic default's ceiling, 33554432) and is left
+    alone. The setting is process-wide, so once a process is enough.
     """
     if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
