@@ -1,14 +1,18 @@
 """Which nets to ship together? PublicTest accuracy of every combination of trained expression nets.
 
-Selection only: each checkpoint's class probabilities on FER2013 PublicTest (the split the recipe
-selects on; PrivateTest is never read here) are computed once per TTA mode, then every subset of
-two or more members is scored by averaging its members' probabilities, exactly as
-``ExpressionEnsemble`` does. The best subset is the one to ``affectlens expression ensemble`` and to
-report on PrivateTest once with bench/expression_vs_fer.py.
+Selection only: each net's class probabilities on PublicTest (the split the recipe selects on;
+PrivateTest is never read here) are computed once per TTA mode, then every subset is scored by
+averaging its members' probabilities, exactly as ``ExpressionEnsemble`` does. 7-class (FER2013)
+nets are scored on FER2013's labels, 8-class (FER+) nets on the FER+ majority label of FER+ Valid
+(= PublicTest); an ensemble checkpoint (a shipped model) joins as its members, named ``file#i``.
+The best subset is the one to ``affectlens expression ensemble`` and to report on PrivateTest once
+with bench/expression_vs_fer.py.
 
     .venv/bin/python bench/expression_ensemble_select.py \\
         runs/expression/cnn_bilstm/best.pt runs/expression/cnn_bilstm_seed1/best.pt \\
         runs/expression/cnn_bilstm_small/best.pt --tta flip tencrop
+    .venv/bin/python bench/expression_ensemble_select.py \\
+        src/affectlens/expression/weights/cnn_bilstm_ferplus.pt runs/expression/ferplus_c/best.pt
 """
 from __future__ import annotations
 
@@ -25,8 +29,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def main() -> None:
-    from affectlens.expression.data import load_fer
-    from affectlens.expression.predict import load_model
+    from affectlens.expression.data import ferplus_beside, ferplus_split, load_fer, read_ferplus
+    from affectlens.expression.model import ExpressionEnsemble
+    from affectlens.expression.predict import label_set_of, load_model
     from affectlens.expression.recipe import predict_proba
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,17 +49,30 @@ def main() -> None:
         print("fewer than two trained nets under runs/expression/: nothing to choose from "
               "(train them with the commands in docs/expression.md)")
         return
-    part = load_fer(args.data).split("PublicTest")
-    names = [f"{p.parent.name}/{p.name}" if p.name in ("best.pt", "last.pt") else p.name for p in args.checkpoints]
+    nets, names = [], []
+    for path in args.checkpoints:
+        net = load_model(path)
+        name = f"{path.parent.name}/{path.name}" if path.name in ("best.pt", "last.pt") else path.name
+        members = list(net.members) if isinstance(net, ExpressionEnsemble) else [net]
+        nets += [m.eval() for m in members]
+        names += [f"{name}#{i}" for i in range(len(members))] if len(members) > 1 else [name]
+    if len({n.cfg.num_classes for n in nets}) > 1:
+        raise SystemExit("mixed label sets: give only FER2013 (7-class) or only FER+ (8-class) nets")
+    fer = load_fer(args.data)
+    if label_set_of(nets[0].cfg.num_classes) == "ferplus":
+        part, _ = ferplus_split(fer, read_ferplus(ferplus_beside(args.data)), "PublicTest", "ferplus-majority")
+    else:
+        part = fer.split("PublicTest")
     for mode in args.tta:
-        probs = [predict_proba(load_model(p), part.images, tta=mode) for p in args.checkpoints]
+        probs = [predict_proba(n, part.images, tta=mode) for n in nets]
         rows = []
         for k in range(1, len(probs) + 1):
             for subset in itertools.combinations(range(len(probs)), k):
                 p = np.mean([probs[i] for i in subset], axis=0)
                 rows.append(((p.argmax(1) == part.labels).mean(), subset))
         rows.sort(key=lambda r: -r[0])
-        print(f"\nPublicTest ({len(part.labels)} faces), TTA {mode}: accuracy of the mean probability")
+        print(f"\nPublicTest ({len(part.labels)} faces, {label_set_of(nets[0].cfg.num_classes)} labels), TTA {mode}: "
+              f"accuracy of the mean probability")
         for acc, subset in rows[:args.top]:
             print(f"  {100 * acc:6.2f} %  {' + '.join(names[i] for i in subset)}")
         singles = [r for r in rows if len(r[1]) == 1]
