@@ -61,7 +61,11 @@ def load_model(path: str | Path | None = None, label_set: str = DEFAULT_LABEL_SE
     if label_set not in SHIPPED:
         raise AffectlensError(f"unknown label set {label_set!r}: choose {' or '.join(LABEL_SETS)}")
     path = Path(path or SHIPPED[label_set])
-    ck = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), path)
+
+
+def model_from_checkpoint(ck: dict, path: str | Path) -> M.ExpressionNet | M.ExpressionEnsemble:
+    """The net or ensemble held by ``ck``, a checkpoint already read from ``path`` (named in errors)."""
     extra = ck.get("extra") or {}
     config = ck.get("model") or ck.get("config") or {}  # format 2 names the model config "model"
     members = int(extra.get("members", ck.get("members", 0)) or 0)

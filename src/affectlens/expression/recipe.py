@@ -10,11 +10,11 @@ every epoch writes ``last.pt`` (resumable) and, when PublicTest accuracy improve
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from affectlens.expression.data import (
     load_fer,
     read_ferplus,
 )
-from affectlens.expression.predict import class_names, fit_to_model, label_set_of, load_model, predict_proba, tta_views  # noqa: F401 (recipe API)
+from affectlens.expression.predict import class_names, fit_to_model, label_set_of, load_model, model_from_checkpoint, predict_proba, tta_views  # noqa: F401 (recipe API)
 from affectlens.files import write_json
 from affectlens.metrics.classification import classification_report
 from affectlens.report.plots import confusion_matrix_png, per_class_png
@@ -264,7 +264,8 @@ def combine(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
         raise ValueError("combine needs at least two checkpoints")
     nets, sources = [], []
     for p in checkpoints:
-        net, ck = load_model(p), load_checkpoint(p)
+        ck = load_checkpoint(p)
+        net = model_from_checkpoint(ck, p)
         if M.input_contract(net.cfg) != M.input_contract(nets[0].cfg if nets else net.cfg):
             raise DataError(p, f"input differs from {checkpoints[0]}'s (image_size, pixel_mean, pixel_std, "
                                f"num_classes {M.input_contract(net.cfg)} vs {M.input_contract(nets[0].cfg)})")

@@ -96,7 +96,10 @@ def encode_frame(writer, frame) -> None:
 
 
 def decode_stage(src: Path, q: queue.Queue, stop: threading.Event) -> Callable[[], None]:
-    """Every decoded frame of ``src`` onto ``q``, then ``END``."""
+    """Every decoded frame of ``src`` onto ``q``, then ``END``. Every video job starts here, so this
+    is where its memory is kept flat (``steady_heap``)."""
+    steady_heap()
+
     def run() -> None:
         try:
             for frame in decoded_frames(src):
@@ -234,7 +237,6 @@ def transform_video(src: str | Path, dst: str | Path, fn: Callable, **writer_opt
     src, dst = Path(src), Path(dst)
     info = probe(src)
     hw = target_hw(None, info.rotation, info.width, info.height)
-    steady_heap()
     writer = VideoWriter.like(src, dst, **writer_options)
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)

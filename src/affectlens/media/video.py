@@ -246,11 +246,16 @@ def _reformatter() -> av.video.reformatter.VideoReformatter:
     return rf
 
 
+def reformat(frame: av.VideoFrame, **kwargs) -> av.VideoFrame:
+    """``frame.reformat(**kwargs)`` with the calling thread's scaler (``_reformatter``): use this, not
+    ``frame.reformat`` or ``frame.to_ndarray(format=...)``, for frames in a loop."""
+    return _reformatter().reformat(frame, **kwargs)
+
+
 def to_rgb(frame: av.VideoFrame, hw: Tuple[int, int], rotation: int, interpolation: Optional[str] = None) -> np.ndarray:
     """The frame as upright RGB; ``hw`` is the (height, width) to scale to before rotation
     (``target_hw``); ``interpolation`` is libswscale's (e.g. ``"AREA"`` for downscaling)."""
-    rgb = _reformatter().reformat(frame, format="rgb24", width=hw[1], height=hw[0], interpolation=interpolation)
-    img = rgb.to_ndarray()  # (H, W, 3)
+    img = reformat(frame, format="rgb24", width=hw[1], height=hw[0], interpolation=interpolation).to_ndarray()  # (H, W, 3)
     if rotation:
         img = np.ascontiguousarray(np.rot90(img, k=-rotation // 90))  # clockwise
     return img

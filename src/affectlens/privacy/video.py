@@ -33,9 +33,8 @@ from affectlens.media.pipeline import (
     opencv_single_threaded,
     put,
     stage_items,
-    steady_heap,
 )
-from affectlens.media.video import target_hw, to_rgb
+from affectlens.media.video import reformat, target_hw, to_rgb
 from affectlens.media.writer import container_for
 from affectlens.privacy.masking import anonymize_frame, anonymize_planes, get_method
 from affectlens.privacy.options import (
@@ -187,7 +186,6 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     custom = detector is not None  # a caller's detector may keep state: call it in frame order
     frame_detector = _frame_detector(cfg, detector, info)  # slow (loads the network): before any output exists
     method = get_method(cfg.method)
-    steady_heap()  # memory stays flat however long the video
     writer = _video_writer(src, dst, info, cfg)  # from here on, any exit aborts it (no temporary file left)
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
@@ -207,7 +205,7 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
         if in_rgb:
             out = (anonymize_frame(to_rgb(frame, hw, info.rotation), tf.boxes, method, cfg.mask, cfg.margin), frame.pts)
         else:
-            out = frame if frame.format.name == "yuv420p" else frame.reformat(format="yuv420p")
+            out = frame if frame.format.name == "yuv420p" else reformat(frame, format="yuv420p")
             if len(tf.boxes):
                 anonymize_planes(*writable_planes(out), tf.boxes, method, cfg.mask, cfg.margin)
         if not put(q_out, out, stop):
