@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import queue
 import sys
@@ -54,12 +55,19 @@ def steady_heap() -> bool:
     """
     if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
+    mallopt = _mallopt()
+    return mallopt is not None and mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER) == 1
+
+
+@functools.cache
+def _mallopt():
+    """glibc's ``mallopt``, looked up once (``find_library`` runs ``ldconfig``), or None."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # musl and others: no mallopt
-        return False
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, LARGE_BUFFER) == 1
+    return mallopt
 
 
 class Stage(threading.Thread):

@@ -190,8 +190,8 @@ def anonymize_video(src: Path, dst: Path, cfg: AnonymizeConfig = AnonymizeConfig
     stop = threading.Event()
     q_in: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
     q_out: queue.Queue = queue.Queue(maxsize=FRAME_QUEUE)
-    stages = [Stage(decode_stage(src, q_in, stop), "decode"), Stage(encode_stage(writer, q_out, stop), "encode")]
     try:
+        stages = [Stage(decode_stage(src, q_in, stop), "decode"), Stage(encode_stage(writer, q_out, stop), "encode")]
         log = FrameLog(sidecar_path(dst))
     except BaseException:
         writer.abort()
