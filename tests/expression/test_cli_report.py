@@ -48,6 +48,14 @@ def test_train_takes_the_engine_options():
     assert "Single process only" not in r.output
 
 
+def test_train_refuses_a_missing_init_checkpoint_before_reading_any_data(tmp_path):
+    r = runner.invoke(app, ["expression", "train", "--init", str(tmp_path / "nope.pt"), "--data", str(tmp_path / "none"),
+                            "--out", str(tmp_path / "run")])
+    said = " ".join(r.output.replace("│", " ").split())  # the usage box may wrap the line
+    assert r.exit_code == 2 and "--init" in said and "no such checkpoint" in said
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_train_on_two_cpu_processes_writes_one_run_folder(tmp_path):
     """``--accelerator cpu --devices 2 --strategy ddp``: Lightning re-runs the command as rank 1."""

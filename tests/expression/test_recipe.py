@@ -113,3 +113,46 @@ def test_one_gpu_step_writes_one_checkpoint(tmp_path):
                       erase_p=0.0, limit_train=32)
     res = train(cfg, fer=_toy_fer(), progress=False, hardware=Hardware(accelerator="gpu"))
     assert res.epochs == 1 and load_checkpoint(tmp_path / "gpu" / "last.pt")["epoch"] == 1
+
+
+def test_warm_start_copies_the_net_and_maps_the_classifier_by_emotion(tmp_path):
+    from affectlens.expression.data import CLASSES, FERPLUS_CLASSES
+    from affectlens.expression.model import ExpressionEnsemble, build_model, expression_tiny
+    from affectlens.expression.recipe import warm_start
+    from affectlens.training import save_checkpoint
+
+    torch.manual_seed(0)
+    kw = dict(pool="attention", feature_map=16)
+    src = build_model(expression_tiny(num_classes=8, **kw)).eval()
+    save_checkpoint(tmp_path / "ferplus.pt", src, src.cfg)
+    net = build_model(expression_tiny(num_classes=7, **kw)).eval()
+    assert warm_start(net, tmp_path / "ferplus.pt") == []            # FER+ has every FER2013 emotion
+    x = torch.randn(5, 1, 24, 24)
+    with torch.no_grad():
+        cols = [FERPLUS_CLASSES.index({"angry": "anger", "happy": "happiness", "sad": "sadness"}.get(c, c))
+                for c in CLASSES]
+        assert torch.allclose(net(x), src(x)[:, cols], atol=1e-6)  # the same net, FER2013's columns
+    # the other way round contempt has no FER2013 row and starts fresh
+    save_checkpoint(tmp_path / "fer2013.pt", net, net.cfg)
+    back = build_model(expression_tiny(num_classes=8, **kw))
+    assert warm_start(back, tmp_path / "fer2013.pt") == [f"head.{len(back.head) - 1} row contempt"]
+    # another architecture, or an ensemble, is one clear error naming the file
+    with pytest.raises(DataError, match="fer2013.pt.*another architecture"):
+        warm_start(build_model(expression_tiny(num_classes=8, pool="mean")), tmp_path / "fer2013.pt")
+    ens = ExpressionEnsemble([src.cfg, src.cfg])
+    save_checkpoint(tmp_path / "ens.pt", ens, src.cfg, members=2)
+    with pytest.raises(DataError, match="ens.pt.*ensemble"):
+        warm_start(build_model(src.cfg), tmp_path / "ens.pt")
+
+
+def test_a_fine_tuned_run_starts_from_its_source(tmp_path):
+    fer = _toy_fer()
+    base = dict(size="tiny", variant="cnn", batch_size=16, erase_p=0.0, warmup_epochs=0.2, eval_tta="none")
+    src = train(TrainConfig(out=str(tmp_path / "src"), epochs=4, lr=5e-3, **base), fer=fer, progress=False)
+    assert src.best["value"] > 0.9
+    scratch = train(TrainConfig(out=str(tmp_path / "scratch"), epochs=1, lr=1e-7, **base), fer=fer, progress=False)
+    tuned = train(TrainConfig(out=str(tmp_path / "tuned"), epochs=1, lr=1e-7, init=str(src.best_path), **base),
+                  fer=fer, progress=False)
+    # with a learning rate too small to move anything, the first epoch scores what the source scored
+    assert tuned.history["val_acc"][0] == pytest.approx(src.best["value"])
+    assert scratch.history["val_acc"][0] < 0.9

@@ -37,6 +37,8 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
           labels: str | None = choice_option(None, "--labels", choices=LABEL_MODES,
                                              help="fer2013 (7 classes) or a FER+ protocol on its 8 classes: "
                                                   "ferplus-majority | ferplus-soft | ferplus-pld."),
+          init: Path | None = typer.Option(None, help="Fine-tune: start from this best.pt (same architecture; "
+                                                      "a classifier of the other label set is mapped by emotion)."),
           resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/last.pt."),
           hardware: Hardware = None):
     """Train on Training, keep the best PublicTest epoch (best.pt); resumable from last.pt.
@@ -47,8 +49,11 @@ def train(config: Path | None = typer.Option(None, help="Flat YAML recipe, e.g. 
     from affectlens.expression.recipe import load_train_config
     from affectlens.expression.recipe import train as run
 
+    if init is not None and not init.is_file():
+        raise typer.BadParameter(f"{init}: no such checkpoint", param_hint="--init")
     cfg = load_train_config(config, data=data, out=out, variant=variant, size=size, epochs=epochs, threads=threads,
-                            labels=labels, pool=pool, last_pool=last_pool, feature_map=feature_map)
+                            labels=labels, pool=pool, last_pool=last_pool, feature_map=feature_map,
+                            init=str(init) if init else None)
     res = run(cfg, hardware=hardware, resume=resume)
     if res.is_global_zero:
         typer.echo(f"best PublicTest accuracy {res.best['value']:.4f} at epoch {res.best['epoch']} -> {res.best_path}")

@@ -316,13 +316,19 @@ def ferplus_split(fer: FerSet, votes: FerPlusVotes, usage: str, mode: str) -> tu
 _SAME_EMOTION = {"angry": "anger", "happy": "happiness", "sad": "sadness"}
 
 
+def same_emotion(source: Sequence[str], target: Sequence[str]) -> list[int | None]:
+    """For each ``target`` class, the index of the same emotion among ``source``'s (None where the
+    source has no such class): FER2013's ``happy`` is FER+'s ``happiness``, ``angry`` ``anger``,
+    ``sad`` ``sadness``; FER2013 has no ``contempt``."""
+    where = {_SAME_EMOTION.get(c, c): i for i, c in enumerate(source)}
+    return [where.get(_SAME_EMOTION.get(c, c)) for c in target]
+
+
 def map_probs(probs: np.ndarray, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
-    """Class probabilities ``(N, len(source))`` onto ``target``'s columns by emotion, so a model of
-    one label set can be scored on the other: FER2013's ``happy`` is FER+'s ``happiness``; a
-    target class the source lacks (FER+ ``contempt``) gets 0, a source class the target lacks is
-    dropped and the rest renormalised."""
-    name = {c: _SAME_EMOTION.get(c, c) for c in source}
-    where = {name[c]: i for i, c in enumerate(source)}
-    tgt = [_SAME_EMOTION.get(c, c) for c in target]
-    out = np.stack([probs[:, where[c]] if c in where else np.zeros(len(probs)) for c in tgt], axis=1)
+    """Class probabilities ``(N, len(source))`` onto ``target``'s columns by emotion
+    (:func:`same_emotion`), so a model of one label set can be scored on the other; a target class
+    the source lacks (FER+ ``contempt``) gets 0, a source class the target lacks is dropped and the
+    rest renormalised."""
+    cols = same_emotion(source, target)
+    out = np.stack([probs[:, i] if i is not None else np.zeros(len(probs)) for i in cols], axis=1)
     return out / np.maximum(out.sum(1, keepdims=True), 1e-12)

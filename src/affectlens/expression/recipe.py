@@ -34,6 +34,7 @@ from affectlens.expression.data import (
     ferplus_split,
     load_fer,
     read_ferplus,
+    same_emotion,
 )
 from affectlens.expression.predict import class_names, fit_to_model, label_set_of, load_model, model_from_checkpoint, predict_proba, tta_views  # noqa: F401 (recipe API)
 from affectlens.files import write_json
@@ -77,6 +78,7 @@ class TrainConfig:
     # votes: ferplus-majority | ferplus-soft (cross-entropy on the votes) | ferplus-pld (labels drawn)
     labels: str = "fer2013"
     ferplus: str = ""                   # ferplus.csv; "" = the one in the FER2013 folder (data)
+    init: str = ""                      # fine-tune: start from this checkpoint's net (warm_start); "" = from scratch
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -199,6 +201,8 @@ class ExpressionModule(TrainModule):
         super().__init__(mcfg, cfg, seed=cfg.seed)
         self.model, self.cfg, self.mcfg, self.steps_per_epoch = M.build_model(mcfg), cfg, mcfg, steps_per_epoch
         self.gen = torch.Generator()
+        # fine-tuning: a resumed run then loads its own last.pt over these weights
+        self.started_fresh = warm_start(self.model, cfg.init) if cfg.init else None
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
@@ -230,6 +234,37 @@ class ExpressionModule(TrainModule):
         return [opt], [{"scheduler": sched, "interval": "step"}]
 
 
+def warm_start(net: M.ExpressionNet, path: str | Path) -> list[str]:
+    """Copy the trained net in checkpoint ``path`` into ``net`` (``TrainConfig.init``: fine-tuning).
+
+    The two must be the same architecture; only the label set may differ. The classifier of the
+    other label set is carried over row by row by emotion (``data.same_emotion``: a FER+ net's
+    ``happiness`` row becomes a FER2013 net's ``happy``), so fine-tuning starts from the source's
+    predictions rather than from a random layer; a class the source lacks (FER+'s ``contempt``
+    for a FER2013 source) keeps its fresh initialisation. Returns what was not copied, e.g.
+    ``["head.3 row contempt"]``."""
+    src = model_from_checkpoint(load_checkpoint(path), path)
+    if isinstance(src, M.ExpressionEnsemble):
+        raise DataError(path, "is an ensemble: fine-tune from one of its nets' best.pt")
+    mine, theirs = net.state_dict(), src.state_dict()
+    cls = f"head.{len(net.head) - 1}."
+    body = [k for k in mine if not k.startswith(cls)]
+    wrong = [k for k in body if k not in theirs or theirs[k].shape != mine[k].shape]
+    if wrong or set(theirs) != set(mine):
+        raise DataError(path, f"is another architecture than this recipe's ({(wrong or sorted(set(theirs) ^ set(mine)))[0]} "
+                              "differs): give size, variant, pool, last_pool and feature_map as it was trained")
+    classes = class_names(net.cfg.num_classes)
+    rows = same_emotion(class_names(src.cfg.num_classes), classes)  # state_dict tensors share net's storage
+    with torch.no_grad():
+        for k in body:
+            mine[k].copy_(theirs[k])
+        for part in ("weight", "bias"):
+            for r, i in enumerate(rows):
+                if i is not None:
+                    mine[cls + part][r].copy_(theirs[cls + part][i])
+    return [f"{cls[:-1]} row {c}" for c, i in zip(classes, rows) if i is None]
+
+
 def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool | None = None,
           hardware: Hardware | None = None, resume: bool = True, callbacks: Sequence = ()) -> FitResult:
     """Fit on Training, keep the PublicTest-best weights (``best.pt``); resumes from ``out/last.pt``."""
@@ -249,6 +284,9 @@ def train(cfg: TrainConfig, fer: FerSet | None = None, progress: bool | None = N
     module = ExpressionModule(cfg, steps)
     print(f"train {len(tr)} / select {len(val)} | {cfg.variant}-{cfg.size} "
           f"{count_parameters(module.model) / 1e6:.2f} M params | {cfg.epochs} epochs x {steps} steps", file=sys.stderr)
+    if cfg.init:
+        print(f"starting from {cfg.init}" + (f" (fresh: {', '.join(module.started_fresh)})" if module.started_fresh else ""),
+              file=sys.stderr)
     return fit(module, loader(Faces(tr.images, tr.labels, targets), cfg.batch_size, shuffle=True, seed=cfg.seed),
                loader(Faces(val.images, val.labels), 256), out=cfg.out, epochs=cfg.epochs, hardware=hardware,
                resume=resume, grad_clip=cfg.grad_clip, progress=progress, callbacks=callbacks)
