@@ -37,9 +37,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 def main() -> None:
     from affectlens.expression.data import ferplus_beside, ferplus_split, load_fer, read_ferplus
+    from affectlens.expression.fer_peer import fer_predict_proba, load_fer_model
     from affectlens.expression.model import ExpressionEnsemble
     from affectlens.expression.predict import label_set_of, load_model
-    from affectlens.expression.fer_peer import fer_predict_proba, load_fer_model
     from affectlens.expression.recipe import predict_proba
     from expression_vs_fer import ms_per_face
 
@@ -98,6 +98,7 @@ def main() -> None:
             print(f"  best within {args.budget_ms:g} ms/face: " + (
                 f"{100 * fits[0][0]:.2f} %, {fits[0][1]:.2f} ms, {' + '.join(names[i] for i in fits[0][2])}"
                 if fits else "none fits"))
+
 
 if __name__ == "__main__":
     main()

@@ -246,22 +246,24 @@ def warm_start(net: M.ExpressionNet, path: str | Path) -> list[str]:
     src = model_from_checkpoint(load_checkpoint(path), path)
     if isinstance(src, M.ExpressionEnsemble):
         raise DataError(path, "is an ensemble: fine-tune from one of its nets' best.pt")
-    mine, theirs = net.state_dict(), src.state_dict()
-    cls = f"head.{len(net.head) - 1}."
-    body = [k for k in mine if not k.startswith(cls)]
-    wrong = [k for k in body if k not in theirs or theirs[k].shape != mine[k].shape]
-    if wrong or set(theirs) != set(mine):
-        raise DataError(path, f"is another architecture than this recipe's ({(wrong or sorted(set(theirs) ^ set(mine)))[0]} "
-                              "differs): give size, variant, pool, last_pool and feature_map as it was trained")
+    mine, state = net.state_dict(), dict(src.state_dict())
+    differ = sorted(set(mine) ^ set(state))
     classes = class_names(net.cfg.num_classes)
-    rows = same_emotion(class_names(src.cfg.num_classes), classes)  # state_dict tensors share net's storage
-    with torch.no_grad():
-        for k in body:
-            mine[k].copy_(theirs[k])
-        for part in ("weight", "bias"):
-            for r, i in enumerate(rows):
-                if i is not None:
-                    mine[cls + part][r].copy_(theirs[cls + part][i])
+    rows = same_emotion(class_names(src.cfg.num_classes), classes)
+    have = [r for r, i in enumerate(rows) if i is not None]
+    cls = f"head.{len(net.head) - 1}."
+    try:
+        if differ:
+            raise RuntimeError(f"{differ[0]} is in one of the two only")
+        for part in (cls + "weight", cls + "bias"):  # this net's classifier, its rows taken by emotion
+            head = mine[part].clone()
+            head[have] = state[part][[rows[r] for r in have]]
+            state[part] = head
+        net.load_state_dict(state)  # checks every other tensor's shape
+    except RuntimeError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
+        raise DataError(path, f"is another architecture than this recipe's ({first[:160]}): give size, "
+                              "variant, pool, last_pool and feature_map as it was trained") from None
     return [f"{cls[:-1]} row {c}" for c, i in zip(classes, rows) if i is None]
 
 
